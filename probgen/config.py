@@ -1,0 +1,216 @@
+"""Dataclass configs: the one home of probgen's defaults.
+
+The CLI builds its flags from these dataclasses (`--latent-dim` is `VAEConfig.latent_dim`) and the
+Python API takes them directly, so both see the same defaults and the same validation. Every check
+raises :class:`~probgen.errors.UserError` naming the flag.
+
+Defaults are full training settings for a GPU; the README shows the flags for a quick CPU run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from probgen.errors import UserError
+
+T = TypeVar("T")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    """A dataclass field whose metadata carries the CLI help text."""
+    return field(metadata={"help": text}, **kw)
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a config field: ``latent_dim`` -> ``--latent-dim``."""
+    return "--" + name.replace("_", "-")
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise UserError(f"{flag(name)}: {msg}")
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, name, f"invalid choice {value!r} (choose from {', '.join(choices)})")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where its files are, and how it is split."""
+
+    dataset: str = _help("dataset name (see `probgen data list`)", default="dsprites")
+    data_root: str | None = _help(
+        "folder holding the dataset files (default: $PROBGEN_DATA, then ./data)", default=None
+    )
+    limit: int | None = _help("use only N images in total (before the split), for quick runs", default=None)
+    test_fraction: float = _help("fraction held out for testing when no official split exists", default=0.1)
+    val_fraction: float = _help("fraction held out for validation when no official split exists", default=0.0)
+    split_seed: int = _help("seed of the permutation that makes the split", default=0)
+    image_size: int | None = _help("resize images to M x M (default: the dataset's native size)", default=None)
+    channels: int | None = _help("1 or 3 channels (default: the dataset's own)", default=None)
+    binarize: str = _help("MNIST binarisation: none, static (threshold) or dynamic (resampled)", default="none")
+    skip_bad: bool = _help("skip unreadable images (and report the count) instead of failing", default=False)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.dataset), "dataset", "must not be empty")
+        _check(self.limit is None or self.limit > 0, "limit", f"must be positive, got {self.limit}")
+        _check(0.0 <= self.test_fraction < 1.0, "test_fraction", f"must be in [0, 1), got {self.test_fraction}")
+        _check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        _check(self.test_fraction + self.val_fraction < 1.0, "test_fraction", "test + val fractions must be < 1")
+        _check(self.image_size is None or self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
+        _check(self.channels in (None, 1, 3), "channels", f"must be 1 or 3, got {self.channels}")
+        _choice(self.binarize, "binarize", ("none", "static", "dynamic"))
+
+
+@dataclass
+class VAEConfig:
+    """The VAE's networks and likelihood (Burgess et al. 2018 conv nets by default)."""
+
+    arch: str = _help("encoder/decoder family: conv or mlp", default="conv")
+    latent_dim: int = _help("dimension of z", default=10)
+    conv_channels: tuple[int, ...] = _help("channels of the conv layers (k4 s2 each)", default=(32, 32, 32, 32))
+    kernel_size: int = _help("conv kernel size (stride 2, 'same'-style padding)", default=4)
+    hidden_dims: tuple[int, ...] = _help("widths of the fully connected layers", default=(256, 256))
+    activation: str = _help("relu, leaky_relu or elu", default="relu")
+    negative_slope: float = _help("slope of leaky_relu", default=0.01)
+    batch_norm: bool = _help("batch-norm after each conv layer", default=False)
+    dropout: float = _help("dropout probability (0 = off)", default=0.0)
+    dropout_in: str = _help("where dropout acts: encoder or both", default="encoder")
+    likelihood: str = _help(
+        "auto (bernoulli for binary data, else gaussian), bernoulli, gaussian (fixed --obs-scale) or gaussian-learned",
+        default="auto",
+    )
+    obs_scale: float = _help("std of the Gaussian likelihood, in pixel units of [0, 1]", default=0.1)
+
+    def __post_init__(self) -> None:
+        _choice(self.arch, "arch", ("conv", "mlp"))
+        _check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        _check(len(self.conv_channels) >= 1, "conv_channels", "needs at least one layer")
+        _check(all(c >= 1 for c in self.conv_channels), "conv_channels", f"must be positive: {self.conv_channels}")
+        _check(self.kernel_size in (3, 4, 5), "kernel_size", f"must be 3, 4 or 5, got {self.kernel_size}")
+        _check(all(h >= 1 for h in self.hidden_dims), "hidden_dims", f"must be positive: {self.hidden_dims}")
+        _choice(self.activation, "activation", ("relu", "leaky_relu", "elu"))
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _choice(self.dropout_in, "dropout_in", ("encoder", "both"))
+        _choice(self.likelihood, "likelihood", ("auto", "bernoulli", "gaussian", "gaussian-learned"))
+        _check(self.obs_scale > 0, "obs_scale", f"must be positive, got {self.obs_scale}")
+
+
+@dataclass
+class TrainConfig:
+    """How SVI runs: epochs, optimiser, beta and its schedule, checkpoints."""
+
+    epochs: int = _help("training epochs", default=30)
+    max_steps: int | None = _help("stop after this many optimiser steps in total", default=None)
+    batch_size: int = _help("training batch size", default=64)
+    eval_batch_size: int = _help("batch size for test-set evaluation", default=512)
+    lr: float = _help("Adam learning rate", default=5e-4)
+    beta: float = _help("weight of the KL term (beta-VAE); 1 is the true ELBO", default=1.0)
+    beta_schedule: str = _help("constant, linear (warm-up) or cyclical", default="constant")
+    beta_warmup_steps: int = _help("steps of the linear warm-up from 0 to --beta", default=10000)
+    beta_cycle_steps: int = _help("period of the cyclical schedule, in steps", default=10000)
+    elbo: str = _help("trace (Trace_ELBO) or tracemeanfield (analytic KL)", default="trace")
+    seed: int = _help("random seed", default=0)
+    device: str = _help("auto, cpu or cuda", default="auto")
+    checkpoint_every: int = _help("write checkpoint.pt every N steps (and at the end)", default=1000)
+    sample_epochs: tuple[int, ...] = _help("epochs that also get samples_epoch_K.png", default=(1,))
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        _check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
+        _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
+        _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
+        _check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")
+        _choice(self.elbo, "elbo", ("trace", "tracemeanfield"))
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+        _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes, and what it may do to an existing run directory."""
+
+    out: str | None = _help("run directory (default: runs/<kind>-<dataset>-<time>)", default=None)
+    resume: bool = _help("continue the run in --out from its checkpoint", default=False)
+    overwrite: bool = _help("delete an existing run directory at --out and start again", default=False)
+    progress: bool = _help("show a progress bar (only on a terminal)", default=True)
+
+    def __post_init__(self) -> None:
+        _check(not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite")
+
+
+@dataclass
+class FitVAEConfig:
+    """Everything `probgen fit vae` needs; stored in config.json and in the checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# --- (de)serialisation ---------------------------------------------------------------------------
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config; tuples become lists."""
+    return json_ready(dataclasses.asdict(cfg))
+
+
+def json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def strip_optional(tp: Any) -> Any:
+    """``int | None`` -> ``int``; other types unchanged."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (nested) config from :func:`to_dict` output; unknown keys are a UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"config for {cls.__name__} must be a mapping, got {type(data).__name__}")
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown config key(s) for {cls.__name__}: {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = strip_optional(hints[name])
+        if _is_dataclass_type(tp):
+            kwargs[name] = from_dict(tp, value)
+        elif typing.get_origin(tp) is tuple and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # wrong value types surface here
+        raise UserError(f"bad config for {cls.__name__}: {exc}") from None
