@@ -117,15 +117,7 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        (  # noqa: NPY002
-            "MT19937",
-            keys,
-            state["numpy"]["pos"],
-            0,
-            0.0,
-        )
-    )
+    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
