@@ -15,8 +15,16 @@ def _vae(**kw) -> VAE:
     return VAE(cfg, (1, 64, 64))
 
 
-@pytest.mark.parametrize("kw", [{}, {"arch": "mlp"}, {"batch_norm": True, "activation": "leaky_relu"},
-                                {"kernel_size": 3, "dropout": 0.1, "dropout_in": "both"}, {"kernel_size": 5}])  # fmt: skip
+VARIANTS = [
+    {},
+    {"arch": "mlp"},
+    {"batch_norm": True, "activation": "leaky_relu"},
+    {"kernel_size": 3, "dropout": 0.1, "dropout_in": "both"},
+    {"kernel_size": 5},
+]
+
+
+@pytest.mark.parametrize("kw", VARIANTS)
 def test_model_and_guide_sites_and_shapes(kw):
     vae = _vae(**kw)
     x = torch.rand(5, 1, 64, 64).round()
