@@ -34,6 +34,8 @@ def prepare_run_dir(run: RunConfig, kind: str, dataset: str) -> tuple[Path, bool
         raise UserError(f"--out: {out} exists and is not a directory")
     occupied = out.is_dir() and any(out.iterdir())
     if run.resume:
+        for stale in out.glob(".*.tmp"):  # half-written files of a killed run (atomic_write's temp names)
+            stale.unlink()
         if (out / CHECKPOINT).is_file():
             return out, True
         if not (out / "config.json").is_file():
