@@ -12,6 +12,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from probgen.data import ImageData, load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
+from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.pipelines.training import (
     GracefulStop,
@@ -185,13 +187,9 @@ class VAETrainer:
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     beta = self._beta()
                     x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
-                    loss = self.loss_fn(x, beta)
-                    self.optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    guard.check(loss, self.step)  # before the update: parameters stay finite
-                    self.optim.step()
-                    terms = self.elbo.last_terms
-                    self.sums += torch.stack([terms["loss"], terms["recon"], terms["kl"]]).double()
+                    check = functools.partial(guard.check, step=self.step)  # runs before the update
+                    terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
+                    self.sums += terms.double()
                     self.step += 1
                     self.batch += 1
                     bar.update(1)

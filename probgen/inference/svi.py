@@ -1,0 +1,35 @@
+"""One SVI step: Pyro's ELBO as a torch module, a torch optimiser, no host sync.
+
+``Trace_ELBO()(model, guide)`` is Pyro's ``ELBOModule``: calling it returns the differentiable loss,
+so SVI is ``loss.backward(); optimizer.step()`` over the module's parameters. This is the same path
+DistributedDataParallel wraps, and it keeps optimiser state in a plain ``state_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def svi_step(
+    loss_fn: Callable[..., torch.Tensor],
+    elbo: object,
+    optim: torch.optim.Optimizer,
+    x: torch.Tensor,
+    beta: float,
+    check: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Take one optimiser step on ``x``; returns detached (loss, recon, kl) batch sums, shape (3,).
+
+    ``check`` sees the loss after the backward pass and before the update (the NaN guard), so a
+    bad step never reaches the parameters.
+    """
+    loss = loss_fn(x, beta)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if check is not None:
+        check(loss)
+    optim.step()
+    t = elbo.last_terms  # type: ignore[attr-defined]
+    return torch.stack([t["loss"], t["recon"], t["kl"]])
