@@ -178,6 +178,7 @@ def _add_fit_gan(models: argparse._SubParsersAction) -> None:
         "every K epochs and early stopping. Defaults are full training settings for a GPU.",
     )
     add_config_args(gan, FitGANConfig)
+    _add_config_file_flag(gan, FitGANConfig)
     gan.set_defaults(handler=_run_fit_gan)
 
 
@@ -196,6 +197,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "written to eval.json with N generated, N real, the split, the feature network and the resize mode.",
     )
     add_config_args(p, EvaluateConfig)
+    _add_config_file_flag(p, EvaluateConfig)
     p.set_defaults(handler=_run_eval)
 
 

@@ -80,11 +80,16 @@ def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _random_inception_state() -> dict[str, torch.Tensor]:
-    """Randomly initialised weights of the same architecture (torchvision's Inception3 has the same
-    parameter names and shapes with 1008 classes); for benchmarks and tests only."""
+    """Random weights of the same architecture, for benchmarks and tests only: torchvision's Inception3
+    has the same parameter names and shapes (with 1008 classes); He-normal convs keep activations O(1)
+    through the eval-mode BatchNorms, so no value overflows or turns denormal (which is slow on CPUs)."""
     from torchvision.models import inception_v3
 
-    return inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True).state_dict()
+    net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return net.state_dict()
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -109,11 +114,11 @@ class InceptionFeatures(FeatureNet):
 
     def __init__(self, weights: Path | None, antialias: bool = False, random_weights: bool = False):
         super().__init__()
-        from torchmetrics.image.fid import NoTrainInceptionV3
-
         if weights is None and not random_weights:
             raise ValueError("pass a weights file, or random_weights=True")
         state = _random_inception_state() if weights is None else _read_state(weights)
+        from torchmetrics.image.fid import NoTrainInceptionV3  # a slow import: only once the weights are good
+
         buf = io.BytesIO()
         torch.save(state, buf)  # only tensors: torch-fidelity's unrestricted torch.load of it is safe
         buf.seek(0)

@@ -64,7 +64,10 @@ class Harness:
         show_progress: bool = True,
     ):
         self.data, self.cfg, self.device, self.show_progress = data, cfg, device, show_progress
-        self.net = net if net is not None else build_feature_net(data, cfg, device, show_progress)
+        if net is None:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                net = build_feature_net(data, cfg, device, show_progress)  # layer inits must not move the caller's RNG
+        self.net = net
         self.labels = metric_labels(self.net, data.name)
         for m in cfg.metric_names():
             if m not in self.labels:

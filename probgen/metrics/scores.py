@@ -11,9 +11,10 @@ import warnings
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance
+
+# torchmetrics' image metrics are imported inside the functions: importing torchmetrics.image pulls in
+# every image metric (and torchvision's detection ops), seconds that a training run without evaluation
+# should not pay.
 
 
 class Precomputed(nn.Module):
@@ -38,6 +39,8 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
 
     ``||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2))`` with unbiased covariances, in float64.
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     real, fake = _check(real, "real"), _check(fake, "fake")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]}")
@@ -55,6 +58,8 @@ def kernel_distance(
     Each subset draws ``subset_size`` rows of each set without replacement (seeded, so the result is
     reproducible; the caller's RNG is left untouched). ``subset_size`` must not exceed either N.
     """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     real, fake = _check(real, "real"), _check(fake, "fake")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
@@ -74,6 +79,8 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
     Args:
         logits: (N, K) unnormalised class scores, e.g. Inception's ``logits_unbiased`` (K = 1008).
     """
+    from torchmetrics.image.inception import InceptionScore
+
     logits = _check(logits, "logits", min_n=splits)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)

@@ -15,6 +15,7 @@ from typing import Any
 from probgen.config import DataConfig, EvaluateConfig, from_dict, to_dict
 from probgen.data import load_dataset
 from probgen.errors import UserError
+from probgen.metrics.features import find_inception_weights
 from probgen.metrics.harness import Harness
 from probgen.pipelines.sample import load_sampler
 from probgen.utils.device import resolve_device
@@ -37,6 +38,8 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     out = Path(t.out) if t.out else ckpt_file.parent / "eval.json"
     if out.exists() and not t.overwrite:  # checked before any expensive work
         raise UserError(f"--out: {out} exists; pass --overwrite to replace it or --out to write elsewhere")
+    if cfg.eval.features == "inception":
+        find_inception_weights(cfg.eval.inception_weights)  # fail in a second, not after loading the data
     device = resolve_device(t.device)
     sampler, ckpt = load_sampler(t.ckpt, device)
     data_cfg = from_dict(DataConfig, ckpt["config"]["data"])

@@ -156,6 +156,9 @@ class GANTrainer:
         self.steps_per_epoch = n // t.batch_size  # drop_last: constant batch shapes (BatchNorm)
         total = t.epochs * self.steps_per_epoch
         self.total_steps = min(total, t.max_steps) if t.max_steps else total
+        self.harness = None
+        if t.eval_every:  # built first, so that missing weights or data fail before training starts
+            self.harness = Harness(self.data, cfg.eval, self.device, show_progress=cfg.run.progress)
         torch.manual_seed(t.seed)
         self.G, self.D = (net.to(self.device) for net in build_gan(m, self.data.image_shape))
         betas = (t.beta1, t.beta2)
@@ -174,9 +177,6 @@ class GANTrainer:
         self.last_eval: dict[str, Any] | None = None
         self.elapsed = 0.0
         self.losses = LossLog(out / "losses.csv")
-        self.harness = None
-        if t.eval_every:  # built now, so that missing weights or data fail before training starts
-            self.harness = Harness(self.data, cfg.eval, self.device, show_progress=cfg.run.progress)
         if ckpt is not None:
             self._restore(ckpt)
             log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
