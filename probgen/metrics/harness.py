@@ -98,6 +98,7 @@ class Harness:
             "resize": self.net.resize,
             "num_real": n,
             "seed": cfg.eval_seed,
+            "device": self.device.type,  # GPU convolutions (TF32) give slightly different features than the CPU
         }
         h = data.image_shape[1]
         tag = self.net.resize.split()[0]

@@ -68,7 +68,8 @@ def test_inception_from_a_local_file_matches_torchmetrics(tmp_path):
         f, logits = ours(gray)
         f_ref = ref(gray.expand(-1, 3, -1, -1))
     assert f.shape == (1, 2048) and logits.shape == (1, 1008)
-    assert torch.equal(f, f_ref)
-    assert torch.allclose(logits, f_ref @ state["fc.weight"].T, rtol=1e-5, atol=1e-3 * f_ref.abs().max())
+    assert f.abs().max() > 0.01  # random He-init weights: activations of O(1), not vanishing
+    assert torch.allclose(f, f_ref, rtol=1e-5, atol=1e-5 * f_ref.abs().max())  # channels-last: other sum order
+    assert torch.allclose(logits, f_ref @ state["fc.weight"].T, rtol=1e-4, atol=1e-4 * logits.abs().max())
     assert ours.name == "inception-v3-compat" and "antialias=False" in ours.resize
     assert ours.fingerprint == f"{INCEPTION_FILE}:{path.stat().st_size}"
