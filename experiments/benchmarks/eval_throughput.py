@@ -125,7 +125,6 @@ def bench_device(
         args.rounds,
         device,
     )
-    del ours, theirs
 
     dn = args.domain_images if device.type == "cpu" else args.gpu_num_images
     dimages = data.split("train").images[:dn]
