@@ -13,7 +13,7 @@ from probgen.data.base import (
 )
 
 # Importing a source module registers its loader.
-from probgen.data import dsprites  # noqa: E402,F401  isort: skip
+from probgen.data import dsprites, folders, torchvision_sets  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ImageData",
