@@ -62,6 +62,8 @@ def scan(folder: Path, class_to_idx: dict[str, int] | None = None) -> tuple[list
                     "data: %s holds images itself, so its subfolders are ignored: %s", folder, ", ".join(subdirs)
                 )
             return flat, None, []
+        if not subdirs:
+            return [], None, []
         class_to_idx = {c: i for i, c in enumerate(subdirs)}
     samples = make_dataset(str(folder), class_to_idx, is_valid_file=_is_image, allow_empty=True)
     return [Path(p) for p, _ in samples], [c for _, c in samples], list(class_to_idx)

@@ -23,24 +23,22 @@ def limit_official(sizes: dict[str, int], limit: int | None, seed: int) -> dict[
     total = sum(sizes.values())
     if limit is None or limit >= total:
         return {name: torch.arange(n) for name, n in sizes.items()}
-    quota = {name: math.floor(limit * n / total) for name, n in sizes.items()}
-    nonempty = [name for name, n in sizes.items() if n > 0]
-    if limit >= len(nonempty):
-        for name in nonempty:
-            quota[name] = max(quota[name], 1)
-    # Hand out what is left by largest remainder; take back from the largest quota if over.
-    by_rem = sorted(
-        nonempty, key=lambda k: limit * sizes[k] / total - math.floor(limit * sizes[k] / total), reverse=True
-    )
-    i = 0
-    while sum(quota.values()) < limit:
-        name = by_rem[i % len(by_rem)]
-        if quota[name] < sizes[name]:
-            quota[name] += 1
-        i += 1
-    while sum(quota.values()) > limit:
-        name = max(quota, key=lambda k: quota[k])
-        quota[name] -= 1
+    nonempty = [k for k, n in sizes.items() if n > 0]
+    quota = dict.fromkeys(sizes, 0)
+    rest = list(nonempty)
+    if limit >= len(nonempty):  # a split whose share rounds below one image still gets one
+        forced = [k for k in nonempty if limit * sizes[k] < total]
+        for k in forced:
+            quota[k] = 1
+        rest = [k for k in nonempty if k not in forced]
+    budget = limit - sum(quota.values())
+    pool = sum(sizes[k] for k in rest)
+    ideal = {k: budget * sizes[k] / pool for k in rest} if pool else {}
+    for k in rest:
+        quota[k] = min(math.floor(ideal[k]), sizes[k])
+    while sum(quota.values()) < limit:  # largest remainder first, only where images are left
+        k = max((k for k in nonempty if quota[k] < sizes[k]), key=lambda k: ideal.get(k, 1.0) - quota[k])
+        quota[k] += 1
     out = {}
     for i, (name, n) in enumerate(sizes.items()):
         g = torch.Generator().manual_seed(seed * 1000 + i)
