@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from probgen.errors import UserError
+from probgen.utils.progress import progress as progress_bar
 
 __all__ = ["IMG_EXTENSIONS", "Geometry", "decode_file", "decode_files", "check_memory"]
 
@@ -120,21 +120,24 @@ def decode_files(
     (path, reason) of every unreadable file. Without ``skip_bad``, the first unreadable file is a
     :class:`UserError` naming it.
     """
-    from tqdm.auto import tqdm
-
     out: list[torch.Tensor | None] = []
     bad: list[tuple[Path, str]] = []
-    show = progress and sys.stderr.isatty() and len(paths) > 200
-    with ThreadPoolExecutor(_workers()) as pool:
-        results = pool.map(lambda p: _decode_or_error(p, geometry), paths, chunksize=32)
-        for path, res in tqdm(zip(paths, results), total=len(paths), desc=desc, disable=not show, unit="img"):
-            if isinstance(res, str):
-                if not skip_bad:
-                    raise UserError(f"cannot read image {path}: {res} (pass --skip-bad to skip unreadable files)")
-                bad.append((path, res))
-                out.append(None)
-            else:
-                out.append(res)
+    bar = progress_bar(len(paths), desc=desc, enabled=progress and len(paths) > 200, unit="img")
+    pool = ThreadPoolExecutor(_workers())
+    try:
+        results = pool.map(lambda p: _decode_or_error(p, geometry), paths)
+        with bar:
+            for path, res in zip(paths, results):
+                bar.update(1)
+                if isinstance(res, str):
+                    if not skip_bad:
+                        raise UserError(f"cannot read image {path}: {res} (pass --skip-bad to skip unreadable files)")
+                    bad.append((path, res))
+                    out.append(None)
+                else:
+                    out.append(res)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an early error does not wait for the rest
     return out, bad
 
 

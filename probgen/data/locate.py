@@ -21,7 +21,7 @@ def find(name: str, candidates: Sequence[Path], probe: Probe, layout: str) -> Pa
             continue
         missing = probe(cand)
         if not missing:
-            return cand
+            return cand.resolve()
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         tried.append(f"{cand} (missing {shown})")
     raise UserError(

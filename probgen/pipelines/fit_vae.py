@@ -23,6 +23,7 @@ import torch
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import FitVAEConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset, to_unit
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
@@ -106,6 +107,8 @@ class VAETrainer:
         self.data: ImageData = load_dataset(cfg.data)
         self.train_images = self.data.split("train").images.to(self.device)
         self.test_images = self.data.splits["test"].images.to(self.device) if "test" in self.data.splits else None
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         t = cfg.train
         n = len(self.train_images)
         if t.batch_size > n:
@@ -185,6 +188,8 @@ class VAETrainer:
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     beta = self._beta()
                     x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
+                    if self.resample_binary:
+                        x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
                     loss = self.loss_fn(x, beta)
                     self.optim.zero_grad(set_to_none=True)
                     loss.backward()
