@@ -14,9 +14,10 @@ as (C, M, M) uint8 with C = 1 for grey-level sources and C = 3 for colour ones:
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,30 @@ def _decode_or_error(path: Path, geometry: Geometry) -> torch.Tensor | str:
         return f"{type(exc).__name__}: {exc}"
 
 
+# Below this many files a process pool costs more to start than it saves.
+PARALLEL_MIN = 1000
+_CHUNK = 128
+
+
 def _workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus))
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one image per core; torch's own threads would oversubscribe
+
+
+def _decode_chunk(paths: Sequence[Path], geometry: Geometry) -> list[np.ndarray | str]:
+    """Decode a chunk of files (in a worker process): uint8 arrays (C, M, M) or error strings."""
+    out: list[np.ndarray | str] = []
+    for p in paths:
+        res = _decode_or_error(p, geometry)
+        out.append(res if isinstance(res, str) else res.numpy())
+    return out
 
 
 def decode_files(
@@ -114,7 +137,8 @@ def decode_files(
     progress: bool = True,
     desc: str = "decoding",
 ) -> tuple[list[torch.Tensor | None], list[tuple[Path, str]]]:
-    """Decode many files in a thread pool (PIL and torch release the GIL while they work).
+    """Decode many files; with >= ``PARALLEL_MIN`` files, in a pool of worker processes (decoding
+    small images is mostly Python work that holds the GIL, so threads do not help).
 
     Returns the decoded images in input order (``None`` where a file was skipped) and the
     (path, reason) of every unreadable file. Without ``skip_bad``, the first unreadable file is a
@@ -122,22 +146,34 @@ def decode_files(
     """
     out: list[torch.Tensor | None] = []
     bad: list[tuple[Path, str]] = []
+    chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
+    workers = _workers()
+    pool = None
+    if workers > 1 and len(paths) >= PARALLEL_MIN:
+        # fork, as torch's DataLoader does on Linux: workers start at once, without re-importing torch
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+        results = pool.map(_decode_chunk, chunks, [geometry] * len(chunks))
+    else:
+        results = (_decode_chunk(c, geometry) for c in chunks)
     bar = progress_bar(len(paths), desc=desc, enabled=progress and len(paths) > 200, unit="img")
-    pool = ThreadPoolExecutor(_workers())
     try:
-        results = pool.map(lambda p: _decode_or_error(p, geometry), paths)
         with bar:
-            for path, res in zip(paths, results):
-                bar.update(1)
-                if isinstance(res, str):
-                    if not skip_bad:
-                        raise UserError(f"cannot read image {path}: {res} (pass --skip-bad to skip unreadable files)")
-                    bad.append((path, res))
-                    out.append(None)
-                else:
-                    out.append(res)
+            for chunk, decoded in zip(chunks, results):
+                bar.update(len(chunk))
+                for path, res in zip(chunk, decoded):
+                    if isinstance(res, str):
+                        if not skip_bad:
+                            msg = f"cannot read image {path}: {res} (pass --skip-bad to skip unreadable files)"
+                            raise UserError(msg)
+                        bad.append((path, res))
+                        out.append(None)
+                    else:
+                        out.append(torch.from_numpy(res))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # an early error does not wait for the rest
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # an early error does not wait for the rest
     return out, bad
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.datasets import CIFAR10, MNIST, CelebA
@@ -22,7 +23,7 @@ from torchvision.datasets import mnist as tv_mnist
 from torchvision.datasets.utils import calculate_md5
 
 from probgen.config import DataConfig, flag
-from probgen.data import locate
+from probgen.data import cache, locate
 from probgen.data.base import ImageData, Split, data_root, register
 from probgen.data.decode import Geometry
 from probgen.data.filesets import FileSplits, decode_splits
@@ -66,16 +67,21 @@ def _finish(
     return splits, channels
 
 
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[idx]`` for sorted distinct indices, without a copy when they select everything."""
+    return t if len(idx) == len(t) else t[idx]
+
+
 def _official_splits(
     images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], cfg: DataConfig
 ) -> dict[str, Split]:
     """Train/test as published, ``--limit`` shared between them, val carved from train if asked."""
     idx = limit_official({k: len(v) for k, v in images.items()}, cfg.limit, cfg.split_seed)
     train, val = carve_val(idx["train"], cfg.val_fraction, cfg.split_seed)
-    out = {"train": Split(images["train"][train], labels=labels["train"][train])}
+    out = {"train": Split(_take(images["train"], train), labels=_take(labels["train"], train))}
     if val is not None:
         out["val"] = Split(images["train"][val], labels=labels["train"][val])
-    out["test"] = Split(images["test"][idx["test"]], labels=labels["test"][idx["test"]])
+    out["test"] = Split(_take(images["test"], idx["test"]), labels=_take(labels["test"], idx["test"]))
     return out
 
 
@@ -213,11 +219,47 @@ def _celeba_probe(folder: Path) -> list[str]:
 
 
 def _verify_celeba(folder: Path) -> list[str]:
-    """Names of annotation files whose md5 differs from the official release (logged as a warning)."""
-    bad = [name for name, md5 in _celeba_text_files() if calculate_md5(folder / name) != md5]
-    if bad:
-        log.warning("data: celeba: %s differ from the official files (md5); loading them anyway", ", ".join(bad))
-    return bad
+    """Names of annotation files whose md5 differs from the official release."""
+    return [name for name, md5 in _celeba_text_files() if calculate_md5(folder / name) != md5]
+
+
+def _read_partition(path: Path, filenames: list[str]) -> torch.Tensor:
+    """The split column (0 train, 1 val, 2 test) of list_eval_partition.txt, checked against torchvision's
+    file order. (torchvision's CelebA keeps no split column for split="all", and building it once per
+    split costs ~10 s each on the full set: it indexes a Python list with tensors.)"""
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if [r[0] for r in rows] != filenames or any(len(r) != 2 or r[1] not in ("0", "1", "2") for r in rows):
+        raise UserError(f"{path}: expected lines '<image> <0|1|2>' for every image of the annotation files")
+    return torch.tensor([int(r[1]) for r in rows], dtype=torch.uint8)
+
+
+def _celeba_index(folder: Path) -> dict[str, Any]:
+    """File names, split column, attributes (N, 40) in {0, 1}, attribute names and unverified files.
+
+    Parsing the five annotation files (~200k lines each) takes tens of seconds, so the result is
+    cached, keyed by the files' sizes and modification times.
+    """
+    text = [folder / n for n, _ in _celeba_text_files()]
+    key = cache.file_key({"dataset": "celeba-index"}, text)
+    index = cache.load("celeba-index", key)
+    if index is not None:
+        index["filenames"] = bytes(index["filenames"].numpy()).decode().split("\n")
+        return index
+    try:
+        ds = _CelebAFolder(str(folder), split="all", target_type="attr", download=False)
+    except (ValueError, IndexError, OSError, RuntimeError) as exc:
+        raise UserError(f"cannot read the CelebA annotation files in {folder}: {exc}") from None
+    index = {
+        "filenames": list(ds.filename),
+        "partition": _read_partition(folder / "list_eval_partition.txt", list(ds.filename)),
+        "attrs": ds.attr.to(torch.uint8),
+        "attr_names": [a for a in ds.attr_names if a],
+        "unverified": _verify_celeba(folder),
+    }
+    # 200k names as one uint8 tensor: weights_only loading of a list of strings is ~1 s slower
+    packed = torch.frombuffer(bytearray("\n".join(index["filenames"]).encode()), dtype=torch.uint8)
+    cache.save("celeba-index", key, {**index, "filenames": packed})
+    return index
 
 
 @register("celeba")
@@ -227,31 +269,24 @@ def load_celeba(cfg: DataConfig) -> ImageData:
     _no_binarize(cfg, "celeba")
     root = data_root(cfg)
     folder = locate.find("celeba", [root / "celeba", root], _celeba_probe, CELEBA_LAYOUT)
-    files: dict[str, list[Path]] = {}
-    attrs: dict[str, torch.Tensor] = {}
-    attr_names: tuple[str, ...] = ()
-    for split, tv_split in (("train", "train"), ("val", "valid"), ("test", "test")):
-        try:
-            ds = _CelebAFolder(str(folder), split=tv_split, target_type="attr", download=False)
-        except (ValueError, IndexError, OSError, RuntimeError) as exc:
-            raise UserError(f"cannot read the CelebA annotation files in {folder}: {exc}") from None
-        files[split] = [folder / "img_align_celeba" / f for f in ds.filename]
-        attrs[split] = ds.attr.long()
-        attr_names = tuple(a for a in ds.attr_names if a)
-    idx = limit_official({k: len(v) for k, v in files.items()}, cfg.limit, cfg.split_seed)
-    found = FileSplits(
-        files={k: [files[k][i] for i in idx[k].tolist()] for k in files},
-        labels={k: attrs[k][idx[k]] for k in files},  # (N, 40) in {0, 1}; filtered with the images read
-    )
+    index = _celeba_index(folder)
+    rows = {k: torch.nonzero(index["partition"] == i).flatten() for i, k in enumerate(("train", "val", "test"))}
+    idx = limit_official({k: len(v) for k, v in rows.items()}, cfg.limit, cfg.split_seed)
+    names, attrs = index["filenames"], index["attrs"]
+    found = FileSplits(files={}, labels={})
+    for k, r in rows.items():
+        sel = r[idx[k]]
+        found.files[k] = [folder / "img_align_celeba" / names[i] for i in sel.tolist()]
+        found.labels[k] = attrs[sel].long()  # (N, 40) in {0, 1}; filtered with the images that are read
     geometry = Geometry(cfg.image_size or CELEBA_SIZE, crop=CELEBA_CROP)
     decoded = decode_splits("celeba", found, geometry, cfg, default_channels=3)
     for s in decoded.splits.values():
         s.factor_classes, s.labels = s.labels, None
         s.factors = s.factor_classes.float()
-    unverified = _verify_celeba(folder)
     source = f"{folder} (torchvision CelebA layout, img_align_celeba/*.jpg)"
-    if unverified:
-        source += f" unverified: {', '.join(unverified)} differ from the official files"
+    if index["unverified"]:
+        log.warning("data: celeba: %s differ from the official files (md5)", ", ".join(index["unverified"]))
+        source += f" unverified: {', '.join(index['unverified'])} differ from the official files"
     log.info("data: celeba from %s; %s", source, ", ".join(f"{k} {len(v)}" for k, v in decoded.splits.items()))
     notes: dict[str, object] = {"official_split": True, "skipped": decoded.bad, "crop": CELEBA_CROP}
-    return ImageData("celeba", source, decoded.splits, factor_names=attr_names, notes=notes)
+    return ImageData("celeba", source, decoded.splits, factor_names=tuple(index["attr_names"]), notes=notes)

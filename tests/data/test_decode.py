@@ -69,3 +69,19 @@ def test_output_dtype_and_range(tmp_path):
     t = decode_file(tmp_path / "a.png", Geometry(9, "square"))
     assert t.dtype == torch.uint8 and t.shape == (3, 9, 9)
     assert t[:, 4, 4].tolist() == [255, 0, 128]
+
+
+def test_process_pool_matches_serial(tmp_path, monkeypatch):
+    for i in range(5):
+        Image.new("RGB", (20 + i, 15), (i * 40, 10, 200)).save(tmp_path / f"{i}.jpg")
+    (tmp_path / "5.jpg").write_bytes(b"not a jpeg")
+    paths = sorted(tmp_path.glob("*.jpg"))
+    serial, bad_serial = decode_files(paths, Geometry(8), skip_bad=True)
+    monkeypatch.setattr("probgen.data.decode.PARALLEL_MIN", 2)
+    monkeypatch.setattr("probgen.data.decode._CHUNK", 2)
+    monkeypatch.setattr("probgen.data.decode._workers", lambda: 2)
+    pooled, bad_pooled = decode_files(paths, Geometry(8), skip_bad=True)
+    assert [p for p, _ in bad_pooled] == [p for p, _ in bad_serial] == [tmp_path / "5.jpg"]
+    assert all(torch.equal(a, b) for a, b in zip(serial[:5], pooled[:5])) and pooled[5] is None
+    with pytest.raises(UserError, match=r"5\.jpg"):
+        decode_files(paths, Geometry(8))

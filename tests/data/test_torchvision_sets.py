@@ -206,3 +206,29 @@ def test_celeba_missing_image_named_or_skipped(celeba_root):
     assert len(data.splits["train"]) == 5 and len(data.notes["skipped"]) == 1
     keep = [0, 2, 3, 4, 5]
     assert torch.equal(data.splits["train"].factor_classes, torch.from_numpy(attrs[keep]))
+
+
+def test_celeba_annotation_index_is_cached(celeba_root, monkeypatch):
+    import probgen.data.torchvision_sets as tvs
+
+    root, _ = celeba_root
+    first = load_dataset(cfg(root, dataset="celeba"))
+
+    def no_parse(*a, **k):
+        raise AssertionError("annotation files parsed again")
+
+    monkeypatch.setattr(tvs, "_CelebAFolder", no_parse)
+    again = load_dataset(cfg(root, dataset="celeba"))
+    assert torch.equal(first.splits["test"].factor_classes, again.splits["test"].factor_classes)
+    path = root / "celeba" / "list_eval_partition.txt"
+    path.write_text(path.read_text().replace(" 2\n", " 1\n"))  # a changed file is parsed again
+    with pytest.raises(AssertionError, match="parsed again"):
+        load_dataset(cfg(root, dataset="celeba"))
+
+
+def test_celeba_bad_partition_file(celeba_root):
+    root, _ = celeba_root
+    path = root / "celeba" / "list_eval_partition.txt"
+    path.write_text(path.read_text().replace(" 2\n", " 7\n"))
+    with pytest.raises(UserError, match=r"list_eval_partition.txt: expected lines"):
+        load_dataset(cfg(root, dataset="celeba"))
