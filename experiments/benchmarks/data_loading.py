@@ -116,7 +116,7 @@ def main() -> None:
     rows.append((f"folder {n} JPEG 178x218 -> 64, from cache", t))
     print(f"load average (1, 5, 15 min): {os.getloadavg()}; cores: {len(os.sched_getaffinity(0))}")
     for name, sec in rows:
-        print(f"{name:<60} {sec:7.2f} s")
+        print(f"{name:<72} {sec:7.2f} s")
 
 
 if __name__ == "__main__":
