@@ -27,7 +27,7 @@ from probgen.data import ImageData, load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
-from probgen.inference.svi import svi_step
+from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.pipelines.training import (
     GracefulStop,
@@ -180,7 +180,7 @@ class VAETrainer:
         bar = progress(self.total_steps, desc="fit vae", enabled=self.cfg.run.progress, initial=self.step)
         started = time.perf_counter()
         B = t.batch_size
-        with GracefulStop() as stop, bar:
+        with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
                 perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
                 self.vae.train()
