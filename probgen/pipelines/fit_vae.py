@@ -12,6 +12,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -27,6 +28,7 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
+from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.pipelines.training import (
     GracefulStop,
@@ -181,7 +183,7 @@ class VAETrainer:
         bar = progress(self.total_steps, desc="fit vae", enabled=self.cfg.run.progress, initial=self.step)
         started = time.perf_counter()
         B = t.batch_size
-        with GracefulStop() as stop, bar:
+        with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
                 perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
                 self.vae.train()
@@ -190,13 +192,9 @@ class VAETrainer:
                     x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
                     if self.resample_binary:
                         x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
-                    loss = self.loss_fn(x, beta)
-                    self.optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    guard.check(loss, self.step)  # before the update: parameters stay finite
-                    self.optim.step()
-                    terms = self.elbo.last_terms
-                    self.sums += torch.stack([terms["loss"], terms["recon"], terms["kl"]]).double()
+                    check = functools.partial(guard.check, step=self.step)  # runs before the update
+                    terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
+                    self.sums += terms.double()
                     self.step += 1
                     self.batch += 1
                     bar.update(1)
