@@ -213,6 +213,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
     info.set_defaults(handler=_run_data_info)
+    ext = cmds.add_parser(
+        "extract",
+        help="unpack a downloaded dataset archive (zip/tar) into the data root, safely",
+        description="Unpack a .zip or .tar(.gz) into --data-root (default: $PROBGEN_DATA, then ./data). "
+        "Members that would land outside it (../, absolute paths, outward links) are refused.",
+    )
+    ext.add_argument("archive", help="the archive file, e.g. chest-xray-pneumonia.zip")
+    ext.add_argument("--data-root", default=None, help="folder to unpack into")
+    ext.set_defaults(handler=_run_data_extract)
 
 
 def _run_data_list(args: argparse.Namespace) -> int:
@@ -230,6 +239,19 @@ def _run_data_info(args: argparse.Namespace) -> int:
         raise UserError(f"--num: must be >= 1, got {args.num}")
     out = Path(args.out) if args.out else None
     print(data_info(config_from_args(DataConfig, args), out, overwrite=args.overwrite, num=args.num))
+    return 0
+
+
+def _run_data_extract(args: argparse.Namespace) -> int:
+    from probgen.data import data_root
+    from probgen.utils.archive import safe_extract
+
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise UserError(f"archive: no such file: {archive}")
+    target = data_root(DataConfig(data_root=args.data_root))
+    files = safe_extract(archive, target)
+    print(f"extracted {len(files)} files into {target}")
     return 0
 
 
