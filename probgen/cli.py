@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import FitVAEConfig, flag, strip_optional
+from probgen.config import DisentangleConfig, FitVAEConfig, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -139,7 +139,28 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample]
+def _add_disentangle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "disentangle",
+        help="disentanglement metrics (BetaVAE, FactorVAE, MIG, DCI, SAP) of a VAE trained on dSprites",
+        description="Score a VAE's encoder means against the known generative factors of its dataset; "
+        "writes disentanglement.json next to the checkpoint (or into --out).",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="folder for disentanglement.json (default: the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing disentanglement.json")
+    add_config_args(p, DisentangleConfig)
+    p.set_defaults(handler=_run_disentangle)
+
+
+def _run_disentangle(args: argparse.Namespace) -> int:
+    from probgen.pipelines.disentangle import disentangle
+
+    print(disentangle(args.ckpt, config_from_args(DisentangleConfig, args), out=args.out, overwrite=args.overwrite))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_disentangle]
 
 
 def build_parser() -> argparse.ArgumentParser:
