@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import typing
@@ -74,6 +75,57 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[s
         parser.add_argument(flag(f.name), **kw)
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or TOML config file, parsed as data (never evaluated)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UserError(f"--config: {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config: {path} must hold a table/object of settings")
+    return data
+
+
+def _leaf_fields(cls: type) -> tuple[set[str], dict[str, type]]:
+    """Flag-level field names of ``cls`` (nested configs flattened) and its nested section types."""
+    hints = typing.get_type_hints(cls)
+    leaves: set[str] = set()
+    sections: dict[str, type] = {}
+    for f in dataclasses.fields(cls):
+        tp = strip_optional(hints[f.name])
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            sections[f.name] = tp
+            leaves |= _leaf_fields(tp)[0]
+        else:
+            leaves.add(f.name)
+    return leaves, sections
+
+
+def config_file_defaults(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Flatten ``{"model": {"latent_dim": 4}, "beta": 2}`` into flag defaults of dataclass ``cls``."""
+    leaves, sections = _leaf_fields(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name in sections and isinstance(value, dict):
+            out.update(config_file_defaults(sections[name], value))
+        elif name in leaves:
+            out[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise UserError(f"--config: unknown setting {key!r}")
+    return out
+
+
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
     """Build dataclass ``cls`` (and its nested configs) from parsed flags; validation runs here."""
     hints = typing.get_type_hints(cls)
@@ -100,7 +152,14 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "Defaults are full training settings for a GPU.",
     )
     add_config_args(vae, FitVAEConfig)
+    _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
+
+
+def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config FILE`` (JSON or TOML): its settings become defaults; flags on the command line win."""
+    parser.add_argument("--config", default=None, help="JSON or TOML file of settings (flags override it)")
+    parser.set_defaults(_config_parser=parser, _config_cls=cls)
 
 
 def _run_fit_vae(args: argparse.Namespace) -> int:
@@ -197,7 +256,12 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `probgen` console script; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "config", None):  # re-parse with the file's settings as defaults
+            values = config_file_defaults(args._config_cls, read_config_file(args.config))
+            args._config_parser.set_defaults(**values)
+            args = parser.parse_args(argv)
         _setup_logging(args.quiet)
         return int(args.handler(args))
     except UserError as exc:
