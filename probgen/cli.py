@@ -154,6 +154,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add_config_args(vae, FitVAEConfig)
     _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
+    _add_fit_zoo(models)
 
 
 def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -195,6 +196,42 @@ def _run_sample(args: argparse.Namespace) -> int:
         raise UserError(f"--out: {out} exists; pass --overwrite to replace it")
     sample_grid(args.ckpt, args.num, out, nrow=args.nrow, seed=args.seed, device=args.device)
     print(out)
+    return 0
+
+
+# --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
+
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+
+
+def _add_fit_zoo(models: argparse._SubParsersAction) -> None:
+    from probgen.config import FitAEConfig, FitCVAEConfig, FitVAEGANConfig
+
+    specs = [
+        ("ae", FitAEConfig, _NO_BETA, "a plain (deterministic) convolutional autoencoder baseline",
+         "Train an autoencoder on the reconstruction negative log-likelihood of the VAE's likelihood "
+         "(no latent sampling, no KL); --bottleneck adds a linear layer of --latent-dim units."),
+        ("cvae", FitCVAEConfig, (), "a conditional VAE (labels observed in the Pyro model and guide)",
+         "Train a conditional VAE: p(x | z, y) p(z) p(y) with observed labels y, guide q(z | x, y). "
+         "Datasets without labels use a generative factor (--label-factor, dSprites: shape)."),
+        ("vaegan", FitVAEGANConfig, (), "a VAE-GAN: the Pyro VAE plus a discriminator (Larsen et al. 2016)",
+         "Train a VAE whose objective adds --gan-weight times a non-saturating adversarial loss from a "
+         "discriminator on reconstructions and prior samples."),
+    ]  # fmt: skip
+    for name, cls, skip, short, long in specs:
+        p = models.add_parser(name, help=short, description=long)
+        add_config_args(p, cls, skip=skip)
+        _add_config_file_flag(p, cls)
+        p.set_defaults(handler=_run_fit_zoo, _fit_kind=name, _fit_cls=cls)
+
+
+def _run_fit_zoo(args: argparse.Namespace) -> int:
+    from probgen.pipelines.fit_ae import fit_ae
+    from probgen.pipelines.fit_cvae import fit_cvae
+    from probgen.pipelines.fit_vaegan import fit_vaegan
+
+    run = {"ae": fit_ae, "cvae": fit_cvae, "vaegan": fit_vaegan}[args._fit_kind]
+    run(config_from_args(args._fit_cls, args))
     return 0
 
 

@@ -185,6 +185,81 @@ class DisentangleConfig:
         _choice(self.device, "device", ("auto", "cpu", "cuda"))
 
 
+@dataclass
+class AEConfig:
+    """The plain autoencoder baseline (`probgen fit ae`): the VAE's networks, no sampling, no KL."""
+
+    bottleneck: bool = _help(
+        "a linear bottleneck of --latent-dim units between the conv stacks (default: none, purely convolutional)",
+        default=False,
+    )
+
+
+@dataclass
+class FitAEConfig:
+    """Everything `probgen fit ae` needs (the train section's beta settings are unused)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass
+class CVAEConfig:
+    """The conditional VAE's labels (`probgen fit cvae`)."""
+
+    label_factor: str = _help(
+        "for datasets without labels, the generative factor used as the class (dSprites: shape)", default="shape"
+    )
+    num_classes: int | None = _help("number of classes (default: 1 + the largest training label)", default=None)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.label_factor), "label_factor", "must not be empty")
+        _check(
+            self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"
+        )
+
+
+@dataclass
+class FitCVAEConfig:
+    """Everything `probgen fit cvae` needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass
+class VAEGANConfig:
+    """The discriminator of the VAE-GAN (`probgen fit vaegan`, Larsen et al. 2016)."""
+
+    gan_weight: float = _help("weight of the adversarial loss added to -ELBO (both in nats per image)", default=1.0)
+    disc_channels: tuple[int, ...] | None = _help(
+        "channels of the discriminator's stride-2 conv layers (default: --conv-channels)", default=None
+    )
+    disc_lr: float = _help("Adam learning rate of the discriminator", default=2e-4)
+
+    def __post_init__(self) -> None:
+        _check(self.gan_weight >= 0, "gan_weight", f"must be >= 0, got {self.gan_weight}")
+        _check(
+            self.disc_channels is None or (len(self.disc_channels) >= 1 and min(self.disc_channels) >= 1),
+            "disc_channels",
+            f"must be positive and non-empty: {self.disc_channels}",
+        )
+        _check(self.disc_lr > 0, "disc_lr", f"must be positive, got {self.disc_lr}")
+
+
+@dataclass
+class FitVAEGANConfig(FitVAEConfig):
+    """Everything `probgen fit vaegan` needs: a VAE's settings plus the discriminator's."""
+
+    gan: VAEGANConfig = field(default_factory=VAEGANConfig)
+
+
 # --- (de)serialisation ---------------------------------------------------------------------------
 
 
