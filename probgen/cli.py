@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import DisentangleConfig, FitVAEConfig, flag, strip_optional
+from probgen.config import DisentangleConfig, FitVAEConfig, PlotConfig, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -256,7 +256,32 @@ def _run_disentangle(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_disentangle]
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from probgen.pipelines.plot import FIGURES
+
+    p = sub.add_parser(
+        "plot",
+        help="latent-space figures of a checkpoint: traversals, manifold, latents, reconstructions",
+        description="Write one figure of a VAE, VAE-GAN or conditional-VAE checkpoint (reconstructions also "
+        "of an autoencoder) as a PNG, by default into the checkpoint's run directory.",
+    )
+    p.add_argument("figure", choices=FIGURES, help="which figure")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="PNG file to write (default: <run dir>/<figure>.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_config_args(p, PlotConfig)
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from probgen.pipelines.plot import plot_checkpoint
+
+    cfg = config_from_args(PlotConfig, args)
+    print(plot_checkpoint(args.figure, args.ckpt, cfg, out=args.out, overwrite=args.overwrite))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_disentangle, _add_plot]
 
 
 def build_parser() -> argparse.ArgumentParser:
