@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import DisentangleConfig, FitVAEConfig, PlotConfig, flag, strip_optional
+from probgen.config import DisentangleConfig, FitVAEConfig, PlotConfig, SweepFlags, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -281,7 +281,37 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_disentangle, _add_plot]
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of runs and tabulate them (resumable)",
+        description="Train one run per point of --grid (FIELD=V1,V2 ...; tuple fields V1/V2) over the base "
+        "settings given by the other flags or --config (a JSON/TOML file whose [grid] table is the grid). "
+        "Writes one run directory per point under --out, sweep.csv, sweep.md and sweep_losses.png. Running "
+        "it again skips finished runs and resumes interrupted ones.",
+    )
+    p.add_argument("--grid", nargs="+", default=(), metavar="FIELD=V1,V2", help="the settings to vary")
+    add_config_args(p, SweepFlags, skip=("grid", "resume", "overwrite"))
+    _add_config_file_flag(p, SweepFlags)
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from probgen.config import SweepConfig
+    from probgen.pipelines.sweep import CONFIGS, parse_grid, sweep
+    from probgen.utils.rundir import default_run_dir
+
+    kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind
+    cls = CONFIGS[kind]
+    base = config_from_args(cls, args)
+    grid = parse_grid(args.grid, cls)
+    out = base.run.out or str(default_run_dir(f"sweep-{kind}", base.data.dataset))
+    print(sweep(kind, base, grid, out))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample]
+COMMANDS += [_add_disentangle, _add_plot, _add_sweep]  # zoo: metrics, figures, sweeps
 
 
 def build_parser() -> argparse.ArgumentParser:
