@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from probgen.config import DataConfig, VAEConfig
 from probgen.data import load_dataset, to_unit
 from probgen.inference.elbo import make_elbo
-from probgen.inference.svi import svi_step
+from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
 from probgen.utils.device import resolve_device
 
@@ -76,7 +76,8 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def run_ours(x: torch.Tensor) -> None:
-        svi_step(loss_fn, elbo, opt_ours, x, 1.0)
+        with hot_loop():  # as in `probgen fit vae`
+            svi_step(loss_fn, elbo, opt_ours, x, 1.0)
 
     def run_plain(x: torch.Tensor) -> None:
         plain_step(plain, opt_plain, x)

@@ -125,12 +125,12 @@ class VAETrainer(Trainer):
         t = self.cfg.train
         return beta_at(self.step, t.beta, t.beta_schedule, t.beta_warmup_steps, t.beta_cycle_steps)
 
-    def model_args(self, images: torch.Tensor, labels: torch.Tensor | None, idx: torch.Tensor) -> tuple:
-        """Arguments of model/guide before beta for the images ``idx``: (x,) for the VAE."""
-        return (to_unit(images[idx]),)
+    def model_args(self, idx: torch.Tensor) -> tuple:
+        """Arguments of model/guide before beta for training images ``idx``: (x,) for the VAE."""
+        return (self.batch_images(idx),)
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
-        x, *rest = self.model_args(self.train_images, self.train_labels, idx)
+        x, *rest = self.model_args(idx)
         loss_fn = self.loss_fn if not rest else (lambda x_, beta: self.loss_fn(x_, *rest, beta))
         return svi_step(loss_fn, self.elbo, self.optim, x, self._beta(), check)
 
