@@ -126,7 +126,7 @@ class TrainConfig:
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        _check(self.beta >= 0, "beta", f"must be >= 0, got {self.beta}")
+        _check(self.beta > 0, "beta", f"must be > 0 (Pyro's poutine.scale needs a positive scale), got {self.beta}")
         _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
         _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
         _check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")

@@ -1,0 +1,7 @@
+"""`python -m probgen` (also what `torchrun -m probgen` runs)."""
+
+import sys
+
+from probgen.cli import main
+
+sys.exit(main())

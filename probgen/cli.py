@@ -1,0 +1,181 @@
+"""The `probgen` command line: argparse subcommands only (argv -> config -> pipeline -> exit code).
+
+Flags are generated from the dataclass configs in :mod:`probgen.config`, so the CLI and the Python
+API share defaults and validation. A :class:`~probgen.errors.UserError` becomes one line on stderr
+and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from probgen import __version__
+from probgen.config import FitVAEConfig, flag, strip_optional
+from probgen.errors import UserError
+
+T = TypeVar("T")
+log = logging.getLogger("probgen")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (`probgen: error: ...`) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog.split()[-1] if ' ' in self.prog else ''} {message}".strip())
+
+
+# --- dataclass <-> argparse ------------------------------------------------------------------------
+
+
+def _tuple_of(inner: type) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        try:
+            return tuple(inner(p) for p in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {inner.__name__} values, got {text!r}"
+            ) from None
+
+    parse.__name__ = f"list of {inner.__name__}"
+    return parse
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
+    """Add one flag per field of dataclass ``cls`` (nested dataclasses are flattened)."""
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp = strip_optional(hints[f.name])
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            group = parser.add_argument_group(tp.__name__.replace("Config", "").lower() or tp.__name__)
+            add_config_args(group, tp, skip)  # type: ignore[arg-type]
+            continue
+        default = getattr(defaults, f.name)
+        kw: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
+        if tp is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is tuple:
+            kw["type"] = _tuple_of(typing.get_args(tp)[0])
+            kw["metavar"] = "A,B,..."
+        else:
+            kw["type"] = tp
+        if default is not None and tp is not bool:
+            kw["help"] += f" (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
+        parser.add_argument(flag(f.name), **kw)
+
+
+def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build dataclass ``cls`` (and its nested configs) from parsed flags; validation runs here."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        tp = strip_optional(hints[f.name])
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            kwargs[f.name] = config_from_args(tp, ns)
+        elif hasattr(ns, f.name):
+            kwargs[f.name] = getattr(ns, f.name)
+    return cls(**kwargs)
+
+
+# --- subcommands -------------------------------------------------------------------------------------
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    fit = sub.add_parser("fit", help="train a model", description="Train a model and write a run directory.")
+    models = fit.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=_Parser)
+    vae = models.add_parser(
+        "vae",
+        help="a VAE as a Pyro model/guide pair, trained by SVI",
+        description="Train a VAE (Pyro model/guide, SVI with Trace_ELBO, beta via poutine.scale). "
+        "Defaults are full training settings for a GPU.",
+    )
+    add_config_args(vae, FitVAEConfig)
+    vae.set_defaults(handler=_run_fit_vae)
+
+
+def _run_fit_vae(args: argparse.Namespace) -> int:
+    from probgen.pipelines.fit_vae import fit_vae
+
+    fit_vae(config_from_args(FitVAEConfig, args))
+    return 0
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="write a grid of samples from a checkpoint")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("-n", "--num", type=int, default=100, help="number of samples (default: 100)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--nrow", type=int, default=10, help="images per row (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=_run_sample)
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from probgen.pipelines.sample import sample_grid
+
+    if args.num < 1:
+        raise UserError(f"-n: must be >= 1, got {args.num}")
+    if args.nrow < 1:
+        raise UserError(f"--nrow: must be >= 1, got {args.nrow}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out: must be a .png file, got {out}")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"--out: {out} exists; pass --overwrite to replace it")
+    sample_grid(args.ckpt, args.num, out, nrow=args.nrow, seed=args.seed, device=args.device)
+    print(out)
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="probgen", description="Deep generative models of images with Pyro and PyTorch.")
+    parser.add_argument("--version", action="version", version=f"probgen {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not any(getattr(h, "_probgen_stderr", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("probgen: %(message)s"))
+        handler._probgen_stderr = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `probgen` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(args.quiet)
+        return int(args.handler(args))
+    except UserError as exc:
+        msg = " ".join(str(exc).split())  # always one line
+        print(f"probgen: error: {msg}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print("probgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The VAE as a Pyro model/guide pair (Kingma & Welling 2013), beta through ``poutine.scale``.
+
+Sites: ``"z"`` (latent, event dim 1) and ``"x"`` (observed pixels, event dim 3), both inside
+``pyro.plate("data", N, dim=-1)``. ``beta`` scales the latent site in BOTH model and guide: with
+TraceMeanField_ELBO the analytic KL takes the guide site's scale, so wrapping only the model would
+silently ignore beta.
+
+Parameters live in the ``nn.Module`` and a torch optimizer trains them through Pyro's
+``Trace_ELBO()(model, guide)`` module; ``pyro.module`` also names them in the param store, which
+training never reads, so several VAEs in one process never share weights by name.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from probgen.config import VAEConfig
+from probgen.models.nets import Decoder, Encoder
+
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+
+
+def resolve_likelihood(cfg: VAEConfig, binary_data: bool) -> str:
+    """``auto`` -> bernoulli for binary data, gaussian (fixed scale) otherwise."""
+    if cfg.likelihood != "auto":
+        return cfg.likelihood
+    return "bernoulli" if binary_data else "gaussian"
+
+
+class VAE(nn.Module):
+    """Encoder + decoder with Pyro ``model``/``guide`` methods.
+
+    Args:
+        cfg: networks and likelihood; ``cfg.likelihood`` must be resolved (not ``auto``).
+        image_shape: (C, H, W) of the data.
+    """
+
+    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int]):
+        super().__init__()
+        if cfg.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be resolved to one of {LIKELIHOODS}, got {cfg.likelihood!r}")
+        self.cfg = cfg
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = cfg.latent_dim
+        self.encoder = Encoder(cfg, self.image_shape)
+        self.decoder = Decoder(cfg, self.image_shape)
+        if cfg.likelihood == "gaussian-learned":
+            self.log_obs_scale = nn.Parameter(torch.tensor(float(cfg.obs_scale)).log())
+
+    # --- distributions -------------------------------------------------------------------------
+
+    def prior(self, batch_shape: torch.Size | tuple[int, ...], like: torch.Tensor) -> dist.Distribution:
+        """p(z) = Normal(0, I), batch ``batch_shape``, event (D,)."""
+        zeros = like.new_zeros((*batch_shape, self.latent_dim))
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def obs_scale(self) -> torch.Tensor | float:
+        if self.cfg.likelihood == "gaussian-learned":
+            return self.log_obs_scale.exp().clamp_min(1e-3)
+        return self.cfg.obs_scale
+
+    def obs_dist(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z) with batch ``z.shape[:-1]`` and event (C, H, W); densities in nats."""
+        out = self.decoder(z)
+        if self.cfg.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=out, validate_args=False).to_event(3)
+        return dist.Normal(torch.sigmoid(out), self.obs_scale()).to_event(3)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, C, H, W) in [0, 1] -> loc, scale of q(z | x), each (N, D)."""
+        return self.encoder(x)
+
+    def mean_image(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] in [0, 1], shape (..., C, H, W)."""
+        return torch.sigmoid(self.decoder(z))
+
+    # --- Pyro model and guide -------------------------------------------------------------------
+
+    def model(self, x: torch.Tensor, beta: float = 1.0) -> None:
+        pyro.module("decoder", self.decoder)
+        if self.cfg.likelihood == "gaussian-learned":
+            pyro.module("vae", self)  # registers log_obs_scale too
+        with pyro.plate("data", x.shape[0], dim=-1):
+            with poutine.scale(scale=beta):
+                z = pyro.sample("z", self.prior(x.shape[:1], x))
+            pyro.sample("x", self.obs_dist(z), obs=x)
+
+    def guide(self, x: torch.Tensor, beta: float = 1.0) -> None:
+        pyro.module("encoder", self.encoder)
+        with pyro.plate("data", x.shape[0], dim=-1):
+            loc, scale = self.encoder(x)
+            with poutine.scale(scale=beta):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # --- generation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n prior samples decoded to mean images in [0, 1], (n, C, H, W)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.mean_image(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the encoder mean of x; mean images in [0, 1]."""
+        loc, _ = self.encode(x)
+        return self.mean_image(loc)

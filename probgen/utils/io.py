@@ -1,0 +1,78 @@
+"""Run-file I/O: atomic JSON/CSV writes and the environment record stored with every run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probgen import __version__
+from probgen.checkpoint import atomic_write
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: tensors to Python numbers, NaN/Inf to None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _clean(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write dict rows (keys of the first row are the header), atomically."""
+    buf = io.StringIO()
+    if rows:
+        fields = list(rows[0])
+        for r in rows[1:]:
+            fields += [k for k in r if k not in fields]
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(_clean(rows))
+    atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def environment_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Versions of probgen, torch, pyro-ppl and Python, and the device a run used."""
+    import pyro
+
+    info: dict[str, Any] = {
+        "probgen": __version__,
+        "torch": torch.__version__,
+        "pyro-ppl": pyro.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if device is not None:
+        device = torch.device(device)
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["device_name"] = torch.cuda.get_device_name(device)
+    return info
