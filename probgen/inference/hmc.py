@@ -35,7 +35,8 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.ops.dual_averaging import DualAveraging
 from pyro.ops.integrator import potential_grad, velocity_verlet
 from pyro.ops.welford import WelfordCovariance
-from tqdm.auto import tqdm
+
+from probgen.utils.progress import progress as progress_bar
 
 __all__ = ["BatchedHMC", "HMCResult", "HMCState", "PotentialFn", "hmc_transition", "init_state", "run_hmc"]
 
@@ -427,13 +428,15 @@ def run_hmc(
 
     ``kernel_options`` are :class:`BatchedHMC`'s keyword arguments.
     """
+    if num_samples < 1 or num_warmup < 0:
+        raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {num_samples} and {num_warmup}")
     kernel = BatchedHMC(potential_fn=potential_fn, num_chains=z0.shape[0], **kernel_options)
     kernel.initial_params = {"z": z0}
     kernel.setup(num_warmup)
     params = kernel.initial_params
     draws = z0.new_empty((num_samples,) + tuple(z0.shape))
     potential = z0.new_empty((num_samples,) + tuple(z0.shape[:2]))
-    with tqdm(total=num_warmup + num_samples, desc=desc, disable=not progress, leave=False) as bar:
+    with progress_bar(total=num_warmup + num_samples, desc=desc, enabled=progress) as bar:
         for _ in range(num_warmup):
             params = kernel.sample(params)
             bar.update()
@@ -445,10 +448,8 @@ def run_hmc(
     return HMCResult(
         samples=draws.transpose(0, 1),  # (C, S, N, D)
         potential=potential.transpose(0, 1),
-        accept_prob=kernel.accept_trace.transpose(0, 1) if num_samples else draws.new_empty(z0.shape[0], 0, z0.shape[1]),
-        diverging=kernel.diverging_trace.transpose(0, 1)
-        if num_samples
-        else torch.zeros(z0.shape[0], 0, z0.shape[1], dtype=torch.bool, device=z0.device),
+        accept_prob=kernel.accept_trace.transpose(0, 1),
+        diverging=kernel.diverging_trace.transpose(0, 1),
         step_size=kernel.step_size,
         inverse_mass=kernel.inverse_mass,
         num_grad_evals=kernel.num_grad_evals,

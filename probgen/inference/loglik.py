@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from probgen.inference.hmc import HMCResult, find_reasonable_step_size, hmc_transition, init_state, run_hmc
 from probgen.inference.potential import LatentTarget
+from probgen.utils.progress import progress as progress_bar
 
 __all__ = [
     "LoglikResult",
     "ais",
     "appendix_d",
+    "appendix_d_from_samples",
     "elbo_iwae",
     "fit_gaussian",
     "ordering_warnings",
@@ -112,7 +113,7 @@ def elbo_iwae(
     per_chunk = max(1, max_batch // target.num_data)
     log_w = []
     done = 0
-    with tqdm(total=num_samples, desc="IWAE", disable=not progress, leave=False) as bar:
+    with progress_bar(total=num_samples, desc="IWAE", enabled=progress) as bar:
         while done < num_samples:
             k = min(per_chunk, num_samples - done)
             z = proposal.sample((k,))  # (k, N, D)
@@ -144,6 +145,29 @@ def fit_gaussian(samples: torch.Tensor, shrink: float) -> torch.distributions.Mu
     return torch.distributions.MultivariateNormal(mean, covariance_matrix=shrink * cov)
 
 
+def appendix_d_from_samples(
+    target: LatentTarget, run: HMCResult, num_fit: int, shrink: float = 0.8, **info: Any
+) -> LoglikResult:
+    """Stages 2 and 3 of Appendix D on posterior chains ``run`` (samples (C, S, N, D)).
+
+    The first ``num_fit`` draws of each chain fit q; the remaining ones estimate
+    log p(x) = -logmeanexp(log q(z) - log p(z) - log p(x|z)), with -log p(z, x) read from
+    ``run.potential``, so no decoder pass is needed.
+    """
+    if not 0 < shrink <= 1:
+        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+    c, s, n, _ = run.samples.shape
+    if not 2 <= num_fit < s:
+        raise ValueError(f"num_fit must be in [2, {s}), got {num_fit}")
+    q = fit_gaussian(run.samples[:, :num_fit], shrink)
+    fresh = run.samples[:, num_fit:]
+    log_q = q.log_prob(fresh.double())  # (C, S', N)
+    log_ratio = log_q + run.potential[:, num_fit:].double()  # log q - log p(z) - log p(x|z)
+    log_px = -_logmeanexp(log_ratio.reshape(-1, n), 0)
+    info = {"chains": c, "fit_draws": num_fit, "estimate_draws": s - num_fit, "shrink": shrink, **info}
+    return _result("appendix-d", log_px, target, **info)
+
+
 def appendix_d(
     target: LatentTarget,
     z0: torch.Tensor,
@@ -160,22 +184,12 @@ def appendix_d(
     3. With the next ``num_samples`` draws (fresh, not used by the fit):
        1/p(x) = E_{p(z|x)}[q(z) / (p(z) p(x|z))], so log p(x) = -logmeanexp(log q - log p(z) - log p(x|z)).
 
-    The HMC potential of each draw already is -(log p(z) + log p(x|z)), so stage 3 needs no decoder pass.
     Returns the estimate and the HMC run of both stages (for diagnostics).
     """
-    if not 0 < shrink <= 1:
-        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
     run = run_hmc(target.potential(), z0, num_warmup, 2 * num_samples, progress=progress, desc="HMC", **hmc_options)
-    q = fit_gaussian(run.samples[:, :num_samples], shrink)
-    fresh = run.samples[:, num_samples:]  # (C, S, N, D)
-    log_q = q.log_prob(fresh.double())  # (C, S, N)
-    log_ratio = log_q + run.potential[:, num_samples:].double()  # log q - log p(z) - log p(x|z)
-    c, s, n = log_ratio.shape
-    log_px = -_logmeanexp(log_ratio.reshape(c * s, n), 0)
-    info = {"chains": c, "warmup": num_warmup, "samples": num_samples, "shrink": shrink}
-    return _result("appendix-d", log_px, target, **info), run
+    return appendix_d_from_samples(target, run, num_samples, shrink, warmup=num_warmup), run
 
 
 def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> torch.Tensor:
@@ -209,7 +223,9 @@ def ais(
     step = find_reasonable_step_size(state, target.potential(0.0), z.new_full((target.num_data,), 0.1))
     log_w = torch.zeros(z.shape[:2], dtype=torch.float64, device=z.device)
     accept_sum = torch.zeros_like(step)
-    for t in tqdm(range(1, num_steps + 1), desc="AIS", disable=not progress, leave=False):
+    bar = progress_bar(total=num_steps, desc="AIS", enabled=progress)
+    for t in range(1, num_steps + 1):
+        bar.update()
         log_w += (betas[t] - betas[t - 1]) * state.aux.double()  # log f_t(z) - log f_{t-1}(z), aux = log p(x|z)
         if t == num_steps:
             break
@@ -219,6 +235,7 @@ def ais(
         acc = acc.mean(0)
         accept_sum += acc
         step = step * torch.where(acc > target_accept_prob, 1.02, 1.0 / 1.02)
+    bar.close()
     info = {
         "chains": num_chains,
         "ais_steps": num_steps,

@@ -39,7 +39,7 @@ class LatentTarget:
     latent_dim: int
     data_dim: int
 
-    def potential(self, beta: float | torch.Tensor = 1.0) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    def potential(self, beta: float | torch.Tensor = 1.0) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
         """Potential energy of the tempered posterior p(z) p(x | z)^beta.
 
         Returns ``z (C, N, D) -> (U, log p(x | z))``, both (C, N): U = -(log p(z) + beta log p(x | z)),
