@@ -82,8 +82,9 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise UserError(f"--ckpt: {path} is refused: it is not a plain-tensor checkpoint ({first[:160]})") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln or "Unpickler" in ln]
+        why = lines[0].split(" was not")[0] if lines else "unsafe content"
+        raise UserError(f"--ckpt: {path} is refused: it holds more than tensors and plain data ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UserError(f"--ckpt: {path} is not a readable checkpoint (truncated or wrong type: {exc})"[:300]) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

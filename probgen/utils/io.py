@@ -65,8 +65,8 @@ def environment_info(device: torch.device | str | None = None) -> dict[str, Any]
 
     info: dict[str, Any] = {
         "probgen": __version__,
-        "torch": torch.__version__,
-        "pyro-ppl": pyro.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is not a plain str for weights_only
+        "pyro-ppl": str(pyro.__version__),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

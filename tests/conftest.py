@@ -1,0 +1,31 @@
+"""Shared test helpers: tiny configs that train in seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probgen.config import DataConfig, FitVAEConfig, RunConfig, TrainConfig, VAEConfig
+
+TINY_FLAGS = [
+    "--dataset", "dsprites", "--limit", "320", "--conv-channels", "8,8,8,8", "--hidden-dims", "32",
+    "--latent-dim", "4", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
+]  # fmt: skip
+
+
+def tiny_vae_config(out: Path, **train: object) -> FitVAEConfig:
+    """A dSprites VAE small enough for unit tests (procedural data, 320 images)."""
+    t = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 2e-3, "checkpoint_every": 1000, **train}
+    return FitVAEConfig(
+        data=DataConfig(dataset="dsprites", limit=320, data_root=str(out.parent / "no-data")),
+        model=VAEConfig(conv_channels=(8, 8, 8, 8), hidden_dims=(32,), latent_dim=4),
+        train=TrainConfig(**t),  # type: ignore[arg-type]
+        run=RunConfig(out=str(out), progress=False),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see a developer's $PROBGEN_DATA: the procedural/fixture paths are what is tested."""
+    monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "probgen-data"))
