@@ -240,6 +240,8 @@ class BatchedHMC(MCMCKernel):
         self._accept_trace: list[torch.Tensor] = []
         self._diverging_trace: list[torch.Tensor] = []
         self._log: dict[str, str] = {}
+        self._log_t = 0
+        self._last_accept: torch.Tensor | None = None
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor] | None:
@@ -334,8 +336,7 @@ class BatchedHMC(MCMCKernel):
         else:
             self._accept_trace.append(accept_prob)
             self._diverging_trace.append(diverging)
-        if self._t % 50 == 0:  # one host sync per 50 transitions, for the progress bar only
-            self._log = {"step size": f"{self.step_size.mean():.2e}", "acc. prob": f"{accept_prob.mean():.3f}"}
+        self._last_accept = accept_prob
         self._t += 1
         return {"z": state.z}
 
@@ -369,6 +370,10 @@ class BatchedHMC(MCMCKernel):
         self._window = len(self._schedule)
 
     def logging(self) -> dict[str, str]:
+        # MCMC asks every iteration; formatting syncs with the device, so refresh every 50 only
+        if self._last_accept is not None and (not self._log or self._t - self._log_t >= 50):
+            self._log = {"step size": f"{self.step_size.mean():.2e}", "acc. prob": f"{self._last_accept.mean():.3f}"}
+            self._log_t = self._t
         return self._log
 
     def diagnostics(self) -> dict[str, Any]:
