@@ -10,6 +10,7 @@ below ``min_ess_per_chain`` x chains (Vehtari et al. 2021 recommend R-hat < 1.01
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,9 @@ def plot_chains(idata: az.InferenceData, points: Sequence[int], out_dir: str | P
     for i in points:
         coords = {"datapoint": [int(i)]}
         for kind, fn in (("trace", az.plot_trace), ("rank", az.plot_rank)):
-            axes = fn(idata, var_names=["z"], coords=coords, show=False)
+            with warnings.catch_warnings():  # ArviZ 0.23 uses a matplotlib API deprecated in 3.11
+                warnings.simplefilter("ignore", DeprecationWarning)
+                axes = fn(idata, var_names=["z"], coords=coords, show=False)
             fig = np.asarray(axes).ravel()[0].figure
             fig.suptitle(f"z of data point {i}: {kind} plot")
             fig.tight_layout()

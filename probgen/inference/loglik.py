@@ -213,9 +213,10 @@ def ais(
     """Annealed importance sampling from the prior to the posterior, with HMC transitions (Wu et al. 2017).
 
     Intermediate targets p(z) p(x | z)^beta_t with a :func:`sigmoid_schedule`; one HMC transition of
-    ``leapfrog_steps`` steps per temperature. Each point's step size is nudged by 2% per temperature
-    towards ``target_accept_prob`` (mean over its chains), as Wu et al. do. log p(x) per point is the
-    log mean of the ``num_chains`` importance weights.
+    ``leapfrog_steps`` steps per temperature. After each temperature, each point's step size is
+    multiplied by exp(0.5 (a - target)), a = its acceptance averaged over chains: Wu et al. use a fixed
+    +-2%, which cannot follow a posterior that sharpens 100-fold within a few hundred temperatures.
+    log p(x) per point is the log mean of the ``num_chains`` importance weights.
     """
     betas = sigmoid_schedule(num_steps, delta).tolist()
     z = target.sample_prior(num_chains)  # (C, N, D)
@@ -234,7 +235,7 @@ def ais(
         state, acc, _ = hmc_transition(state, potential, step, leapfrog_steps, jitter=0.1)
         acc = acc.mean(0)
         accept_sum += acc
-        step = step * torch.where(acc > target_accept_prob, 1.02, 1.0 / 1.02)
+        step = step * torch.exp(0.5 * (acc - target_accept_prob))
     bar.close()
     info = {
         "chains": num_chains,

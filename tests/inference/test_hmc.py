@@ -11,6 +11,15 @@ from probgen.inference.reference import run_nuts
 from tests.inference.ppca import PPCA
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _moment_zscores(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
     """Errors of the posterior mean and variance of samples (C, S, N, D), in Monte Carlo standard errors.
 

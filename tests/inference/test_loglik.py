@@ -17,6 +17,15 @@ from probgen.inference.potential import encoder_proposal
 from tests.inference.ppca import PPCA
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("latent_dim", [2, 4])
 def test_appendix_d_recovers_the_exact_ppca_evidence(latent_dim):
     pyro.set_rng_seed(latent_dim)
