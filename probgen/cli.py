@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import typing
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import FitVAEConfig, flag, strip_optional
+from probgen.config import DataConfig, FitVAEConfig, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -74,6 +75,57 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[s
         parser.add_argument(flag(f.name), **kw)
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or TOML config file, parsed as data (never evaluated)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UserError(f"--config: {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config: {path} must hold a table/object of settings")
+    return data
+
+
+def _leaf_fields(cls: type) -> tuple[set[str], dict[str, type]]:
+    """Flag-level field names of ``cls`` (nested configs flattened) and its nested section types."""
+    hints = typing.get_type_hints(cls)
+    leaves: set[str] = set()
+    sections: dict[str, type] = {}
+    for f in dataclasses.fields(cls):
+        tp = strip_optional(hints[f.name])
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            sections[f.name] = tp
+            leaves |= _leaf_fields(tp)[0]
+        else:
+            leaves.add(f.name)
+    return leaves, sections
+
+
+def config_file_defaults(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Flatten ``{"model": {"latent_dim": 4}, "beta": 2}`` into flag defaults of dataclass ``cls``."""
+    leaves, sections = _leaf_fields(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name in sections and isinstance(value, dict):
+            out.update(config_file_defaults(sections[name], value))
+        elif name in leaves:
+            out[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            raise UserError(f"--config: unknown setting {key!r}")
+    return out
+
+
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
     """Build dataclass ``cls`` (and its nested configs) from parsed flags; validation runs here."""
     hints = typing.get_type_hints(cls)
@@ -100,7 +152,14 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         "Defaults are full training settings for a GPU.",
     )
     add_config_args(vae, FitVAEConfig)
+    _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
+
+
+def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config FILE`` (JSON or TOML): its settings become defaults; flags on the command line win."""
+    parser.add_argument("--config", default=None, help="JSON or TOML file of settings (flags override it)")
+    parser.set_defaults(_config_parser=parser, _config_cls=cls)
 
 
 def _run_fit_vae(args: argparse.Namespace) -> int:
@@ -200,7 +259,70 @@ def _run_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_loglik, _add_diagnose]
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
+    lst = cmds.add_parser("list", help="every dataset name with a one-line description")
+    lst.set_defaults(handler=_run_data_list)
+    info = cmds.add_parser(
+        "info",
+        help="source, images per split, shape and range, and a grid of samples",
+        description="Load a dataset as training would and describe it; writes a PNG grid of training images.",
+    )
+    add_config_args(info, DataConfig)
+    info.add_argument("--out", default=None, help="PNG grid to write (default: ./data_info_<dataset>.png)")
+    info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
+    info.set_defaults(handler=_run_data_info)
+    ext = cmds.add_parser(
+        "extract",
+        help="unpack a downloaded dataset archive (zip/tar) into the data root, safely",
+        description="Unpack a .zip or .tar(.gz) into --data-root (default: $PROBGEN_DATA, then ./data). "
+        "Members that would land outside it (../, absolute paths, outward links) are refused.",
+    )
+    ext.add_argument("archive", help="the archive file, e.g. chest-xray-pneumonia.zip")
+    ext.add_argument("--data-root", default=None, help="folder to unpack into")
+    ext.set_defaults(handler=_run_data_extract)
+
+
+def _run_data_list(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import dataset_list
+
+    for name, text in dataset_list():
+        print(f"{name:<12} {text}")
+    return 0
+
+
+def _run_data_info(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import data_info
+
+    if args.num < 1:
+        raise UserError(f"--num: must be >= 1, got {args.num}")
+    out = Path(args.out) if args.out else None
+    print(data_info(config_from_args(DataConfig, args), out, overwrite=args.overwrite, num=args.num))
+    return 0
+
+
+def _run_data_extract(args: argparse.Namespace) -> int:
+    from probgen.data import data_root
+    from probgen.utils.archive import safe_extract
+
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise UserError(f"archive: no such file: {archive}")
+    target = data_root(DataConfig(data_root=args.data_root))
+    files = safe_extract(archive, target)
+    print(f"extracted {len(files)} files into {target}")
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_fit,
+    _add_sample,
+    _add_data,
+    _add_loglik,
+    _add_diagnose,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,7 +359,12 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `probgen` console script; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "config", None):  # re-parse with the file's settings as defaults
+            values = config_file_defaults(args._config_cls, read_config_file(args.config))
+            args._config_parser.set_defaults(**values)
+            args = parser.parse_args(argv)
         _setup_logging(args.quiet)
         return int(args.handler(args))
     except UserError as exc:

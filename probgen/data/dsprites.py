@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -119,16 +120,23 @@ def _load_official(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
             imgs = npz["imgs"]
             values = npz["latents_values"]
             classes = npz["latents_classes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot read dSprites file {path}: {exc}") from None
-    if imgs.ndim != 3 or imgs.shape[1:] != (64, 64) or len(values) != len(imgs) or len(classes) != len(imgs):
-        raise UserError(f"{path}: not a dSprites file (imgs {imgs.shape}, latents {values.shape})")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"cannot read dSprites file {path}: {type(exc).__name__}: {exc}") from None
+    n = imgs.shape[0] if imgs.ndim == 3 else -1
+    if (
+        imgs.shape[1:] != (64, 64)
+        or values.shape != (n, 6)
+        or classes.shape != (n, 6)
+        or not np.issubdtype(classes.dtype, np.integer)
+    ):
+        raise UserError(f"{path}: not a dSprites file (imgs {imgs.shape}, latents {values.shape}, {classes.shape})")
     return torch.from_numpy(imgs), torch.from_numpy(values).float(), torch.from_numpy(classes).long()
 
 
 @register("dsprites")
 def load(cfg: DataConfig) -> ImageData:
-    """The official file when present under the data root, else the procedural renderer."""
+    """dSprites (Matthey et al. 2017): 64x64 binary shapes with 6 known factors; the official .npz when
+    present under the data root, else the procedural renderer; seeded split."""
     path = find_official(cfg)
     if path is not None:
         imgs, values, classes = _load_official(path)

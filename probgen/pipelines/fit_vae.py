@@ -12,6 +12,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -23,9 +24,11 @@ import torch
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import FitVAEConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset, to_unit
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
+from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.pipelines.training import (
     GracefulStop,
@@ -106,6 +109,8 @@ class VAETrainer:
         self.data: ImageData = load_dataset(cfg.data)
         self.train_images = self.data.split("train").images.to(self.device)
         self.test_images = self.data.splits["test"].images.to(self.device) if "test" in self.data.splits else None
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         t = cfg.train
         n = len(self.train_images)
         if t.batch_size > n:
@@ -178,20 +183,18 @@ class VAETrainer:
         bar = progress(self.total_steps, desc="fit vae", enabled=self.cfg.run.progress, initial=self.step)
         started = time.perf_counter()
         B = t.batch_size
-        with GracefulStop() as stop, bar:
+        with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
                 perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
                 self.vae.train()
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     beta = self._beta()
                     x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
-                    loss = self.loss_fn(x, beta)
-                    self.optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    guard.check(loss, self.step)  # before the update: parameters stay finite
-                    self.optim.step()
-                    terms = self.elbo.last_terms
-                    self.sums += torch.stack([terms["loss"], terms["recon"], terms["kl"]]).double()
+                    if self.resample_binary:
+                        x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
+                    check = functools.partial(guard.check, step=self.step)  # runs before the update
+                    terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
+                    self.sums += terms.double()
                     self.step += 1
                     self.batch += 1
                     bar.update(1)

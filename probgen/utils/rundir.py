@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from probgen.config import RunConfig
 from probgen.errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("probgen")
 
 
 def default_run_dir(kind: str, dataset: str) -> Path:
@@ -32,9 +34,15 @@ def prepare_run_dir(run: RunConfig, kind: str, dataset: str) -> tuple[Path, bool
         raise UserError(f"--out: {out} exists and is not a directory")
     occupied = out.is_dir() and any(out.iterdir())
     if run.resume:
-        if not (out / CHECKPOINT).is_file():
+        for stale in out.glob(".*.tmp"):  # half-written files of a killed run (atomic_write's temp names)
+            stale.unlink()
+        if (out / CHECKPOINT).is_file():
+            return out, True
+        if not (out / "config.json").is_file():
             raise UserError(f"--resume: no {CHECKPOINT} in {out} to resume from")
-        return out, True
+        # killed before its first checkpoint: nothing was trained yet, so start it again in place
+        log.warning("--resume: %s has no checkpoint yet; starting the run from the beginning", out)
+        return out, False
     if occupied:
         if not run.overwrite:
             raise UserError(

@@ -1,0 +1,61 @@
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from probgen.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_block(name: str) -> str:
+    text = README.read_text()
+    m = re.search(rf"<!-- setup:{name} -->\s*```\n(.*?)\n```\s*<!-- /setup:{name} -->", text, re.S)
+    assert m, f"README lacks the setup:{name} block"
+    return m.group(1).strip()
+
+
+def test_readme_main_job_parses_with_the_real_cli():
+    install = _readme_block("install")
+    assert "pip install" in install
+    job = install.split("&&")[-1].strip()
+    argv = shlex.split(job)
+    assert argv[:3] == ["probgen", "fit", "vae"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.dataset == "dsprites" and args.limit and args.epochs
+    assert "pytest" in _readme_block("test")
+
+
+def test_ci_runs_the_readme_blocks():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "readme_block install" in ci and "readme_block test" in ci
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "vae", "--help"], ["sample", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fit", "vae", "--beta", "-1"], "--beta"),
+        (["fit", "vae", "--latent-dim", "0"], "--latent-dim"),
+        (["fit", "vae", "--latent-dim", "ten"], "--latent-dim"),
+        (["fit", "vae", "--dataset", "nope"], "--dataset"),
+        (["fit", "vae", "--no-such-flag"], "--no-such-flag"),
+        (["fit", "vae", "--conv-channels", "8,x"], "--conv-channels"),
+        (["fit"], "MODEL"),
+        (["sample", "--ckpt", "missing.pt", "--out", "x.png"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("probgen: error:") and needle in err[0]
