@@ -209,4 +209,4 @@ def load_or_train_domain_net(
     net.name = f"domain-{data.name}"
     net.fingerprint = state_fingerprint(net)
     net.info = {**net.info, "cache_file": str(path), "fingerprint": net.fingerprint}
-    return net.to(device).eval()
+    return net.to(device, memory_format=torch.channels_last).eval()  # faster convolutions, as for Inception

@@ -174,7 +174,6 @@ class GANTrainer:
         self.step = self.epoch = self.batch = 0
         self.eval_history: list[dict[str, Any]] = []
         self.early = {"best": None, "best_epoch": None, "bad_evals": 0, "stopped": False}
-        self.last_eval: dict[str, Any] | None = None
         self.elapsed = 0.0
         self.losses = LossLog(out / "losses.csv")
         if ckpt is not None:
@@ -322,7 +321,6 @@ class GANTrainer:
             if "mean" in entry:
                 row[f"{label}_mean"], row[f"{label}_std"] = entry["mean"], entry["std"]
         self.eval_history.append(row)
-        self.last_eval = result
         improved = self.early["best"] is None or value < self.early["best"]
         if improved:
             self.early.update(best=value, best_epoch=self.epoch, bad_evals=0)
