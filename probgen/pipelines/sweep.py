@@ -10,7 +10,8 @@ config) is skipped, an interrupted one is resumed from its checkpoint, and a gri
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
 row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
 log-likelihood / FID-FD columns when ``loglik.json`` / ``eval.json`` exist in the run directory,
-written by `probgen loglik` / `probgen eval`), and ``sweep_losses.png`` (the -ELBO, or the loss for
+written by `probgen loglik` / `probgen eval`: one column per metric of ``eval.json``, e.g. ``FID``,
+``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
 an autoencoder, per epoch of every run, train and test panels).
 """
 
@@ -303,12 +304,16 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
             row["loglik_nats"] = hit[1]
         if bpd:
             row["loglik_bits_per_dim"] = bpd[1]
-    ev = _read_json(run_dir / "eval.json")
-    if ev is not None:
-        for key in ("fid", "fd", "kid", "is"):
-            hit = _find_number(ev, (key, key.upper()))
-            if hit:
-                row[key] = hit[1]
+    ev = _read_json(run_dir / "eval.json")  # `probgen eval`: {"metrics": {"FID": {"value"}, "KID": {"mean"}, ...}}
+    metrics_ev = ev.get("metrics") if isinstance(ev, dict) else None
+    if isinstance(metrics_ev, dict):
+        for name, m in metrics_ev.items():
+            if isinstance(m, dict):
+                value = m.get("value", m.get("mean"))
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[name] = float(value)
+                    if "num_generated" in m:
+                        row[f"{name}_n"] = m["num_generated"]
     return row
 
 
@@ -334,7 +339,8 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
     lines += ["| " + " | ".join(_md_cell(r.get(c)) for c in cols) + " |" for r in rows]
     units = (
         "\n\nELBO terms are per-image averages in nats (recon = E_q log p(x|z), elbo = recon - kl) from each "
-        "run's metrics.json; loglik_nats / fid / fd come from loglik.json / eval.json when present.\n"
+        "run's metrics.json; loglik_* come from loglik.json and FID / FD-<dataset> / KD / IS (with N) from "
+        "eval.json when present.\n"
     )
     from probgen.checkpoint import atomic_write
 
