@@ -11,6 +11,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -22,13 +23,25 @@ from typing import Any
 import torch
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from probgen.config import FitVAEConfig, from_dict, to_dict
+from probgen.config import FitVAEConfig, PerfConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE, resolve_likelihood
+from probgen.pipelines.batches import make_batches
+from probgen.pipelines.distributed import (
+    Dist,
+    distributed_loss,
+    distributed_session,
+    global_sums,
+    local_sums,
+    rank_rng_state,
+    restore_rng,
+    sync_batchnorm,
+)
+from probgen.pipelines.speed import apply_speed_options
 from probgen.pipelines.training import (
     GracefulStop,
     NonFiniteGuard,
@@ -48,6 +61,7 @@ log = logging.getLogger("probgen")
 RESUMABLE_FIELDS = {
     "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
     "run": ("progress", "out", "resume", "overwrite"),
+    "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
 }
 
 
@@ -99,19 +113,28 @@ def _term_row(sums: torch.Tensor, n: int, beta: float, pixels: int) -> dict[str,
 class VAETrainer:
     """Holds everything one `fit vae` run mutates; :meth:`run` trains and writes the run directory."""
 
-    def __init__(self, cfg: FitVAEConfig, out: Path, resume: bool):
+    def __init__(self, cfg: FitVAEConfig, out: Path, resume: bool, dist: Dist | None = None):
         self.out = out
-        ckpt = load_checkpoint(out / CHECKPOINT, kind="vae") if resume else None
+        self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
+        ckpt = dist.from_main(lambda: load_checkpoint(out / CHECKPOINT, kind="vae")) if resume else None
         if ckpt is not None:
             cfg = resume_config(from_dict(FitVAEConfig, ckpt["config"]), cfg, RESUMABLE_FIELDS)
-        self.device = resolve_device(cfg.train.device)
+        self.device = dist.device(resolve_device(cfg.train.device))
         self.data: ImageData = load_dataset(cfg.data)
-        self.train_images = self.data.split("train").images.to(self.device)
-        self.test_images = self.data.splits["test"].images.to(self.device) if "test" in self.data.splits else None
         t = cfg.train
-        n = len(self.train_images)
+        train, test = self.data.split("train").images, self.data.splits.get("test")
+        n = len(train)
         if t.batch_size > n:
             raise UserError(f"--batch-size: {t.batch_size} is larger than the training set ({n} images)")
+        if t.batch_size % dist.world_size:
+            raise UserError(f"--batch-size: the global batch {t.batch_size} must divide by {dist.world_size} processes")
+        test_bytes = 0 if test is None else test.images.numel()
+        self.batches, self.placement = make_batches(
+            train, self.data.binary, self.device, t.batch_size, cfg.perf, dist.rank, dist.world_size, test_bytes
+        )
+        on_device = self.placement == "device"  # else the uint8 images stay in host memory
+        self.train_images = self.batches.images if on_device else train
+        self.test_images = None if test is None else test.images.to(self.device) if on_device else test.images
         if ckpt is None:
             likelihood = resolve_likelihood(cfg.model, self.data.binary)
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, likelihood=likelihood))
@@ -121,9 +144,14 @@ class VAETrainer:
         self.total_steps = min(total, t.max_steps) if t.max_steps else total
         torch.manual_seed(t.seed)
         self.vae = build_vae(cfg, self.data.image_shape).to(self.device)
+        if dist.enabled:
+            self.vae = sync_batchnorm(self.vae, self.device)
+        apply_speed_options([self.vae.encoder, self.vae.decoder], cfg.perf, self.device)
         self.optim = torch.optim.Adam(self.vae.parameters(), lr=t.lr)
         self.elbo = make_elbo(t.elbo)
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
+        if dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
+            self.loss_fn = distributed_loss(self.elbo, self.vae, dist, self.device)
         self.step = 0
         self.epoch = 0  # epochs completed
         self.batch = 0  # batches done inside the current epoch
@@ -137,6 +165,8 @@ class VAETrainer:
     # --- checkpoints ----------------------------------------------------------------------------
 
     def _payload(self) -> dict[str, Any]:
+        """The checkpoint's content; with several processes a collective (every rank calls it)."""
+        per_rank = {"rng_ranks": self.dist.all_gather(rank_rng_state(self.device))} if self.dist.enabled else {}
         return {
             "kind": "vae",
             "config": to_dict(self.cfg),
@@ -147,10 +177,11 @@ class VAETrainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch": self.batch,
-            "sums": self.sums.cpu(),
+            "sums": global_sums(self.sums, self.dist),
             "history": self.history,
             "elapsed": self.elapsed,
             "rng": rng_state(),
+            **per_rank,
             "environment": environment_info(self.device),
         }
 
@@ -160,13 +191,18 @@ class VAETrainer:
         for group in self.optim.param_groups:  # a resumed run may lower the learning rate
             group["lr"] = self.cfg.train.lr
         self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
-        self.sums = ckpt["sums"].to(self.device)
+        self.sums = local_sums(ckpt["sums"], self.dist, self.device)
         self.history = list(ckpt["history"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
-        set_rng_state(ckpt["rng"])
+        if self.dist.enabled:
+            restore_rng(ckpt, self.dist, self.device)
+        else:
+            set_rng_state(ckpt["rng"])
 
     def save(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self._payload())
+        payload = self._payload()
+        if self.dist.is_main:
+            save_checkpoint(self.out / CHECKPOINT, payload)
 
     # --- training -------------------------------------------------------------------------------
 
@@ -176,29 +212,31 @@ class VAETrainer:
 
     def run(self) -> dict[str, Any]:
         t = self.cfg.train
-        guard = NonFiniteGuard(self.device)
-        bar = progress(self.total_steps, desc="fit vae", enabled=self.cfg.run.progress, initial=self.step)
+        guard = self.dist.guard(self.device)
+        show = self.cfg.run.progress and self.dist.is_main
+        bar = progress(self.total_steps, desc="fit vae", enabled=show, initial=self.step)
         started = time.perf_counter()
-        B = t.batch_size
         with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
-                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
+                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch)
+                batches = self.batches.epoch(perm, self.batch)  # this rank's share of each global batch
                 self.vae.train()
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     beta = self._beta()
-                    x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
+                    x = next(batches)
                     check = functools.partial(guard.check, step=self.step)  # runs before the update
                     terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
                     self.sums += terms.double()
                     self.step += 1
                     self.batch += 1
                     bar.update(1)
-                    if self.step % t.checkpoint_every == 0 or stop.requested:
+                    requested = self.dist.stop_requested(stop, self.step)  # all ranks agree
+                    if self.step % t.checkpoint_every == 0 or requested:
                         guard.raise_if_bad()
                         self.elapsed += time.perf_counter() - started
                         started = time.perf_counter()
                         self.save()
-                    if stop.requested:
+                    if requested:
                         stop.exit(self.out)
                 if self.batch == self.steps_per_epoch:
                     self._end_epoch(guard)
@@ -214,8 +252,9 @@ class VAETrainer:
         t = self.cfg.train
         beta = self._beta()
         pixels = self.train_images[0].numel()
+        sums = self.dist.all_reduce_sum(self.sums)
         rows = [{"epoch": self.epoch + 1, "step": self.step, "split": "train",
-                 **_term_row(self.sums, self.steps_per_epoch * t.batch_size, beta, pixels)}]  # fmt: skip
+                 **_term_row(sums, self.steps_per_epoch * t.batch_size, beta, pixels)}]  # fmt: skip
         if self.test_images is not None and len(self.test_images):
             test = evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, beta)
             rows.append({"epoch": self.epoch + 1, "step": self.step, "split": "test", **test})
@@ -227,9 +266,10 @@ class VAETrainer:
             f"{r['split']} -elbo {-r['elbo']:.2f} (recon {r['recon']:.2f}, kl {r['kl']:.2f})" for r in rows
         )
         log.info("epoch %d/%d step %d beta %.3g  %s", self.epoch, t.epochs, self.step, beta, line)
-        self._write_logs()
-        if self.epoch in t.sample_epochs:
-            save_grid(self._samples(), self.out / f"samples_epoch_{self.epoch}.png")
+        if self.dist.is_main:
+            self._write_logs()
+            if self.epoch in t.sample_epochs:
+                save_grid(self._samples(), self.out / f"samples_epoch_{self.epoch}.png")
         self.save()
 
     # --- outputs --------------------------------------------------------------------------------
@@ -258,10 +298,13 @@ class VAETrainer:
         plot_curves(series, xs, self.out / "loss_curves.png", title=f"VAE on {self.data.name}")
 
     def _finish(self) -> dict[str, Any]:
+        sums = self.dist.all_reduce_sum(self.sums)
+        if not self.dist.is_main:
+            return {}
         self.vae.eval()
         save_grid(self._samples(), self.out / "samples.png")
         ref = self.test_images if self.test_images is not None and len(self.test_images) else self.train_images
-        x = to_unit(ref[:20])
+        x = to_unit(ref[:20].to(self.device))
         recon = self.vae.reconstruct(x)
         pairs = torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
         save_grid(pairs, self.out / "reconstructions.png", nrow=10)
@@ -271,7 +314,7 @@ class VAETrainer:
             frac = self.epoch + self.batch / self.steps_per_epoch
             pixels = self.train_images[0].numel()
             rows.append({"epoch": frac, "step": self.step, "split": "train",
-                         **_term_row(self.sums, self.batch * t.batch_size, self._beta(), pixels)})  # fmt: skip
+                         **_term_row(sums, self.batch * t.batch_size, self._beta(), pixels)})  # fmt: skip
             if self.test_images is not None and len(self.test_images):
                 test = evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, self._beta())
                 rows.append({"epoch": frac, "step": self.step, "split": "test", **test})
@@ -288,6 +331,8 @@ class VAETrainer:
             "epochs_completed": self.epoch,
             "train_seconds": self.elapsed,
             "images_per_second": self.step * self.cfg.train.batch_size / max(self.elapsed, 1e-9),
+            "world_size": self.dist.world_size,
+            "data_placement": self.placement,
             "final": final,
             "units": "nats per image (averages over the split); bits/dim = nats / (pixels * ln 2)",
             "environment": environment_info(self.device),
@@ -298,12 +343,14 @@ class VAETrainer:
 
 def fit_vae(cfg: FitVAEConfig) -> Path:
     """Train a VAE as configured; returns the run directory."""
-    out, resuming = prepare_run_dir(cfg.run, "vae", cfg.data.dataset)
-    with log_to_file(out / "log.txt"):
-        trainer = VAETrainer(cfg, out, resuming)
-        if not resuming:
-            write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": environment_info(trainer.device)})
-        log.info("run directory: %s", out)
-        trainer.run()
-        log.info("done: %s (samples.png, reconstructions.png, loss_curves.png, metrics.json)", out)
+    with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
+        out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, "vae", cfg.data.dataset))
+        with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():
+            trainer = VAETrainer(cfg, out, resuming, dist)
+            if not resuming and dist.is_main:
+                env = environment_info(trainer.device)
+                write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": env})
+            log.info("run directory: %s%s", out, f" ({dist.world_size} processes)" if dist.enabled else "")
+            trainer.run()
+            log.info("done: %s (samples.png, reconstructions.png, loss_curves.png, metrics.json)", out)
     return out
