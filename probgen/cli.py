@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import FitVAEConfig, flag, strip_optional
+from probgen.config import DataConfig, FitVAEConfig, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -198,7 +198,42 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample]
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
+    lst = cmds.add_parser("list", help="every dataset name with a one-line description")
+    lst.set_defaults(handler=_run_data_list)
+    info = cmds.add_parser(
+        "info",
+        help="source, images per split, shape and range, and a grid of samples",
+        description="Load a dataset as training would and describe it; writes a PNG grid of training images.",
+    )
+    add_config_args(info, DataConfig)
+    info.add_argument("--out", default=None, help="PNG grid to write (default: ./data_info_<dataset>.png)")
+    info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
+    info.set_defaults(handler=_run_data_info)
+
+
+def _run_data_list(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import dataset_list
+
+    for name, text in dataset_list():
+        print(f"{name:<12} {text}")
+    return 0
+
+
+def _run_data_info(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import data_info
+
+    if args.num < 1:
+        raise UserError(f"--num: must be >= 1, got {args.num}")
+    out = Path(args.out) if args.out else None
+    print(data_info(config_from_args(DataConfig, args), out, overwrite=args.overwrite, num=args.num))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

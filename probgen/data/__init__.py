@@ -4,6 +4,7 @@ from probgen.data.base import (
     ImageData,
     Split,
     data_root,
+    dataset_description,
     dataset_names,
     load_dataset,
     register,
@@ -13,12 +14,13 @@ from probgen.data.base import (
 )
 
 # Importing a source module registers its loader.
-from probgen.data import dsprites  # noqa: E402,F401  isort: skip
+from probgen.data import dsprites, folders, torchvision_sets  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ImageData",
     "Split",
     "data_root",
+    "dataset_description",
     "dataset_names",
     "load_dataset",
     "register",

@@ -6,6 +6,7 @@ pixel range: :func:`to_unit` gives [0, 1] (VAEs), :func:`to_symmetric` gives [-1
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,12 @@ def register(name: str) -> Callable[[Loader], Loader]:
 
 def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def dataset_description(name: str) -> str:
+    """The first paragraph of a registered loader's docstring, on one line (for `probgen data list`)."""
+    doc = inspect.getdoc(_REGISTRY[name]) or ""
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def load_dataset(cfg: DataConfig) -> ImageData:

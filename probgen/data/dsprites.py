@@ -135,7 +135,8 @@ def _load_official(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 @register("dsprites")
 def load(cfg: DataConfig) -> ImageData:
-    """The official file when present under the data root, else the procedural renderer."""
+    """dSprites (Matthey et al. 2017): 64x64 binary shapes with 6 known factors; the official .npz when
+    present under the data root, else the procedural renderer; seeded split."""
     path = find_official(cfg)
     if path is not None:
         imgs, values, classes = _load_official(path)

@@ -228,6 +228,18 @@ class GlobalBatchNoise(Messenger):
         msg["value"] = (big.rsample() if fn.has_rsample else big.sample())[self.rank]
 
 
+def global_batch_draw(draw: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """``draw(x)`` for this rank's slice ``x`` of the global batch, as a single process would draw it.
+
+    ``draw`` is an elementwise random op (``torch.bernoulli``); it runs on ``x`` repeated W times, so
+    the RNG produces the whole global batch's draws in a single process's order, and row ``rank``
+    is kept. In a single process this is ``draw(x)``.
+    """
+    if not dist.enabled:
+        return draw(x)
+    return draw(x.expand(dist.world_size, *x.shape))[dist.rank]
+
+
 class MethodModule(nn.Module):
     """``owner.<method>`` as an ``nn.Module``, so that Pyro's ELBOModule (and DDP) see owner's parameters."""
 

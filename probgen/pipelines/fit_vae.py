@@ -25,6 +25,7 @@ import torch
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import FitVAEConfig, PerfConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset, to_unit
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
@@ -35,6 +36,7 @@ from probgen.pipelines.distributed import (
     Dist,
     distributed_loss,
     distributed_session,
+    global_batch_draw,
     global_sums,
     local_sums,
     rank_rng_state,
@@ -135,6 +137,8 @@ class VAETrainer:
         on_device = self.placement == "device"  # else the uint8 images stay in host memory
         self.train_images = self.batches.images if on_device else train
         self.test_images = None if test is None else test.images.to(self.device) if on_device else test.images
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         if ckpt is None:
             likelihood = resolve_likelihood(cfg.model, self.data.binary)
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, likelihood=likelihood))
@@ -224,6 +228,8 @@ class VAETrainer:
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     beta = self._beta()
                     x = next(batches)
+                    if self.resample_binary:  # global torch RNG: checkpointed, so resume stays exact
+                        x = global_batch_draw(bernoulli_resample, x, self.dist)
                     check = functools.partial(guard.check, step=self.step)  # runs before the update
                     terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
                     self.sums += terms.double()

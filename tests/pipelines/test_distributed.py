@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from probgen.checkpoint import load_checkpoint
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.pipelines.batches import batch_indices
-from probgen.pipelines.distributed import Dist, GlobalBatchNoise, gather_rows, shard_range
+from probgen.pipelines.distributed import Dist, GlobalBatchNoise, gather_rows, global_batch_draw, shard_range
 from probgen.pipelines.fit_vae import VAETrainer, fit_vae
 from probgen.utils.io import read_csv
 from tests.conftest import TINY_FLAGS, tiny_vae_config
@@ -81,6 +82,16 @@ def test_global_batch_noise_gives_each_rank_the_single_process_draws():
         assert torch.equal(tr.nodes["z"]["value"], full.nodes["z"]["value"][rank * 4 : (rank + 1) * 4])
         assert torch.equal(tr.nodes["g"]["value"], full.nodes["g"]["value"])  # global sites: same on all ranks
         assert tr.nodes["z"]["fn"].batch_shape == (4,)  # log-densities stay those of the rank's slice
+
+
+def test_dynamic_binarisation_draws_each_rank_its_slice_of_the_global_draw():
+    x = torch.rand(8, 1, 4, 4)
+    torch.manual_seed(2)
+    full = bernoulli_resample(x)
+    for rank in range(2):
+        torch.manual_seed(2)
+        part = global_batch_draw(bernoulli_resample, x[rank * 4 : (rank + 1) * 4], Dist(rank=rank, world_size=2))
+        assert torch.equal(part, full[rank * 4 : (rank + 1) * 4])
 
 
 # --- torchrun end to end ---------------------------------------------------------------------------------
