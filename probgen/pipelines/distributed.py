@@ -58,7 +58,6 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    control: Any = None  # process group for host-side collectives (gloo), None = the default group
 
     @property
     def enabled(self) -> bool:
@@ -81,12 +80,7 @@ class Dist:
         if not self.enabled:
             return t
         out = t.detach().clone()
-        if self.control is not None and out.device.type != "cpu":
-            tdist.all_reduce(out)  # NCCL: on the device
-        else:
-            out = out.cpu()
-            tdist.all_reduce(out, group=self.control)
-            out = out.to(t.device)
+        tdist.all_reduce(out)  # NCCL for a GPU tensor (stays on the device), gloo for a host one
         return out
 
     def all_gather(self, obj: Any) -> list[Any]:
@@ -94,7 +88,15 @@ class Dist:
         if not self.enabled:
             return [obj]
         out: list[Any] = [None] * self.world_size
-        tdist.all_gather_object(out, obj, group=self.control)
+        tdist.all_gather_object(out, obj)  # through gloo: objects never touch the GPU
+        return out
+
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` on rank 0, in rank order (None on the other ranks): for large results."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        tdist.gather_object(obj, out, dst=0)
         return out
 
     def from_main(self, fn: Callable[[], Any]) -> Any:
@@ -114,7 +116,7 @@ class Dist:
                 error, box[0] = exc, ("user", str(exc))
             except BaseException as exc:
                 error, box[0] = exc, ("bug", f"rank 0 failed: {type(exc).__name__}: {exc}")
-        tdist.broadcast_object_list(box, src=0, group=self.control)
+        tdist.broadcast_object_list(box, src=0)
         status, value = box[0]
         if error is not None:
             raise error
@@ -135,7 +137,7 @@ class Dist:
         if step % STOP_POLL_STEPS:
             return False
         flag = torch.tensor([int(stop.requested)])
-        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX, group=self.control)
+        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
         return bool(flag.item())  # host tensor: no device sync
 
     def guard(self, device: torch.device) -> NonFiniteGuard:
@@ -152,8 +154,9 @@ def env_world_size() -> int:
 def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> Dist:
     """Join the torchrun job described by RANK / WORLD_SIZE / LOCAL_RANK (a single process without them).
 
-    NCCL when training on CUDA, gloo otherwise; with NCCL a second (gloo) group carries the small
-    host-side collectives so that they never touch the GPU stream.
+    For a CUDA run the process group routes GPU tensors through NCCL and host tensors (flags,
+    pickled objects) through gloo (``cpu:gloo,cuda:nccl``), so host-side agreement never touches the
+    GPU stream, and a run resumed on the CPU still finds a CPU backend. A CPU run uses gloo.
     """
     world = env_world_size()
     if world <= 1:
@@ -176,10 +179,9 @@ def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> Dist:
         kw: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)}
         if cuda:
             kw["device_id"] = torch.device("cuda", local)
-        tdist.init_process_group("nccl" if cuda else "gloo", **kw)
-    control = tdist.new_group(backend="gloo") if tdist.get_backend() == "nccl" else None
+        tdist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", **kw)
     pyro.settings.set(module_local_params=True)  # PyroModule params stay in their module (DDP needs that)
-    return Dist(rank=rank, world_size=world, local_rank=local, control=control)
+    return Dist(rank=rank, world_size=world, local_rank=local)
 
 
 @contextlib.contextmanager
@@ -308,7 +310,7 @@ class DistributedGuard(NonFiniteGuard):
         never = torch.iinfo(torch.long).max
         first = torch.where(self.first_bad >= 0, self.first_bad, torch.full_like(self.first_bad, never)).cpu()
         first = first.reshape(1)
-        tdist.all_reduce(first, op=tdist.ReduceOp.MIN, group=self.dist.control)
+        tdist.all_reduce(first, op=tdist.ReduceOp.MIN)
         if int(first) != never:
             self._raise(int(first))
 
