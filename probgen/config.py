@@ -173,6 +173,9 @@ class PerfConfig:
     compile: str = _help(
         "torch.compile the encoder and decoder: none, default or reduce-overhead (CUDA graphs)", default="none"
     )
+    cuda_graph: bool = _help(
+        "capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it", default=False
+    )
 
     def __post_init__(self) -> None:
         _choice(self.data_placement, "data_placement", ("auto", "device", "packed", "stream"))
@@ -184,6 +187,7 @@ class PerfConfig:
         _check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         _choice(self.amp, "amp", ("none", "bf16"))
         _choice(self.compile, "compile", ("none", "default", "reduce-overhead"))
+        _check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")
 
 
 @dataclass

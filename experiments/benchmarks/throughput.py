@@ -8,8 +8,9 @@ noise hits all alike (medians of the per-block step times):
   device, Pyro model/guide through ``Trace_ELBO`` (``svi_step``, validation off as in the trainer),
   the device-side NaN guard and the on-device epoch sums;
 - ``plain``: a hand-written PyTorch loop of the same nets on the same batches (no Pyro);
-- ``probgen+OPTION`` for each ``--options`` entry (channels_last, bf16, tf32, compile, packed,
-  stream): the probgen step with that speed option (``PerfConfig``).
+- ``probgen+OPTION`` for each ``--options`` entry (channels_last, bf16, tf32, cudnn_benchmark,
+  compile, reduce_overhead, cuda_graph, packed, stream): the probgen step with that speed option
+  (``PerfConfig``).
 
 It prints images/s, ms/step, the projected time of one dSprites epoch (737,280 images) and, on a
 GPU, the distance to the goals (epoch < 15 s, probgen step <= 1.05x plain). The last line is
@@ -37,10 +38,10 @@ import torch.nn.functional as F
 from probgen.config import DataConfig, PerfConfig, VAEConfig
 from probgen.data import load_dataset
 from probgen.inference.elbo import make_elbo
-from probgen.inference.svi import hot_loop, svi_step
+from probgen.inference.svi import hot_loop
 from probgen.models.vae import VAE
 from probgen.pipelines.batches import make_batches
-from probgen.pipelines.speed import apply_speed_options
+from probgen.pipelines.speed import adam_kwargs, apply_speed_options, make_train_step
 from probgen.pipelines.training import NonFiniteGuard, epoch_permutation
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info
@@ -54,6 +55,7 @@ OPTIONS = {
     "tf32": {"tf32": True},
     "cudnn_benchmark": {"cudnn_benchmark": True},
     "compile": {"compile": "default"},
+    "cuda_graph": {"cuda_graph": True},
     "reduce_overhead": {"compile": "reduce-overhead"},
     "packed": {"data_placement": "packed"},
     "stream": {"data_placement": "stream"},
@@ -130,7 +132,7 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
         vae = VAE(cfg, data.image_shape).to(device)
         vae.load_state_dict(init)
         apply_speed_options([vae.encoder, vae.decoder], perf, device)
-        optim = torch.optim.Adam(vae.parameters(), lr=5e-4)
+        optim = torch.optim.Adam(vae.parameters(), lr=5e-4, **adam_kwargs(perf, device))
         source, _ = make_batches(images, data.binary, device, B, perf)
         keep.append(source)
         return vae, optim, _Looper(source, len(images), B)
@@ -138,7 +140,7 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
     def probgen_candidate(perf: PerfConfig) -> Callable[[], None]:
         vae, optim, batches = build(perf)
         elbo = make_elbo("trace")
-        loss_fn = elbo(vae.model, vae.guide)
+        step_fn = make_train_step(elbo(vae.model, vae.guide), elbo, optim, perf, device)
         guard = NonFiniteGuard(device)
         sums = torch.zeros(3, dtype=torch.float64, device=device)
         step = [0]
@@ -147,7 +149,7 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
             x = batches()
             check = functools.partial(guard.check, step=step[0])
             with hot_loop():
-                sums.add_(svi_step(loss_fn, elbo, optim, x, 1.0, check).double())
+                sums.add_(step_fn(x, 1.0, check).double())
             step[0] += 1
 
         return run

@@ -29,7 +29,7 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
-from probgen.inference.svi import hot_loop, svi_step
+from probgen.inference.svi import hot_loop
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.pipelines.batches import make_batches
 from probgen.pipelines.distributed import (
@@ -43,7 +43,7 @@ from probgen.pipelines.distributed import (
     restore_rng,
     sync_batchnorm,
 )
-from probgen.pipelines.speed import apply_speed_options
+from probgen.pipelines.speed import adam_kwargs, apply_speed_options, make_train_step
 from probgen.pipelines.training import (
     GracefulStop,
     NonFiniteGuard,
@@ -151,11 +151,12 @@ class VAETrainer:
         if dist.enabled:
             self.vae = sync_batchnorm(self.vae, self.device)
         apply_speed_options([self.vae.encoder, self.vae.decoder], cfg.perf, self.device)
-        self.optim = torch.optim.Adam(self.vae.parameters(), lr=t.lr)
+        self.optim = torch.optim.Adam(self.vae.parameters(), lr=t.lr, **adam_kwargs(cfg.perf, self.device))
         self.elbo = make_elbo(t.elbo)
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
         if dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
             self.loss_fn = distributed_loss(self.elbo, self.vae, dist, self.device)
+        self.train_step = make_train_step(self.loss_fn, self.elbo, self.optim, cfg.perf, self.device, dist.enabled)
         self.step = 0
         self.epoch = 0  # epochs completed
         self.batch = 0  # batches done inside the current epoch
@@ -231,7 +232,7 @@ class VAETrainer:
                     if self.resample_binary:  # global torch RNG: checkpointed, so resume stays exact
                         x = global_batch_draw(bernoulli_resample, x, self.dist)
                     check = functools.partial(guard.check, step=self.step)  # runs before the update
-                    terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
+                    terms = self.train_step(x, beta, check)
                     self.sums += terms.double()
                     self.step += 1
                     self.batch += 1

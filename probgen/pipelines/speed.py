@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,6 +16,8 @@ from torch import nn
 
 from probgen.config import PerfConfig, flag
 from probgen.errors import UserError
+from probgen.inference.graphed import GraphedSVIStep
+from probgen.inference.svi import svi_step
 
 log = logging.getLogger("probgen")
 
@@ -41,7 +44,7 @@ def autocast_forward(module: nn.Module, device_type: str, dtype: torch.dtype) ->
 
     @functools.wraps(forward)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        with torch.autocast(device_type, dtype=dtype):
+        with torch.autocast(device_type, dtype=dtype, cache_enabled=False):  # no weight cache: CUDA-graph safe
             out = forward(*args, **kwargs)
         return _to_float(out)
 
@@ -77,8 +80,32 @@ def apply_speed_options(nets: list[nn.Module], perf: PerfConfig, device: torch.d
             ("cudnn_benchmark", perf.cudnn_benchmark and device.type == "cuda"),
             (f"amp {perf.amp}", perf.amp != "none"),
             (f"compile {perf.compile}", perf.compile != "none"),
+            ("cuda_graph", perf.cuda_graph),
         )
         if active
     ]
     if on:
         log.info("speed options: %s", ", ".join(on))
+
+
+def make_train_step(
+    loss_fn: Callable[..., torch.Tensor],
+    elbo: object,
+    optim: torch.optim.Optimizer,
+    perf: PerfConfig,
+    device: torch.device,
+    distributed: bool = False,
+) -> Callable[..., torch.Tensor]:
+    """``step(x, beta, check) -> (loss, recon, kl)``: :func:`svi_step`, or its CUDA-graph replay."""
+    if not perf.cuda_graph:
+        return functools.partial(svi_step, loss_fn, elbo, optim)
+    if device.type != "cuda":
+        raise UserError(f"{flag('cuda_graph')}: needs a CUDA device (got {device})")
+    if distributed:
+        raise UserError(f"{flag('cuda_graph')}: not available with torchrun (DDP's all-reduce is not captured)")
+    return GraphedSVIStep(loss_fn, elbo, optim)
+
+
+def adam_kwargs(perf: PerfConfig, device: torch.device) -> dict[str, Any]:
+    """Extra Adam settings: a CUDA-graph step needs its step counters on the device (capturable)."""
+    return {"capturable": True} if perf.cuda_graph and device.type == "cuda" else {}
