@@ -67,8 +67,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(candidates: dict[str, Callable[[], None]], rounds: int, block: int, device: torch.device) -> dict:
-    """Median seconds per call of each candidate, timed in blocks whose order rotates every round."""
+def interleaved(
+    candidates: dict[str, Callable[[], None]], rounds: int, block: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, one value per block; the block order rotates every round."""
     names = list(candidates)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -80,7 +82,13 @@ def interleaved(candidates: dict[str, Callable[[], None]], rounds: int, block: i
                 candidates[n]()
             sync(device)
             times[n].append((time.perf_counter() - t0) / block)
-    return {n: statistics.median(t) for n, t in times.items()}
+    return times
+
+
+def spread(times: list[float]) -> float:
+    """Interquartile range relative to the median: how far apart two runs of one candidate fall."""
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return (q[2] - q[0]) / q[1]
 
 
 # --- section: training ------------------------------------------------------------------------------
@@ -166,9 +174,15 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
         for _ in range(args.warmup):
             fn()
     sync(device)
-    med = interleaved(candidates, args.rounds, args.block, device)
+    times = interleaved(candidates, args.rounds, args.block, device)
+    med = {n: statistics.median(t) for n, t in times.items()}
     rows = {
-        name: {"ms_per_step": t * 1e3, "images_per_s": B / t, "epoch_s": DSPRITES_EPOCH / (B / t)}
+        name: {
+            "ms_per_step": t * 1e3,
+            "images_per_s": B / t,
+            "epoch_s": DSPRITES_EPOCH / (B / t),
+            "iqr_rel": spread(times[name]),
+        }
         for name, t in med.items()
     }
     result: dict[str, Any] = {
@@ -178,9 +192,10 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
         "options_vs_probgen": {n: med["probgen"] / t for n, t in med.items() if n.startswith("probgen+")},
     }
     print(f"\n[train] default dSprites VAE, batch {B}, {args.rounds} rounds x {args.block} steps, medians")
-    print(f"{'candidate':<26}{'ms/step':>10}{'images/s':>12}{'epoch (737,280) s':>20}")
+    print(f"{'candidate':<26}{'ms/step':>10}{'IQR':>7}{'images/s':>12}{'epoch (737,280) s':>20}")
     for name, r in rows.items():
-        print(f"{name:<26}{r['ms_per_step']:>10.2f}{r['images_per_s']:>12.0f}{r['epoch_s']:>20.1f}")
+        iqr = f"{100 * r['iqr_rel']:.0f}%"
+        print(f"{name:<26}{r['ms_per_step']:>10.2f}{iqr:>7}{r['images_per_s']:>12.0f}{r['epoch_s']:>20.1f}")
     for name, speedup in result["options_vs_probgen"].items():
         print(f"{name}: {speedup:.2f}x the speed of probgen without it")
     if device.type == "cuda":
