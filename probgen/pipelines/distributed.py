@@ -186,7 +186,13 @@ def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> Dist:
 
 @contextlib.contextmanager
 def distributed_session(device: torch.device) -> Iterator[Dist]:
-    """:func:`init_distributed` for the duration of a command; other ranks log warnings only."""
+    """:func:`init_distributed` for the duration of a command; other ranks log warnings only.
+
+    The process group (if this call created it) and Pyro's module_local_params setting are
+    restored on exit.
+    """
+    created = env_world_size() > 1 and tdist.is_available() and not tdist.is_initialized()
+    local_params = pyro.settings.get("module_local_params")
     dist = init_distributed(device)
     level = log.level
     if not dist.is_main:
@@ -195,7 +201,8 @@ def distributed_session(device: torch.device) -> Iterator[Dist]:
         yield dist
     finally:
         log.setLevel(level)
-        if dist.enabled and tdist.is_initialized():
+        pyro.settings.set(module_local_params=local_params)
+        if created and tdist.is_initialized():
             tdist.destroy_process_group()
 
 
