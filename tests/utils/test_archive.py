@@ -55,3 +55,14 @@ def test_not_an_archive(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"nope")
     with pytest.raises(UserError, match="not a zip or tar"):
         safe_extract(tmp_path / "x.zip", tmp_path / "out")
+
+
+def test_data_extract_command(tmp_path, capsys):
+    from probgen.cli import main
+
+    arc = _zip(tmp_path / "bitmojis.zip", ["bitmoji/a.png"])
+    assert main(["data", "extract", str(arc), "--data-root", str(tmp_path / "root")]) == 0
+    assert (tmp_path / "root/bitmoji/a.png").exists()
+    evil = _zip(tmp_path / "evil.zip", ["../x"])
+    assert main(["data", "extract", str(evil), "--data-root", str(tmp_path / "r2")]) == 2
+    assert "refused" in capsys.readouterr().err
