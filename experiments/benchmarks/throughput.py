@@ -118,12 +118,12 @@ class _Looper:
         self.it = iter(())
 
     def __call__(self) -> torch.Tensor:
-        x = next(self.it, None)
-        if x is None:
+        idx = next(self.it, None)
+        if idx is None:
             self.it = self.source.epoch(epoch_permutation(self.n, 0, self.epoch), 0)
             self.epoch += 1
-            x = next(self.it)
-        return x
+            idx = next(self.it)
+        return self.source.images(idx)
 
 
 def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:

@@ -117,7 +117,10 @@ def batch_indices(perm: torch.Tensor, batch: int, batch_size: int, rank: int = 0
 
 
 class DeviceBatches:
-    """Batches indexed out of images that live on the training device (uint8 or bit-packed)."""
+    """Batches indexed out of images that live on the training device (uint8 or bit-packed).
+
+    :meth:`epoch` yields index tensors; :meth:`images` turns them into float batches.
+    """
 
     def __init__(
         self,
@@ -130,20 +133,23 @@ class DeviceBatches:
         memory_format: torch.memory_format = torch.contiguous_format,
     ):
         self.shape = tuple(images.shape[1:])
-        self.images = (pack_bits(images) if packed else images).to(device)
+        self.images_u8 = (pack_bits(images) if packed else images).to(device)
         self.packed = packed
         self.device = device
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.memory_format = memory_format
 
     def epoch(self, perm: torch.Tensor, start: int) -> Iterator[torch.Tensor]:
-        """Float batches in [0, 1] on the device, from batch ``start`` of the epoch to its end."""
+        """This rank's indices (B / W,) on the device for each batch of the epoch from ``start`` on."""
         perm = perm.to(self.device)
         for i in range(start, len(perm) // self.batch_size):
-            idx = batch_indices(perm, i, self.batch_size, self.rank, self.world_size)
-            rows = self.images[idx]
-            x = unpack_bits(rows, self.shape) if self.packed else to_unit(rows)
-            yield x.contiguous(memory_format=self.memory_format)
+            yield batch_indices(perm, i, self.batch_size, self.rank, self.world_size)
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1], (len(idx), C, H, W), on the device."""
+        rows = self.images_u8[idx]
+        x = unpack_bits(rows, self.shape) if self.packed else to_unit(rows)
+        return x.contiguous(memory_format=self.memory_format)
 
 
 class _Rows(Dataset):
@@ -155,8 +161,8 @@ class _Rows(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.images[idx]
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return idx, self.images[idx]
 
 
 class _EpochBatches(Sampler):
@@ -176,7 +182,11 @@ class _EpochBatches(Sampler):
 
 
 class StreamBatches:
-    """Batches gathered from host memory by DataLoader workers and copied to the device asynchronously."""
+    """Batches gathered from host memory by DataLoader workers and copied to the device asynchronously.
+
+    :meth:`epoch` yields the index tensor of each batch once its images are on their way to the
+    device; :meth:`images` of those indices returns them (other indices are gathered on the spot).
+    """
 
     def __init__(
         self,
@@ -189,12 +199,12 @@ class StreamBatches:
         world_size: int = 1,
         memory_format: torch.memory_format = torch.contiguous_format,
     ):
-        self.images = images.cpu()
+        self.images_u8 = images.cpu()
         self.device = device
         self.memory_format = memory_format
         self.sampler = _EpochBatches(batch_size, rank, world_size)
         self.loader = DataLoader(
-            _Rows(self.images),
+            _Rows(self.images_u8),
             sampler=self.sampler,
             batch_size=None,  # the sampler yields whole batches of indices
             num_workers=num_workers,
@@ -202,12 +212,21 @@ class StreamBatches:
             persistent_workers=num_workers > 0,
             generator=torch.Generator(),  # its seed draw must not advance the global RNG (exact resume)
         )
+        self.held: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def epoch(self, perm: torch.Tensor, start: int) -> Iterator[torch.Tensor]:
         self.sampler.perm, self.sampler.start = perm.cpu(), start
-        for rows in self.loader:
-            x = to_unit(rows.to(self.device, non_blocking=True))
-            yield x.contiguous(memory_format=self.memory_format)
+        for idx, rows in self.loader:
+            idx = idx.to(self.device, non_blocking=True)
+            self.held = (idx, to_unit(rows.to(self.device, non_blocking=True)))
+            yield idx
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.held is not None and idx is self.held[0]:
+            x = self.held[1]
+        else:
+            x = to_unit(self.images_u8[idx.cpu()].to(self.device))
+        return x.contiguous(memory_format=self.memory_format)
 
 
 Batches = DeviceBatches | StreamBatches

@@ -30,7 +30,7 @@ def _setup(device: torch.device):
 def _train(steps: int, device: torch.device, optim, elbo, loss_fn, batches, guard, sums) -> None:  # noqa: ANN001
     it = batches.epoch(torch.randperm(64), 0)
     for step in range(steps):
-        x = next(it)
+        x = batches.images(next(it))
         terms = svi_step(loss_fn, elbo, optim, x, 1.0, functools.partial(guard.check, step=step))
         sums += terms.double()
 

@@ -79,11 +79,20 @@ def test_every_placement_yields_the_same_batches(world, workers):
             StreamBatches(images, CPU, 12, num_workers=workers, pin_memory=True, rank=rank, world_size=world),
         ]
         for start in (0, 2):
-            batches = [list(s.epoch(perm, start)) for s in sources]
-            assert len(batches[0]) == 4 - start  # 50 // 12 full batches (drop_last)
-            want = [to_unit(images[perm[i * 12 + rank * (12 // world) :][: 12 // world]]) for i in range(start, 4)]
-            for got in batches:
-                assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+            local = 12 // world
+            want_idx = [perm[i * 12 + rank * local :][:local] for i in range(start, 4)]  # 50 // 12 = 4 batches
+            for source in sources:
+                got = [(idx, source.images(idx)) for idx in source.epoch(perm, start)]
+                assert len(got) == len(want_idx)
+                for (idx, x), w in zip(got, want_idx):
+                    assert torch.equal(idx, w)
+                    assert torch.equal(x, to_unit(images[w]))
+
+
+def test_stream_images_of_other_indices_are_gathered():
+    source = StreamBatches(_binary(20), CPU, 4, num_workers=0, pin_memory=False)
+    idx = torch.tensor([5, 1, 7])
+    assert torch.equal(source.images(idx), to_unit(source.images_u8[idx]))
 
 
 def test_stream_loader_leaves_the_global_rng_alone():
