@@ -76,3 +76,14 @@ def test_fit_with_cuda_graph_matches_eager(tmp_path):
     a, b = load_checkpoint(eager / "checkpoint.pt"), load_checkpoint(tmp_path / "graph" / "checkpoint.pt")
     for name, value in a["state"]["model"].items():
         torch.testing.assert_close(b["state"]["model"][name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_cuda_graph_is_only_for_fit_vae(tmp_path):
+    from probgen.config import CVAEConfig, FitCVAEConfig, PerfConfig
+    from probgen.pipelines.fit_cvae import CVAETrainer
+
+    base = tiny_vae_config(tmp_path / "cvae")
+    cfg = FitCVAEConfig(data=base.data, model=base.model, cvae=CVAEConfig(), train=base.train, run=base.run)
+    cfg.perf = PerfConfig(cuda_graph=True)
+    with pytest.raises(UserError, match="--cuda-graph: only for `fit vae`"):
+        CVAETrainer(cfg, tmp_path / "cvae", False)

@@ -156,3 +156,13 @@ def test_global_batch_must_divide_by_processes(tmp_path):
     cfg = tiny_vae_config(tmp_path / "odd", batch_size=30)
     with pytest.raises(UserError, match="--batch-size: the global batch 30 must divide by 4 processes"):
         VAETrainer(cfg, tmp_path / "odd", False, Dist(rank=0, world_size=4))  # raises before any collective
+
+
+def test_kinds_without_ddp_refuse_torchrun(tmp_path):
+    from probgen.config import FitVAEGANConfig
+    from probgen.pipelines.fit_vaegan import VAEGANTrainer
+
+    base = tiny_vae_config(tmp_path / "gan")
+    cfg = FitVAEGANConfig(data=base.data, model=base.model, train=base.train, run=base.run)
+    with pytest.raises(UserError, match="torchrun: `fit vaegan` trains in one process only"):
+        VAEGANTrainer(cfg, tmp_path / "gan", False, Dist(rank=0, world_size=2))
