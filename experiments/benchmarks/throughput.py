@@ -1,5 +1,7 @@
 """Throughput of probgen's hot paths, each measured side by side with its reference in one run.
 
+Sections (``--sections``, default all, in this order): ``train``, ``fid``.
+
 Section ``train``: training images per second of the default dSprites VAE (Burgess et al. conv
 nets, latent 10, batch 64, Bernoulli, Adam). Candidates, timed in interleaved blocks so that machine
 noise hits all alike (medians of the per-block step times):
@@ -13,8 +15,13 @@ noise hits all alike (medians of the per-block step times):
   (``PerfConfig``).
 
 It prints images/s, ms/step, the projected time of one dSprites epoch (737,280 images) and, on a
-GPU, the distance to the goals (epoch < 15 s, probgen step <= 1.05x plain). The last line is
-``ratio: X.XX`` (probgen / plain step time).
+GPU, the distance to the goals (epoch < 15 s, probgen step <= 1.05x plain).
+
+Section ``fid``: images per second into FID statistics through Inception (299 px), probgen's
+harness against torchmetrics' own ``FrechetInceptionDistance.update`` loop (the passes of
+``eval_throughput.py``, which also covers the domain networks), interleaved rounds.
+
+The last line is ``ratio: X.XX``, the train section's probgen / plain step time.
 
     python experiments/benchmarks/throughput.py [--sections train] [--device cpu|cuda]
         [--options channels_last,bf16] [--rounds 15] [--block 5] [--json out.json]
@@ -210,12 +217,61 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
     return result
 
 
-SECTIONS = {"train": train_section}
+# --- section: FID -------------------------------------------------------------------------------------
+
+
+def fid_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Images/s into FID statistics: probgen's harness vs torchmetrics' own loop (eval_throughput.py's passes)."""
+    import sys
+    import tempfile
+
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from probgen.errors import UserError
+    from probgen.metrics.features import find_inception_weights, load_inception
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_throughput import harness_pass, torchmetrics_pass  # the same passes as the harness's benchmark
+
+    n = args.fid_images or (64 if device.type == "cpu" else 5000)
+    b = 32 if device.type == "cpu" else 250
+    images = load_dataset(DataConfig(dataset="dsprites", limit=n + 10)).split("train").images[:n]  # (n, 1, 64, 64)
+    rgb = images.expand(-1, 3, -1, -1)  # torchmetrics' Inception wants 3 channels
+    try:
+        weights = find_inception_weights(None)
+    except UserError:
+        weights = None  # random weights of the same architecture: the speed is the same
+    torch.manual_seed(0)
+    ours = load_inception(weights, antialias=False, random_weights=weights is None).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = weights or Path(tmp) / "random-inception.pth"
+        if weights is None:
+            torch.save(ours.net.state_dict(), path)
+        theirs = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path), antialias=False)
+        theirs = theirs.to(device)
+    harness_pass(ours, images[: 2 * b], b, device)  # warm-up
+    torchmetrics_pass(theirs, rgb[: 2 * b], b, device)
+    candidates = {
+        "probgen harness": lambda: harness_pass(ours, images, b, device),
+        "torchmetrics FID": lambda: torchmetrics_pass(theirs, rgb, b, device),
+    }
+    times = interleaved(candidates, args.fid_rounds, 1, device)
+    rows = {k: {"images_per_s": n / statistics.median(t), "iqr_rel": spread(t)} for k, t in times.items()}
+    ratio = rows["probgen harness"]["images_per_s"] / rows["torchmetrics FID"]["images_per_s"]
+    label = "file" if weights else "random weights"
+    print(f"\n[fid] Inception ({label}) at 299 px, {n} dSprites images, batch {b}, {args.fid_rounds} rounds, medians")
+    for k, r in rows.items():
+        print(f"{k:<26}{r['images_per_s']:>10.1f} images/s  (IQR {100 * r['iqr_rel']:.0f}%)")
+    print(f"harness / torchmetrics: {ratio:.2f}")
+    return {"num_images": n, "batch_size": b, "weights": label, "rows": rows, "harness_vs_torchmetrics": ratio}
+
+
+SECTIONS = {"train": train_section, "fid": fid_section}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="train", help=f"comma-separated: {', '.join(SECTIONS)}")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=64 * 32, help="dSprites images to index into (train)")
@@ -223,6 +279,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--block", type=int, default=5, help="steps per timed block")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per candidate first")
+    ap.add_argument("--fid-images", type=int, default=None, help="FID section: images per pass (CPU 64, GPU 5000)")
+    ap.add_argument("--fid-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
