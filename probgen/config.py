@@ -150,6 +150,47 @@ class RunConfig:
 
 
 @dataclass
+class PerfConfig:
+    """Where the training data lives and optional speed settings; none changes what is computed.
+
+    Off by default unless measured to help (docs/scale.md). TF32 and bf16 change float rounding.
+    """
+
+    data_placement: str = _help(
+        "auto (on the device when it fits --device-memory-fraction, bit-packed if binary and that fits, "
+        "else streamed), device (uint8), packed (binary data, 1 bit per pixel), stream (DataLoader)",
+        default="auto",
+    )
+    device_memory_fraction: float = _help(
+        "auto placement: the training + test images may take this fraction of the GPU's free memory", default=0.5
+    )
+    num_workers: int = _help("DataLoader worker processes when the data are streamed", default=2)
+    pin_memory: bool = _help("page-locked host batches when streaming to a GPU", default=True)
+    channels_last: bool = _help("NHWC memory layout for the conv nets and inputs", default=False)
+    tf32: bool = _help("TensorFloat-32 matmuls and convolutions on Ampere+ GPUs (10-bit mantissa)", default=False)
+    cudnn_benchmark: bool = _help("let cuDNN time its convolution algorithms (fixed shapes)", default=False)
+    amp: str = _help("mixed precision of the encoder/decoder nets: none or bf16 (ELBO terms stay fp32)", default="none")
+    compile: str = _help(
+        "torch.compile the encoder and decoder: none, default or reduce-overhead (CUDA graphs)", default="none"
+    )
+    cuda_graph: bool = _help(
+        "capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it", default=False
+    )
+
+    def __post_init__(self) -> None:
+        _choice(self.data_placement, "data_placement", ("auto", "device", "packed", "stream"))
+        _check(
+            0.0 < self.device_memory_fraction <= 1.0,
+            "device_memory_fraction",
+            f"must be in (0, 1], got {self.device_memory_fraction}",
+        )
+        _check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        _choice(self.amp, "amp", ("none", "bf16"))
+        _choice(self.compile, "compile", ("none", "default", "reduce-overhead"))
+        _check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")
+
+
+@dataclass
 class FitVAEConfig:
     """Everything `probgen fit vae` needs; stored in config.json and in the checkpoint."""
 
@@ -157,6 +198,7 @@ class FitVAEConfig:
     model: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
 
 @dataclass
@@ -361,6 +403,7 @@ class FitAEConfig:
     ae: AEConfig = field(default_factory=AEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
 
 @dataclass
@@ -388,6 +431,7 @@ class FitCVAEConfig:
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
 
 @dataclass

@@ -29,6 +29,8 @@ from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
+from probgen.pipelines.distributed import distributed_loss, sync_batchnorm
+from probgen.pipelines.speed import adam_kwargs, make_train_step
 from probgen.pipelines.trainer import RESUMABLE_FIELDS, Trainer, fit
 from probgen.plots import save_grid
 
@@ -106,6 +108,7 @@ class VAETrainer(Trainer):
     config_cls = FitVAEConfig
     term_names: tuple[str, ...] = ("loss", "recon", "kl")
     outputs = ("samples.png", "reconstructions.png", "loss_curves.png", "metrics.json")
+    supports_ddp = True
 
     def resolve_config(self, cfg: FitVAEConfig) -> FitVAEConfig:
         likelihood = resolve_likelihood(cfg.model, self.data.binary)
@@ -116,10 +119,23 @@ class VAETrainer(Trainer):
 
     def build(self) -> None:
         self.vae = self.build_model().to(self.device)
+        if self.dist.enabled:
+            self.vae = sync_batchnorm(self.vae, self.device)
         self.modules["model"] = self.vae
-        self.optimizers["optimizer"] = self.optim = torch.optim.Adam(self.vae.parameters(), lr=self.cfg.train.lr)
+        adam = adam_kwargs(self.perf, self.device)  # capturable for --cuda-graph
+        self.optimizers["optimizer"] = self.optim = torch.optim.Adam(
+            self.vae.parameters(), lr=self.cfg.train.lr, **adam
+        )
         self.elbo = make_elbo(self.cfg.train.elbo)
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
+        if self.dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
+            self.loss_fn = distributed_loss(self.elbo, self.vae, self.dist, self.device)
+        if self.perf.cuda_graph and self.kind != "vae":
+            raise UserError(f"--cuda-graph: only for `fit vae` (not `fit {self.kind}`)")
+        self.step_fn = make_train_step(self.loss_fn, self.elbo, self.optim, self.perf, self.device, self.dist.enabled)
+
+    def speed_nets(self) -> list[torch.nn.Module]:
+        return [self.vae.encoder, self.vae.decoder]
 
     def _beta(self) -> float:
         t = self.cfg.train
@@ -131,7 +147,9 @@ class VAETrainer(Trainer):
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
         x, *rest = self.model_args(idx)
-        loss_fn = self.loss_fn if not rest else (lambda x_, beta: self.loss_fn(x_, *rest, beta))
+        if not rest:
+            return self.step_fn(x, self._beta(), check)  # svi_step, or its CUDA-graph replay
+        loss_fn = lambda x_, beta: self.loss_fn(x_, *rest, beta)  # noqa: E731
         return svi_step(loss_fn, self.elbo, self.optim, x, self._beta(), check)
 
     def train_row(self, sums: torch.Tensor, n: int) -> dict[str, float]:
@@ -178,7 +196,7 @@ class VAETrainer(Trainer):
         test = self.test_images is not None
         ref = self.test_images if test else self.train_images
         labels = self.test_labels if test else self.train_labels
-        x = to_unit(ref[:20])
+        x = to_unit(ref[:20].to(self.device))
         recon = self.reconstruct(x, None if labels is None else labels[:20])
         pairs = torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
         save_grid(pairs, self.out / "reconstructions.png", nrow=10)

@@ -25,6 +25,7 @@ class VAEGANTrainer(VAETrainer):
     kind = "vaegan"
     config_cls = FitVAEGANConfig
     term_names = ("loss", "recon", "kl", "g_loss", "d_loss")
+    supports_ddp = False  # the discriminator's gradients are not all-reduced
 
     def build(self) -> None:
         super().build()

@@ -14,6 +14,8 @@ figures. The base class owns everything else, so every model kind gets the same 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -25,11 +27,22 @@ import torch
 from torch import nn
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from probgen.config import from_dict, to_dict
-from probgen.data import ImageData, Split, load_dataset, to_unit
+from probgen.config import PerfConfig, from_dict, to_dict
+from probgen.data import ImageData, Split, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi import hot_loop
+from probgen.pipelines.batches import make_batches
+from probgen.pipelines.distributed import (
+    Dist,
+    distributed_session,
+    global_batch_draw,
+    global_sums,
+    local_sums,
+    rank_rng_state,
+    restore_rng,
+)
+from probgen.pipelines.speed import apply_speed_options
 from probgen.pipelines.training import (
     GracefulStop,
     NonFiniteGuard,
@@ -49,6 +62,7 @@ log = logging.getLogger("probgen")
 RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
     "run": ("progress", "out", "resume", "overwrite"),
+    "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
 }
 
 
@@ -65,26 +79,38 @@ class Trainer:
     term_names: ClassVar[tuple[str, ...]]
     resumable: ClassVar[dict[str, tuple[str, ...]]] = RESUMABLE_FIELDS
     outputs: ClassVar[tuple[str, ...]] = ("losses.csv", "loss_curves.png", "metrics.json")
+    supports_ddp: ClassVar[bool] = False  # train_step all-reduces its gradients under torchrun (DDP)
 
-    def __init__(self, cfg: Any, out: Path, resume: bool):
+    def __init__(self, cfg: Any, out: Path, resume: bool, dist: Dist | None = None):
         self.out = out
-        ckpt = load_checkpoint(out / CHECKPOINT, kind=self.kind) if resume else None
+        self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
+        if dist.enabled and not self.supports_ddp:
+            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (DDP is wired for vae, cvae)")
+        ckpt = dist.from_main(lambda: load_checkpoint(out / CHECKPOINT, kind=self.kind)) if resume else None
         if ckpt is not None:
             cfg = resume_config(from_dict(self.config_cls, ckpt["config"]), cfg, self.resumable)
-        self.device = resolve_device(cfg.train.device)
+        self.device = dist.device(resolve_device(cfg.train.device))
         self.data: ImageData = load_dataset(cfg.data)
         train = self.data.split("train")
         test = self.data.splits.get("test")
         if test is not None and len(test) == 0:
             test = None
-        self.train_images = train.images.to(self.device)
-        self.test_images = test.images.to(self.device) if test is not None else None
-        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
-        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         t = cfg.train
-        n = len(self.train_images)
+        n = len(train)
         if t.batch_size > n:
             raise UserError(f"--batch-size: {t.batch_size} is larger than the training set ({n} images)")
+        if t.batch_size % dist.world_size:
+            raise UserError(f"--batch-size: the global batch {t.batch_size} must divide by {dist.world_size} processes")
+        self.perf: PerfConfig = getattr(cfg, "perf", None) or PerfConfig()
+        self.batches, self.placement = make_batches(
+            train.images, self.data.binary, self.device, t.batch_size, self.perf, dist.rank, dist.world_size,
+            0 if test is None else test.images.numel(),
+        )  # fmt: skip
+        on_device = self.placement == "device"  # else the uint8 images stay in host memory
+        self.train_images = self.batches.images_u8 if on_device else train.images
+        self.test_images = None if test is None else test.images.to(self.device) if on_device else test.images
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         if ckpt is None:
             cfg = self.resolve_config(cfg)
         self.cfg = cfg
@@ -97,6 +123,7 @@ class Trainer:
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.build()
+        apply_speed_options(self.speed_nets(), self.perf, self.device)
         self.step = 0
         self.epoch = 0  # epochs completed
         self.batch = 0  # batches done inside the current epoch
@@ -121,11 +148,15 @@ class Trainer:
         """Create ``self.modules`` and ``self.optimizers`` (their names are the checkpoint's state keys)."""
         raise NotImplementedError
 
+    def speed_nets(self) -> list[nn.Module]:
+        """The networks the speed options (channels_last, amp, compile) apply to."""
+        return list(self.modules.values())
+
     def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
         """Training images ``idx`` (B,) as floats in [0, 1], resampled to {0, 1} under ``--binarize dynamic``."""
-        x = to_unit(self.train_images[idx])
-        if self.resample_binary:
-            x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
+        x = self.batches.images(idx)  # device-resident, bit-packed or prefetched by the stream's workers
+        if self.resample_binary:  # global torch RNG: checkpointed, so resume stays exact
+            x = global_batch_draw(bernoulli_resample, x, self.dist)
         return x
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
@@ -173,6 +204,8 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------------
 
     def _payload(self) -> dict[str, Any]:
+        """The checkpoint's content; with several processes a collective (every rank calls it)."""
+        per_rank = {"rng_ranks": self.dist.all_gather(rank_rng_state(self.device))} if self.dist.enabled else {}
         state = {k: m.state_dict() for k, m in self.modules.items()}
         state.update({k: o.state_dict() for k, o in self.optimizers.items()})
         return {
@@ -185,10 +218,11 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch": self.batch,
-            "sums": self.sums.cpu(),
+            "sums": global_sums(self.sums, self.dist),
             "history": self.history,
             "elapsed": self.elapsed,
             "rng": rng_state(),
+            **per_rank,
             "environment": environment_info(self.device),
         }
 
@@ -205,13 +239,18 @@ class Trainer:
             for group in optim.param_groups:
                 group["lr"] = lrs[name]
         self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
-        self.sums = ckpt["sums"].to(self.device)
+        self.sums = local_sums(ckpt["sums"], self.dist, self.device)
         self.history = list(ckpt["history"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
-        set_rng_state(ckpt["rng"])
+        if self.dist.enabled:
+            restore_rng(ckpt, self.dist, self.device)
+        else:
+            set_rng_state(ckpt["rng"])
 
     def save(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self._payload())
+        payload = self._payload()
+        if self.dist.is_main:
+            save_checkpoint(self.out / CHECKPOINT, payload)
 
     def _train_mode(self, mode: bool) -> None:
         for m in self.modules.values():
@@ -221,27 +260,29 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         t = self.cfg.train
-        guard = NonFiniteGuard(self.device)
-        bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=self.cfg.run.progress, initial=self.step)
+        guard = self.dist.guard(self.device)
+        show = self.cfg.run.progress and self.dist.is_main
+        bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=show, initial=self.step)
         started = time.perf_counter()
-        B = t.batch_size
         with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
-                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
+                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch)
+                batches = self.batches.epoch(perm, self.batch)  # this rank's share of each global batch
                 self._train_mode(True)
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
-                    idx = perm[self.batch * B : (self.batch + 1) * B]
+                    idx = next(batches)
                     check = functools.partial(guard.check, step=self.step)  # runs before the update
                     self.sums += self.train_step(idx, check).double()
                     self.step += 1
                     self.batch += 1
                     bar.update(1)
-                    if self.step % t.checkpoint_every == 0 or stop.requested:
+                    requested = self.dist.stop_requested(stop, self.step)  # all ranks agree
+                    if self.step % t.checkpoint_every == 0 or requested:
                         guard.raise_if_bad()
                         self.elapsed += time.perf_counter() - started
                         started = time.perf_counter()
                         self.save()
-                    if stop.requested:
+                    if requested:
                         stop.exit(self.out)
                 if self.batch == self.steps_per_epoch:
                     self._end_epoch(guard)
@@ -267,7 +308,7 @@ class Trainer:
     def _end_epoch(self, guard: NonFiniteGuard) -> None:
         guard.raise_if_bad()
         t = self.cfg.train
-        rows = self._rows(self.epoch + 1, self.sums, self.steps_per_epoch * t.batch_size)
+        rows = self._rows(self.epoch + 1, self.dist.all_reduce_sum(self.sums), self.steps_per_epoch * t.batch_size)
         self.history += rows
         self.epoch += 1
         self.batch = 0
@@ -276,7 +317,7 @@ class Trainer:
         status = self.status()
         log.info("epoch %d/%d step %d%s  %s", self.epoch, t.epochs, self.step, f" {status}" if status else "", line)
         self._write_logs()
-        if self.epoch in t.sample_epochs:
+        if self.epoch in t.sample_epochs and self.dist.is_main:
             self._train_mode(False)
             self.epoch_figures()
             self._train_mode(True)
@@ -285,6 +326,8 @@ class Trainer:
     # --- outputs --------------------------------------------------------------------------------
 
     def _write_logs(self, rows: list[dict[str, Any]] | None = None) -> None:
+        if not self.dist.is_main:
+            return
         rows = self.history if rows is None else rows
         write_csv(self.out / "losses.csv", rows)
         if not rows:
@@ -302,12 +345,15 @@ class Trainer:
         plot_curves(series, xs, self.out / "loss_curves.png", title=f"{self.kind.upper()} on {self.data.name}")
 
     def _finish(self) -> dict[str, Any]:
+        sums = self.dist.all_reduce_sum(self.sums)
+        if not self.dist.is_main:
+            return {}
         self._train_mode(False)
         self.final_figures()
         rows = list(self.history)
         if self.batch:  # stopped by --max-steps inside an epoch: report the partial epoch too
             frac = self.epoch + self.batch / self.steps_per_epoch
-            rows += self._rows(frac, self.sums, self.batch * self.cfg.train.batch_size)
+            rows += self._rows(frac, sums, self.batch * self.cfg.train.batch_size)
             self._train_mode(False)
         self._write_logs(rows)
         final = {r["split"]: r for r in rows}  # the last row of each split
@@ -322,6 +368,8 @@ class Trainer:
             "epochs_completed": self.epoch,
             "train_seconds": self.elapsed,
             "images_per_second": self.step * self.cfg.train.batch_size / max(self.elapsed, 1e-9),
+            "world_size": self.dist.world_size,
+            "data_placement": self.placement,
             "final": final,
             "units": "nats per image (averages over the split); bits/dim = nats / (pixels * ln 2)",
             "environment": environment_info(self.device),
@@ -332,12 +380,14 @@ class Trainer:
 
 def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
     """Train ``trainer_cls``'s model as configured; returns the run directory."""
-    out, resuming = prepare_run_dir(cfg.run, trainer_cls.kind, cfg.data.dataset)
-    with log_to_file(out / "log.txt"):
-        trainer = trainer_cls(cfg, out, resuming)
-        if not resuming:
-            write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": environment_info(trainer.device)})
-        log.info("run directory: %s", out)
-        trainer.run()
-        log.info("done: %s (%s)", out, ", ".join(trainer.outputs))
+    with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
+        out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, trainer_cls.kind, cfg.data.dataset))
+        with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():
+            trainer = trainer_cls(cfg, out, resuming, dist)
+            if not resuming and dist.is_main:
+                env = environment_info(trainer.device)
+                write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": env})
+            log.info("run directory: %s%s", out, f" ({dist.world_size} processes)" if dist.enabled else "")
+            trainer.run()
+            log.info("done: %s (%s)", out, ", ".join(trainer.outputs))
     return out
