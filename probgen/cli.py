@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import DataConfig, FitVAEConfig, flag, strip_optional
+from probgen.config import DataConfig, EvaluateConfig, FitGANConfig, FitVAEConfig, flag, strip_optional
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -154,6 +154,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add_config_args(vae, FitVAEConfig)
     _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
+    _add_fit_gan(models)
 
 
 def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -166,6 +167,51 @@ def _run_fit_vae(args: argparse.Namespace) -> int:
     from probgen.pipelines.fit_vae import fit_vae
 
     fit_vae(config_from_args(FitVAEConfig, args))
+    return 0
+
+
+def _add_fit_gan(models: argparse._SubParsersAction) -> None:
+    gan = models.add_parser(
+        "gan",
+        help="a DCGAN (Radford et al. 2015) in plain PyTorch",
+        description="Train a DCGAN (non-saturating loss, Adam) with optional EMA generator, FID/FD evaluation "
+        "every K epochs and early stopping. Defaults are full training settings for a GPU.",
+    )
+    add_config_args(gan, FitGANConfig)
+    _add_config_file_flag(gan, FitGANConfig)
+    gan.set_defaults(handler=_run_fit_gan)
+
+
+def _run_fit_gan(args: argparse.Namespace) -> int:
+    from probgen.pipelines.fit_gan import fit_gan
+
+    fit_gan(config_from_args(FitGANConfig, args))
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="FID / IS / KID (or FD / KD on domain features) of a checkpoint's samples",
+        description="Score a VAE's or a GAN's samples against real images of its dataset. Every number is "
+        "written to eval.json with N generated, N real, the split, the feature network and the resize mode.",
+    )
+    add_config_args(p, EvaluateConfig)
+    _add_config_file_flag(p, EvaluateConfig)
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from probgen.pipelines.evaluate import evaluate_checkpoint, summary_lines
+
+    record, out = evaluate_checkpoint(config_from_args(EvaluateConfig, args))
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print("\n".join(summary_lines(record)))
+        print(out)
     return 0
 
 
@@ -255,7 +301,7 @@ def _run_data_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_data]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_eval, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

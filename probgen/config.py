@@ -159,6 +159,163 @@ class FitVAEConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+@dataclass
+class GANConfig:
+    """The DCGAN's networks (Radford et al. 2015); the image size comes from the data (16 to 256 px)."""
+
+    latent_dim: int = _help("dimension of the generator's noise z", default=100)
+    latent_dist: str = _help("noise z: normal (N(0, I)), uniform (U[-1, 1]) or uniform01 (U[0, 1])", default="normal")
+    g_channels: int = _help("generator width: channels of its last hidden layer (ngf)", default=64)
+    d_channels: int = _help("discriminator width: channels of its first layer (ndf)", default=64)
+    g_norm: str = _help("generator normalisation: batch, instance or none", default="batch")
+    d_norm: str = _help("discriminator normalisation: batch, instance or none", default="batch")
+    init: str = _help("weight init: normal (N(0, 0.02), Radford et al.) or he (Kaiming normal)", default="normal")
+    output: str = _help("generator output: tanh (images in [-1, 1]) or sigmoid (images in [0, 1])", default="tanh")
+    leaky_slope: float = _help("negative slope of the discriminator's LeakyReLU", default=0.2)
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        _choice(self.latent_dist, "latent_dist", ("normal", "uniform", "uniform01"))
+        _check(self.g_channels >= 1, "g_channels", f"must be >= 1, got {self.g_channels}")
+        _check(self.d_channels >= 1, "d_channels", f"must be >= 1, got {self.d_channels}")
+        _choice(self.g_norm, "g_norm", ("batch", "instance", "none"))
+        _choice(self.d_norm, "d_norm", ("batch", "instance", "none"))
+        _choice(self.init, "init", ("normal", "he"))
+        _choice(self.output, "output", ("tanh", "sigmoid"))
+        _check(0.0 <= self.leaky_slope < 1.0, "leaky_slope", f"must be in [0, 1), got {self.leaky_slope}")
+
+
+@dataclass
+class GANTrainConfig:
+    """How the DCGAN trains: Adam, non-saturating loss, EMA, checkpoints, evaluation and early stopping."""
+
+    epochs: int = _help("training epochs (the maximum, with early stopping)", default=25)
+    max_steps: int | None = _help("stop after this many steps (one D and one G update each)", default=None)
+    batch_size: int = _help("training batch size", default=128)
+    lr: float = _help("Adam learning rate of both networks", default=2e-4)
+    beta1: float = _help("Adam beta1 of both networks", default=0.5)
+    beta2: float = _help("Adam beta2 of both networks", default=0.999)
+    ema_decay: float = _help("decay of an EMA copy of the generator (0 = no EMA; e.g. 0.999)", default=0.0)
+    seed: int = _help("random seed", default=0)
+    device: str = _help("auto, cpu or cuda", default="auto")
+    checkpoint_every: int = _help("write checkpoint.pt every N steps (and at each epoch's end)", default=1000)
+    sample_epochs: tuple[int, ...] = _help("epochs that also get samples_epoch_K.png", default=(1, 10, 20))
+    eval_every: int = _help("compute FID / FD every K epochs (0 = never)", default=0)
+    early_stop_patience: int | None = _help(
+        "stop after P evaluations without improvement (needs --eval-every)", default=None
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        _check(0.0 <= self.beta1 < 1.0, "beta1", f"must be in [0, 1), got {self.beta1}")
+        _check(0.0 <= self.beta2 < 1.0, "beta2", f"must be in [0, 1), got {self.beta2}")
+        _check(0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+        _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
+        _check(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
+        p = self.early_stop_patience
+        _check(p is None or p >= 1, "early_stop_patience", f"must be >= 1, got {p}")
+        _check(p is None or self.eval_every > 0, "early_stop_patience", "needs --eval-every K > 0")
+
+
+@dataclass
+class EvalConfig:
+    """How samples are scored: feature network, metrics, sample counts and the reference split."""
+
+    features: str = _help(
+        "inception (FID/IS/KID; needs local weights) or domain (FD-<dataset> from a classifier trained on the data)",
+        default="domain",
+    )
+    metrics: tuple[str, ...] = _help(
+        "any of fid, kid, is (default: fid,kid,is with inception; fid,kid with domain features)", default=()
+    )
+    num_samples: int = _help("number of generated images scored", default=1000)
+    num_real: int | None = _help("number of real reference images (default: --num-samples)", default=None)
+    ref_split: str = _help("split of the dataset that holds the real reference images", default="train")
+    inception_weights: str | None = _help(
+        "torch-fidelity Inception weights file (else $PROBGEN_INCEPTION_WEIGHTS, else the torch hub cache)",
+        default=None,
+    )
+    antialias: bool = _help(
+        "resize to 299 with antialiasing (default: off, the TF-compatible resize of published FIDs)", default=False
+    )
+    feature_batch_size: int = _help("images per batch through the feature network", default=100)
+    kid_subsets: int = _help("number of random subsets KID averages over", default=100)
+    kid_subset_size: int | None = _help("images per KID subset (default: min(1000, N/2))", default=None)
+    is_splits: int = _help("number of splits Inception Score averages over", default=10)
+    domain_steps: int = _help("training steps of the domain feature network (when not cached)", default=2000)
+    cache_dir: str | None = _help(
+        "cache of domain networks and reference statistics (default: $PROBGEN_CACHE, else ~/.cache/probgen)",
+        default=None,
+    )
+    eval_seed: int = _help("seed of the generated samples, the real subset and the KID/IS subsets", default=0)
+
+    def __post_init__(self) -> None:
+        _choice(self.features, "features", ("inception", "domain"))
+        for m in self.metrics:
+            _choice(m, "metrics", ("fid", "kid", "is"))
+        _check(len(set(self.metrics)) == len(self.metrics), "metrics", f"repeated metric in {self.metrics}")
+        _check(
+            self.features == "inception" or "is" not in self.metrics,
+            "metrics",
+            "is (Inception Score) needs ImageNet classes: use --features inception",
+        )
+        _check(self.num_samples >= 2, "num_samples", f"must be >= 2, got {self.num_samples}")
+        _check(self.num_real is None or self.num_real >= 2, "num_real", f"must be >= 2, got {self.num_real}")
+        _check(bool(self.ref_split), "ref_split", "must not be empty")
+        _check(self.feature_batch_size >= 1, "feature_batch_size", f"must be >= 1, got {self.feature_batch_size}")
+        _check(self.kid_subsets >= 1, "kid_subsets", f"must be >= 1, got {self.kid_subsets}")
+        k = self.kid_subset_size
+        _check(k is None or k >= 2, "kid_subset_size", f"must be >= 2, got {k}")
+        _check(self.is_splits >= 1, "is_splits", f"must be >= 1, got {self.is_splits}")
+        _check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics to compute: ``--metrics``, else all that apply to the feature network."""
+        if self.metrics:
+            return self.metrics
+        return ("fid", "kid", "is") if self.features == "inception" else ("fid", "kid")
+
+
+@dataclass
+class FitGANConfig:
+    """Everything `probgen fit gan` needs; stored in config.json and in the checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: GANConfig = field(default_factory=GANConfig)
+    train: GANTrainConfig = field(default_factory=GANTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass
+class EvalTargetConfig:
+    """What `probgen eval` scores and where it writes."""
+
+    ckpt: str | None = _help("checkpoint file (or its run directory) of a VAE or a GAN (required)", default=None)
+    out: str | None = _help("JSON file to write (default: eval.json next to the checkpoint)", default=None)
+    overwrite: bool = _help("replace the JSON file if it exists", default=False)
+    json: bool = _help("print the results as JSON on stdout (instead of one line per metric)", default=False)
+    data_root: str | None = _help("folder of the dataset files, if not where the training run found them", default=None)
+    device: str = _help("auto, cpu or cuda", default="auto")
+    progress: bool = _help("show a progress bar (only on a terminal)", default=True)
+
+    def __post_init__(self) -> None:
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything `probgen eval` needs."""
+
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    target: EvalTargetConfig = field(default_factory=EvalTargetConfig)
+
+
 # --- (de)serialisation ---------------------------------------------------------------------------
 
 

@@ -38,6 +38,14 @@ def _vae_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
     return lambda n, gen: vae.sample(n, generator=gen)
 
 
+@register_sampler("gan")
+def _gan_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
+    from probgen.pipelines.fit_gan import generator_sampler, load_generator
+
+    g, cfg, _ = load_generator(ckpt, device)  # the EMA generator when the run kept one
+    return generator_sampler(g, cfg.model)
+
+
 def load_sampler(ckpt_path: str | Path, device: torch.device) -> tuple[Sampler, dict[str, Any]]:
     """The sampler of the model in a checkpoint of any registered kind, and the checkpoint itself."""
     ckpt = load_checkpoint(ckpt_path, kind=tuple(SAMPLERS))

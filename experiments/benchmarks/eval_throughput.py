@@ -1,0 +1,179 @@
+"""Evaluation throughput: probgen's feature extraction against torchmetrics' own FID update loop.
+
+Both sides see the same uint8 dSprites images (64x64, procedural when the official file is absent)
+in the same batches, and both end with FID's float64 statistics of the batch (sum and covariance):
+
+- harness: :func:`probgen.metrics.features.extract` through probgen's feature network (one pass gives
+  Inception's pool features and logits), then torchmetrics' ``FrechetInceptionDistance`` update on the
+  features (:class:`~probgen.metrics.scores.Precomputed`), as ``probgen eval`` does;
+- torchmetrics: ``FrechetInceptionDistance(feature=...).update(images, real=True)`` per batch, its own
+  Inception (``feature=2048``, ``antialias=False``, weights from the same file) or, for the domain
+  network, the same network passed as a custom feature extractor.
+
+Inception uses the weights file when one is found (``--inception-weights``, $PROBGEN_INCEPTION_WEIGHTS,
+the torch hub cache), else random weights of the same architecture (speed does not depend on them).
+Timed passes alternate between the two sides so that machine noise hits both alike; rates are the
+medians over rounds. CPU always; the GPU too when there is one.
+
+    python experiments/benchmarks/eval_throughput.py [--num-images 64] [--batch-size 32] [--rounds 3]
+
+The last line is ``vs_torchmetrics: X.XX``: harness images/s over torchmetrics' images/s for Inception
+on the GPU when there is one, else on the CPU. Goal: >= 1.00 (the harness is not slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from probgen.config import DataConfig
+from probgen.data import ImageData, load_dataset
+from probgen.errors import UserError
+from probgen.metrics.domain import train_domain_net
+from probgen.metrics.features import FeatureNet, batches_of, extract, find_inception_weights, load_inception
+from probgen.metrics.scores import Precomputed
+
+
+class _FeaturesOnly(nn.Module):
+    """A probgen feature network as torchmetrics expects a custom extractor: images -> (N, D)."""
+
+    def __init__(self, net: FeatureNet):
+        super().__init__()
+        self.net = net
+        self.num_features = net.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def harness_pass(net: FeatureNet, images: torch.Tensor, batch: int, device: torch.device) -> None:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    feats, _ = extract(net, batches_of(images, batch), len(images), device, show_progress=False)
+    fid = FrechetInceptionDistance(feature=Precomputed(feats.shape[1])).to(device)
+    fid.update(feats, real=True)
+
+
+def torchmetrics_pass(fid: nn.Module, images: torch.Tensor, batch: int, device: torch.device) -> None:
+    fid.reset()
+    for x in batches_of(images, batch):
+        fid.update(x.to(device, non_blocking=True), real=True)
+
+
+def measure(
+    name: str, ours: Callable[[], None], theirs: Callable[[], None], n: int, rounds: int, device: torch.device
+) -> float:
+    """Median images/s of both sides over alternating rounds; prints them and returns the ratio."""
+    times: dict[str, list[float]] = {"harness": [], "torchmetrics": []}
+    fns = {"harness": ours, "torchmetrics": theirs}
+    for r in range(rounds):
+        order = ("harness", "torchmetrics") if r % 2 == 0 else ("torchmetrics", "harness")
+        for side in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[side]()
+            _sync(device)
+            times[side].append(time.perf_counter() - t0)
+    rate = {side: n / statistics.median(ts) for side, ts in times.items()}
+    ratio = rate["harness"] / rate["torchmetrics"]
+    print(
+        f"{name:<28s} {device.type:<4s} harness {rate['harness']:9.1f} img/s   "
+        f"torchmetrics {rate['torchmetrics']:9.1f} img/s   ratio {ratio:.2f}"
+    )
+    return ratio
+
+
+def bench_device(
+    device: torch.device, data: ImageData, weights: Path | None, tmp: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    n = args.num_images if device.type == "cpu" else args.gpu_num_images
+    images = data.split("train").images[:n]  # (n, 1, 64, 64) uint8
+    rgb = images.expand(-1, 3, -1, -1)  # torchmetrics' Inception needs 3 channels
+    b = args.batch_size if device.type == "cpu" else args.gpu_batch_size
+    ratios = {}
+
+    torch.manual_seed(0)
+    ours = load_inception(weights, antialias=False, random_weights=weights is None).to(device).eval()
+    path = weights
+    if path is None:  # torchmetrics reads weights only from a file: give it the same random ones
+        path = tmp / "random-inception.pth"
+        torch.save(ours.net.state_dict(), path)
+    theirs = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path), antialias=False)
+    theirs = theirs.to(device)
+    harness_pass(ours, images[: 2 * b], b, device)  # warm-up: allocator, kernels, lazy imports
+    torchmetrics_pass(theirs, rgb[: 2 * b], b, device)
+    label = "inception (file)" if weights is not None else "inception (random weights)"
+    ratios["inception"] = measure(
+        label,
+        lambda: harness_pass(ours, images, b, device),
+        lambda: torchmetrics_pass(theirs, rgb, b, device),
+        n,
+        args.rounds,
+        device,
+    )
+
+    dn = args.domain_images if device.type == "cpu" else args.gpu_num_images
+    dimages = data.split("train").images[:dn]
+    domain = train_domain_net(data, args.domain_steps, device, show_progress=False).eval()
+    domain_tm = FrechetInceptionDistance(feature=_FeaturesOnly(domain)).to(device)
+    db = args.domain_batch_size
+    harness_pass(domain, dimages[:db], db, device)
+    torchmetrics_pass(domain_tm, dimages[:db], db, device)
+    ratios["domain"] = measure(
+        "domain (dsprites, 64 px)",
+        lambda: harness_pass(domain, dimages, db, device),
+        lambda: torchmetrics_pass(domain_tm, dimages, db, device),
+        dn,
+        args.rounds,
+        device,
+    )
+    return ratios
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num-images", type=int, default=64, help="images per timed pass through Inception on CPU")
+    ap.add_argument("--batch-size", type=int, default=32, help="Inception batch on CPU")
+    ap.add_argument("--domain-images", type=int, default=2000, help="images per timed pass, domain network, CPU")
+    ap.add_argument("--domain-batch-size", type=int, default=500)
+    ap.add_argument("--gpu-num-images", type=int, default=5000)
+    ap.add_argument("--gpu-batch-size", type=int, default=250)
+    ap.add_argument("--domain-steps", type=int, default=20, help="training steps of the domain net (speed only)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--inception-weights", default=None)
+    args = ap.parse_args()
+
+    try:
+        weights = find_inception_weights(args.inception_weights)
+    except UserError:
+        weights = None
+    data = load_dataset(DataConfig(limit=max(args.num_images, args.domain_images, args.gpu_num_images) + 100))
+    print(f"data: {data.source}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in devices:
+            if device.type == "cuda":
+                print(f"gpu: {torch.cuda.get_device_name(device)}")
+            results[device.type] = bench_device(device, data, weights, Path(tmp), args)
+    headline = results["cuda" if "cuda" in results else "cpu"]["inception"]
+    print(f"vs_torchmetrics: {headline:.2f}")
+
+
+if __name__ == "__main__":
+    main()

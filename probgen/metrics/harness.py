@@ -1,0 +1,197 @@
+"""The evaluation harness: FID / KID / IS (or FD / KD on domain features) of any sampler's images.
+
+It never sees a model: callers hand it a sampler ``(n, generator) -> images (n, C, H, W)``, floats
+in [0, 1] or uint8. Real features are computed once per (dataset, split, feature network, image
+size, resize mode, N, seed) and cached on disk; each evaluation then costs one feature pass over the
+generated images, which serves all metrics at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probgen.config import EvalConfig
+from probgen.data import ImageData
+from probgen.errors import UserError
+from probgen.metrics import scores
+from probgen.metrics.cache import data_fingerprint, default_cache_dir, key_hash, load_entry, save_entry
+from probgen.metrics.domain import load_or_train_domain_net
+from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, load_inception
+from probgen.metrics.images import to_uint8
+
+log = logging.getLogger("probgen")
+
+
+def build_feature_net(data: ImageData, cfg: EvalConfig, device: torch.device, show_progress: bool = True) -> FeatureNet:
+    """Inception (from local weights) or the dataset's domain network (cached or trained now)."""
+    if cfg.features == "inception":
+        return load_inception(cfg.inception_weights, antialias=cfg.antialias).to(device).eval()
+    return load_or_train_domain_net(data, cfg.domain_steps, cache_dir(cfg), device, show_progress)
+
+
+def cache_dir(cfg: EvalConfig) -> Path:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+
+
+def metric_labels(net: FeatureNet, dataset: str) -> dict[str, str]:
+    """Names under which results are reported: FID/KID/IS for Inception, FD-<dataset>/KD-<dataset> else."""
+    if net.name.startswith("inception"):
+        return {"fid": "FID", "kid": "KID", "is": "IS"}
+    return {"fid": f"FD-{dataset}", "kid": f"KD-{dataset}"}
+
+
+class Harness:
+    """Scores samplers against one split of one dataset with one feature network.
+
+    Args:
+        data: the dataset (real images come from ``cfg.ref_split``).
+        cfg: feature network, metrics, sample counts, seeds, cache.
+        device: where features are computed (the GPU when there is one).
+        net: a ready feature network (tests, benchmarks); built from ``cfg`` when None.
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        cfg: EvalConfig,
+        device: torch.device,
+        net: FeatureNet | None = None,
+        show_progress: bool = True,
+    ):
+        self.data, self.cfg, self.device, self.show_progress = data, cfg, device, show_progress
+        if net is None:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                net = build_feature_net(data, cfg, device, show_progress)  # layer inits must not move the caller's RNG
+        self.net = net
+        self.labels = metric_labels(self.net, data.name)
+        for m in cfg.metric_names():
+            if m not in self.labels:
+                raise UserError(f"--metrics: {m} is not defined for {self.net.name} features")
+        t0 = time.perf_counter()
+        self.real_features = self._reference_features()  # (N_real, D) on device
+        self.real_seconds = time.perf_counter() - t0
+
+    # --- real images -----------------------------------------------------------------------------
+
+    def _reference_features(self) -> torch.Tensor:
+        cfg, data = self.cfg, self.data
+        split = data.split(cfg.ref_split)
+        wanted = cfg.num_real or cfg.num_samples
+        n = min(wanted, len(split))
+        if n < 2:
+            raise UserError(f"--ref-split: split {cfg.ref_split!r} of {data.name} has {len(split)} images; need >= 2")
+        if n < wanted:
+            log.warning("eval: split %r has only %d images; using all of them as the reference", cfg.ref_split, n)
+        key = {
+            "dataset": data.name,
+            "data_source": data.source,
+            "split": cfg.ref_split,
+            "data_fingerprint": data_fingerprint(split.images),
+            "image_shape": list(data.image_shape),
+            "feature_network": self.net.name,
+            "weights": self.net.fingerprint,
+            "resize": self.net.resize,
+            "num_real": n,
+            "seed": cfg.eval_seed,
+            "device": self.device.type,  # GPU convolutions (TF32) give slightly different features than the CPU
+        }
+        h = data.image_shape[1]
+        tag = self.net.resize.split()[0]
+        name = f"{data.name}-{cfg.ref_split}-{self.net.name}-{h}px-{tag}-n{n}-{key_hash(key)}.pt"
+        path = cache_dir(cfg) / "refstats" / name
+        entry = load_entry(path, key)
+        if entry is not None:
+            log.info("eval: cached reference features %s", path)
+            return entry["features"].to(self.device)
+        idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.eval_seed))[:n]
+        idx, _ = idx.sort()  # contiguous reads
+        images = split.images[idx]
+        feats, _ = extract(
+            self.net, batches_of(images, cfg.feature_batch_size), n, self.device, "real features", self.show_progress
+        )
+        save_entry(path, key, features=feats.cpu())
+        return feats
+
+    # --- generated images ------------------------------------------------------------------------
+
+    def _generated(self, sampler: Sampler, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval_seed)
+        bs = self.cfg.feature_batch_size
+        shape = self.data.image_shape
+
+        def batches() -> Any:
+            for i in range(0, n, bs):
+                with torch.no_grad():
+                    imgs = to_uint8(sampler(min(bs, n - i), gen))  # (B, C, H, W) uint8
+                if tuple(imgs.shape[1:]) != shape:
+                    raise UserError(f"the model makes images of shape {tuple(imgs.shape[1:])}, the data {shape}")
+                yield imgs
+
+        return extract(self.net, batches(), n, self.device, "generated features", self.show_progress)
+
+    def evaluate(self, sampler: Sampler, num_samples: int | None = None) -> dict[str, Any]:
+        """Generate ``num_samples`` (default ``cfg.num_samples``) images and score them.
+
+        Returns a JSON-ready dict: one entry per metric under ``metrics`` (each stating N generated,
+        N real, the split, the feature network and the resize mode) plus timings.
+        """
+        cfg = self.cfg
+        n = num_samples or cfg.num_samples
+        t0 = time.perf_counter()
+        fake, logits = self._generated(sampler, n)
+        t_feat = time.perf_counter() - t0
+        real = self.real_features
+        common = {
+            "num_generated": n,
+            "num_real": len(real),
+            "ref_split": cfg.ref_split,
+            "feature_network": self.net.name,
+            "resize": self.net.resize,
+        }
+        out: dict[str, dict[str, Any]] = {}
+        names = cfg.metric_names()
+        if "fid" in names:
+            out[self.labels["fid"]] = {"value": scores.frechet_distance(real, fake), **common}
+        if "kid" in names:
+            size = cfg.kid_subset_size or min(1000, min(n, len(real)) // 2)
+            if size > min(n, len(real)):
+                raise UserError(f"--kid-subset-size: {size} exceeds the number of images ({min(n, len(real))})")
+            mean, std = scores.kernel_distance(real, fake, cfg.kid_subsets, max(size, 2), seed=cfg.eval_seed)
+            out[self.labels["kid"]] = {
+                "mean": mean,
+                "std": std,
+                "subsets": cfg.kid_subsets,
+                "subset_size": max(size, 2),
+                **common,
+            }
+        if "is" in names:
+            if logits is None:
+                raise UserError(f"--metrics: is needs Inception, not {self.net.name}")
+            if cfg.is_splits > n:
+                raise UserError(f"--is-splits: {cfg.is_splits} splits of {n} images")
+            mean, std = scores.inception_score(logits, cfg.is_splits, seed=cfg.eval_seed)
+            gen_only = {k: v for k, v in common.items() if k not in ("num_real", "ref_split")}
+            out[self.labels["is"]] = {"mean": mean, "std": std, "splits": cfg.is_splits, **gen_only}
+        total = time.perf_counter() - t0
+        return {
+            "dataset": self.data.name,
+            "data_source": self.data.source,
+            "metrics": out,
+            "primary": self.labels["fid"] if "fid" in names else None,
+            "feature_network": {"name": self.net.name, "resize": self.net.resize, **self.net.info},
+            "seed": cfg.eval_seed,
+            "seconds": {"real_features": self.real_seconds, "generated_features": t_feat, "total": total},
+            "generated_images_per_second": n / max(t_feat, 1e-9),
+        }
+
+    def primary_value(self, result: dict[str, Any]) -> float:
+        """The number early stopping watches: FID / FD (lower is better)."""
+        name = result["primary"]
+        if name is None:
+            raise UserError("--early-stop-patience needs fid in --metrics")
+        return float(result["metrics"][name]["value"])

@@ -1,0 +1,91 @@
+import logging
+
+import pytest
+import torch
+
+from probgen.config import DataConfig, EvalConfig
+from probgen.data import ImageData, Split, load_dataset
+from probgen.errors import UserError
+from probgen.metrics.domain import _targets
+from probgen.metrics.harness import Harness
+
+
+@pytest.fixture(scope="module")
+def sprites():
+    """dSprites at 32 px, 1200 images (procedural)."""
+    return load_dataset(DataConfig(dataset="dsprites", limit=1200, image_size=32, data_root="/nonexistent"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _cfg(cache, **kw):
+    return EvalConfig(num_samples=200, domain_steps=40, cache_dir=str(cache), feature_batch_size=64, **kw)
+
+
+def _from(images):
+    def sampler(n, gen):
+        idx = torch.randint(len(images), (n,), generator=gen)
+        return images[idx].float() / 255.0  # floats in [0, 1], as samplers return them
+
+    return sampler
+
+
+def test_domain_fd_separates_real_data_from_noise(sprites, cache):
+    h = Harness(sprites, _cfg(cache), torch.device("cpu"), show_progress=False)
+    assert h.net.name == "domain-dsprites" and h.net.info["target"] == "factors"
+    real = h.evaluate(_from(sprites.splits["test"].images))
+    noise = h.evaluate(lambda n, gen: torch.rand(n, 1, 32, 32, generator=gen))
+    fd_real, fd_noise = real["metrics"]["FD-dsprites"]["value"], noise["metrics"]["FD-dsprites"]["value"]
+    assert fd_noise > 20 * fd_real
+    kd_real, kd_noise = real["metrics"]["KD-dsprites"]["mean"], noise["metrics"]["KD-dsprites"]["mean"]
+    assert kd_noise > 20 * abs(kd_real)
+    assert not any("FID" in k for k in real["metrics"])  # never called FID
+
+
+def test_every_result_states_n_split_network_and_resize(sprites, cache):
+    h = Harness(sprites, _cfg(cache, num_real=150, ref_split="test"), torch.device("cpu"), show_progress=False)
+    res = h.evaluate(_from(sprites.splits["train"].images), num_samples=120)
+    for entry in res["metrics"].values():
+        assert entry["num_generated"] == 120 and entry["num_real"] == 120  # the test split has 120 images
+        assert entry["ref_split"] == "test" and entry["feature_network"] == "domain-dsprites"
+        assert entry["resize"].startswith("none")
+    assert res["metrics"]["KD-dsprites"]["subset_size"] == 60
+
+
+def test_domain_net_and_reference_features_are_cached(sprites, cache, caplog):
+    cfg = _cfg(cache, eval_seed=5)
+    first = Harness(sprites, cfg, torch.device("cpu"), show_progress=False)
+    with caplog.at_level(logging.INFO, logger="probgen"):
+        second = Harness(sprites, cfg, torch.device("cpu"), show_progress=False)
+    assert "cached network" in caplog.text and "cached reference features" in caplog.text
+    assert first.net.fingerprint == second.net.fingerprint
+    assert torch.equal(first.real_features, second.real_features)
+    sampler = _from(sprites.splits["test"].images)
+    assert first.evaluate(sampler)["metrics"] == second.evaluate(sampler)["metrics"]  # seeded: reproducible
+    other = Harness(sprites, _cfg(cache, eval_seed=6), torch.device("cpu"), show_progress=False)
+    assert not torch.equal(other.real_features, first.real_features)  # another real subset, another entry
+
+
+def test_bad_requests_are_user_errors(sprites, cache):
+    with pytest.raises(UserError, match="--kid-subset-size"):
+        Harness(sprites, _cfg(cache, kid_subset_size=500), torch.device("cpu"), show_progress=False).evaluate(
+            _from(sprites.splits["test"].images)
+        )
+    with pytest.raises(UserError, match="--metrics"):
+        EvalConfig(metrics=("is",))  # IS needs Inception's classes
+    h = Harness(sprites, _cfg(cache), torch.device("cpu"), show_progress=False)
+    with pytest.raises(UserError, match="shape"):
+        h.evaluate(lambda n, gen: torch.rand(n, 1, 64, 64, generator=gen))
+
+
+def test_targets_labels_then_rotation():
+    imgs = torch.zeros(10, 1, 8, 8, dtype=torch.uint8)
+    labelled = ImageData("x", "test", {"train": Split(imgs, labels=torch.arange(10) % 3)})
+    kind, heads, y = _targets(labelled, labelled.splits["train"])
+    assert kind == "labels" and heads == {"label": 3} and y.shape == (10, 1)
+    bare = ImageData("x", "test", {"train": Split(imgs)})
+    kind, heads, y = _targets(bare, bare.splits["train"])
+    assert kind == "rotation" and heads == {"rotation": 4} and y is None

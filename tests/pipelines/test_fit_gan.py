@@ -1,0 +1,119 @@
+import json
+
+import pytest
+import torch
+
+from probgen.checkpoint import load_checkpoint
+from probgen.cli import main
+from probgen.config import DataConfig, EvalConfig, FitGANConfig, GANConfig, GANTrainConfig, RunConfig
+from probgen.errors import UserError
+from probgen.pipelines.fit_gan import fit_gan
+from probgen.utils.io import read_csv
+
+# 160 images at 32 px: 144 train / 32 per batch = 4 steps per epoch.
+GAN_FLAGS = [
+    "--dataset", "dsprites", "--limit", "160", "--image-size", "32", "--g-channels", "4", "--d-channels", "4",
+    "--latent-dim", "8", "--batch-size", "32", "--num-samples", "64", "--domain-steps", "10", "--kid-subsets", "10",
+    "--no-progress",
+]  # fmt: skip
+
+
+RUN_FILES = {
+    "config.json", "checkpoint.pt", "best.pt", "losses.csv", "loss_curves.png", "samples_epoch_1.png", "samples.png",
+    "eval_history.csv", "eval_curve.png", "eval.json", "metrics.json", "log.txt",
+}  # fmt: skip
+
+
+def tiny_gan_config(out, cache, model=None, **train):
+    t = {"epochs": 2, "batch_size": 32, "checkpoint_every": 1000, "sample_epochs": (1,), **train}
+    return FitGANConfig(
+        data=DataConfig(dataset="dsprites", limit=160, image_size=32, data_root=str(out.parent / "no-data")),
+        model=GANConfig(latent_dim=8, g_channels=4, d_channels=4, **(model or {})),
+        train=GANTrainConfig(**t),
+        eval=EvalConfig(num_samples=64, domain_steps=10, cache_dir=str(cache), feature_batch_size=64, metrics=("fid",)),
+        run=RunConfig(out=str(out), progress=False),
+    )
+
+
+def test_cli_run_writes_every_file_and_eval_and_sample_read_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["fit", "gan", *GAN_FLAGS, "--epochs", "2", "--sample-epochs", "1", "--eval-every", "1",
+            "--ema-decay", "0.9", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    names = {p.name for p in out.iterdir()}
+    assert RUN_FILES <= names
+    rows = read_csv(out / "losses.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert all(0 < float(r["d_real"]) < 1 and float(r["loss_g"]) > 0 for r in rows)
+    ckpt = load_checkpoint(out / "checkpoint.pt", kind="gan")
+    assert {"generator", "discriminator", "opt_g", "opt_d", "ema"} <= set(ckpt["state"])
+    assert ckpt["state"]["opt_d"]["state"]  # the discriminator's Adam moments are saved too
+    assert ckpt["fixed_noise"].shape == (100, 8) and ckpt["step"] == 8
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["generator"] == "ema" and set(ev["metrics"]) == {"FD-dsprites", "KD-dsprites"}
+    assert [int(r["epoch"]) for r in read_csv(out / "eval_history.csv")] == [1, 2]
+    capsys.readouterr()
+    # probgen sample and probgen eval take the GAN checkpoint
+    png = tmp_path / "grid.png"
+    assert main(["sample", "--ckpt", str(out), "-n", "16", "--nrow", "4", "--out", str(png)]) == 0
+    assert png.stat().st_size > 0
+    capsys.readouterr()
+    evj = tmp_path / "eval.json"
+    cache = str(tmp_path / "cache")
+    argv = ["eval", "--ckpt", str(out / "best.pt"), "--num-samples", "64", "--domain-steps", "10",
+            "--kid-subsets", "10", "--cache-dir", cache, "--out", str(evj), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("FD-dsprites ") and "64 generated vs 64 real (train split)" in lines[0]
+    got = json.loads(evj.read_text())
+    assert got["kind"] == "gan" and got["metrics"]["FD-dsprites"]["value"] > 0
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err  # never overwritten silently
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    # 4 steps per epoch; stop mid-epoch 2 (step 6, checkpoints at 3 and 6), then resume to step 8.
+    # EMA, BatchNorm and an evaluation at each epoch's end are all on: none may perturb training.
+    cache = tmp_path / "cache"
+    kw = {"epochs": 2, "checkpoint_every": 3, "ema_decay": 0.9, "eval_every": 1}
+    full = fit_gan(tiny_gan_config(tmp_path / "full", cache, **kw))
+    part = fit_gan(tiny_gan_config(tmp_path / "part", cache, max_steps=6, **kw))
+    cfg = tiny_gan_config(tmp_path / "part", cache, max_steps=8, **kw)
+    cfg.run.resume = True
+    fit_gan(cfg)
+    a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
+    assert a["step"] == b["step"] == 8
+    for net in ("generator", "discriminator", "ema"):
+        for k, v in a["state"][net].items():
+            assert torch.equal(v, b["state"][net][k]), (net, k)
+    for opt in ("opt_g", "opt_d"):
+        for i, st in a["state"][opt]["state"].items():
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(st[k], b["state"][opt]["state"][i][k]), (opt, i, k)
+    assert read_csv(full / "losses.csv") == read_csv(part / "losses.csv")
+    assert a["eval_history"][-1]["value"] == b["eval_history"][-1]["value"]
+
+
+def test_early_stopping_stops_after_patience_evaluations(tmp_path):
+    # lr 1e-30 leaves the weights bitwise unchanged (no normalisation: no running statistics either), so
+    # FD never improves after the first evaluation: with patience 2 training stops at the end of epoch 3.
+    model = {"g_norm": "none", "d_norm": "none"}
+    cfg = tiny_gan_config(tmp_path / "run", tmp_path / "cache", model, epochs=10, lr=1e-30, eval_every=1,
+                          early_stop_patience=2)  # fmt: skip
+    out = fit_gan(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3 and metrics["steps"] == 12
+    assert metrics["early_stopping"] == {"best": metrics["evaluations"][0]["value"], "best_epoch": 1,
+                                         "bad_evals": 2, "stopped": True}  # fmt: skip
+    assert load_checkpoint(out / "best.pt")["epoch"] == 1
+
+
+def test_early_stopping_needs_evaluations():
+    with pytest.raises(UserError, match="--early-stop-patience"):
+        GANTrainConfig(early_stop_patience=3)
+
+
+def test_non_power_of_two_images_are_a_user_error(tmp_path):
+    cfg = tiny_gan_config(tmp_path / "run", tmp_path / "cache")
+    cfg.data.image_size = 24
+    with pytest.raises(UserError, match="--image-size"):
+        fit_gan(cfg)
