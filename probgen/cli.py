@@ -244,6 +244,67 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_loglik(sub: argparse._SubParsersAction) -> None:
+    from probgen.config import LoglikConfig
+
+    p = sub.add_parser(
+        "loglik",
+        help="marginal log-likelihood of a VAE: Appendix D (HMC), IWAE, AIS, ELBO",
+        description="Estimate log p(x) of a VAE checkpoint on a dataset split (nats and bits/dim), with "
+        "batched HMC + importance sampling (Kingma & Welling 2013, App. D), IWAE and AIS, and ArviZ "
+        "diagnostics of the chains. Writes loglik.json, loglik.csv, chains.nc and trace/rank PNGs.",
+    )
+    p.add_argument("--ckpt", required=True, help="VAE checkpoint file (or its run directory)")
+    default_k = LoglikConfig().iwae_samples
+    p.add_argument(
+        "-k",
+        "--iwae-samples",
+        dest="iwae_samples",
+        type=int,
+        default=default_k,
+        help=f"importance samples per data point for IWAE and the ELBO (default: {default_k})",
+    )
+    add_config_args(p, LoglikConfig, skip=("ckpt", "iwae_samples"))
+    p.set_defaults(handler=_run_loglik)
+
+
+def _run_loglik(args: argparse.Namespace) -> int:
+    from probgen.config import LoglikConfig
+    from probgen.pipelines.loglik import loglik
+
+    cfg = config_from_args(LoglikConfig, args)
+    report = loglik(cfg)
+    if cfg.json:
+        print((Path(report["out"]) / "loglik.json").read_text(), end="")
+    else:
+        print(report["table"])
+        print(f"results: {report['out']}")
+    return 0
+
+
+def _add_diagnose(sub: argparse._SubParsersAction) -> None:
+    from probgen.config import DiagnoseConfig
+
+    p = sub.add_parser(
+        "diagnose",
+        help="ArviZ diagnostics (R-hat, ESS, divergences) of the HMC chains in a chains.nc",
+        description="Print the ArviZ summary of chains written by `probgen loglik` and flag data points "
+        "whose chains did not mix (R-hat above --rhat-max or ESS below --min-ess-per-chain x chains).",
+    )
+    p.add_argument("chains_file", help="chains.nc written by `probgen loglik` (or its folder)")
+    add_config_args(p, DiagnoseConfig, skip=("chains_file",))
+    p.set_defaults(handler=_run_diagnose)
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from probgen.config import DiagnoseConfig
+    from probgen.pipelines.diagnose import diagnose_chains
+
+    cfg = config_from_args(DiagnoseConfig, args)
+    print(diagnose_chains(cfg))
+    return 0
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
@@ -301,7 +362,14 @@ def _run_data_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_eval, _add_data]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_fit,
+    _add_sample,
+    _add_eval,
+    _add_data,
+    _add_loglik,
+    _add_diagnose,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
