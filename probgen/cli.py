@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import DataConfig, EvaluateConfig, FitGANConfig, FitVAEConfig, flag, strip_optional
+from probgen.config import (
+    DataConfig,
+    DisentangleConfig,
+    EvaluateConfig,
+    FitGANConfig,
+    FitVAEConfig,
+    PlotConfig,
+    flag,
+    strip_optional,
+)
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -155,6 +164,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
     _add_fit_gan(models)
+    _add_fit_zoo(models)
 
 
 def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -362,6 +372,90 @@ def _run_data_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+# --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
+
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+
+
+def _add_fit_zoo(models: argparse._SubParsersAction) -> None:
+    from probgen.config import FitAEConfig, FitCVAEConfig, FitVAEGANConfig
+
+    specs = [
+        ("ae", FitAEConfig, _NO_BETA, "a plain (deterministic) convolutional autoencoder baseline",
+         "Train an autoencoder on the reconstruction negative log-likelihood of the VAE's likelihood "
+         "(no latent sampling, no KL); --bottleneck adds a linear layer of --latent-dim units."),
+        ("cvae", FitCVAEConfig, (), "a conditional VAE (labels observed in the Pyro model and guide)",
+         "Train a conditional VAE: p(x | z, y) p(z) p(y) with observed labels y, guide q(z | x, y). "
+         "Datasets without labels use a generative factor (--label-factor, dSprites: shape)."),
+        ("vaegan", FitVAEGANConfig, (), "a VAE-GAN: the Pyro VAE plus a discriminator (Larsen et al. 2016)",
+         "Train a VAE whose objective adds --gan-weight times a non-saturating adversarial loss from a "
+         "discriminator on reconstructions and prior samples."),
+    ]  # fmt: skip
+    for name, cls, skip, short, long in specs:
+        p = models.add_parser(name, help=short, description=long)
+        add_config_args(p, cls, skip=skip)
+        _add_config_file_flag(p, cls)
+        p.set_defaults(handler=_run_fit_zoo, _fit_kind=name, _fit_cls=cls)
+
+
+def _run_fit_zoo(args: argparse.Namespace) -> int:
+    from probgen.pipelines.fit_ae import fit_ae
+    from probgen.pipelines.fit_cvae import fit_cvae
+    from probgen.pipelines.fit_vaegan import fit_vaegan
+
+    run = {"ae": fit_ae, "cvae": fit_cvae, "vaegan": fit_vaegan}[args._fit_kind]
+    run(config_from_args(args._fit_cls, args))
+    return 0
+
+
+def _add_disentangle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "disentangle",
+        help="disentanglement metrics (BetaVAE, FactorVAE, MIG, DCI, SAP) of a VAE trained on dSprites",
+        description="Score a VAE's encoder means against the known generative factors of its dataset; "
+        "writes disentanglement.json next to the checkpoint (or into --out).",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="folder for disentanglement.json (default: the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing disentanglement.json")
+    add_config_args(p, DisentangleConfig)
+    p.set_defaults(handler=_run_disentangle)
+
+
+def _run_disentangle(args: argparse.Namespace) -> int:
+    from probgen.pipelines.disentangle import disentangle
+
+    print(disentangle(args.ckpt, config_from_args(DisentangleConfig, args), out=args.out, overwrite=args.overwrite))
+    return 0
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from probgen.pipelines.plot import FIGURES
+
+    p = sub.add_parser(
+        "plot",
+        help="latent-space figures of a checkpoint: traversals, manifold, latents, reconstructions",
+        description="Write one figure of a VAE, VAE-GAN or conditional-VAE checkpoint (reconstructions also "
+        "of an autoencoder) as a PNG, by default into the checkpoint's run directory.",
+    )
+    p.add_argument("figure", choices=FIGURES, help="which figure")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="PNG file to write (default: <run dir>/<figure>.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_config_args(p, PlotConfig)
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from probgen.pipelines.plot import plot_checkpoint
+
+    cfg = config_from_args(PlotConfig, args)
+    print(plot_checkpoint(args.figure, args.ckpt, cfg, out=args.out, overwrite=args.overwrite))
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_fit,
     _add_sample,
@@ -369,6 +463,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_loglik,
     _add_diagnose,
+    _add_disentangle,
+    _add_plot,
 ]
 
 

@@ -289,6 +289,52 @@ class FitGANConfig:
     model: GANConfig = field(default_factory=GANConfig)
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class DisentangleConfig:
+    """`probgen disentangle`: disentanglement metrics of a VAE's encoder means from known factors."""
+
+    split: str = _help("data split whose images are encoded", default="test")
+    num_points: int = _help("encode at most this many images of the split (a seeded subset)", default=10000)
+    num_train: int = _help("training points (BetaVAE) / votes (FactorVAE)", default=10000)
+    num_eval: int = _help("evaluation points (BetaVAE) / votes (FactorVAE)", default=5000)
+    group_size: int = _help("pairs (BetaVAE) / images (FactorVAE) per point that share one factor", default=64)
+    num_bins: int = _help("equal-width bins per code dimension (MIG, SAP)", default=20)
+    holdout_fraction: float = _help("fraction of the encoded points held out by DCI and SAP", default=1 / 3)
+    seed: int = _help("seed of the subset, the split and the metric sampling", default=0)
+    data_root: str | None = _help("folder holding the dataset files (default: the checkpoint's)", default=None)
+    device: str = _help("auto, cpu or cuda", default="auto")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.split), "split", "must not be empty")
+        _check(self.num_points >= 10, "num_points", f"must be >= 10, got {self.num_points}")
+        _check(self.num_train >= 1, "num_train", f"must be >= 1, got {self.num_train}")
+        _check(self.num_eval >= 1, "num_eval", f"must be >= 1, got {self.num_eval}")
+        _check(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}")
+        _check(self.num_bins >= 2, "num_bins", f"must be >= 2, got {self.num_bins}")
+        _check(0.0 < self.holdout_fraction < 1.0, "holdout_fraction", f"must be in (0, 1), got {self.holdout_fraction}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class AEConfig:
+    """The plain autoencoder baseline (`probgen fit ae`): the VAE's networks, no sampling, no KL."""
+
+    bottleneck: bool = _help(
+        "a linear bottleneck of --latent-dim units between the conv stacks (default: none, purely convolutional)",
+        default=False,
+    )
+
+
+@dataclass
+class FitAEConfig:
+    """Everything `probgen fit ae` needs (the train section's beta settings are unused)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
@@ -402,6 +448,100 @@ class DiagnoseConfig:
     chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
     json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
+
+
+
+
+@dataclass
+class CVAEConfig:
+    """The conditional VAE's labels (`probgen fit cvae`)."""
+
+    label_factor: str = _help(
+        "for datasets without labels, the generative factor used as the class (dSprites: shape)", default="shape"
+    )
+    num_classes: int | None = _help("number of classes (default: 1 + the largest training label)", default=None)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.label_factor), "label_factor", "must not be empty")
+        _check(
+            self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"
+        )
+
+
+@dataclass
+class FitCVAEConfig:
+    """Everything `probgen fit cvae` needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass
+class VAEGANConfig:
+    """The discriminator of the VAE-GAN (`probgen fit vaegan`, Larsen et al. 2016)."""
+
+    gan_weight: float = _help("weight of the adversarial loss added to -ELBO (both in nats per image)", default=1.0)
+    disc_channels: tuple[int, ...] | None = _help(
+        "channels of the discriminator's stride-2 conv layers (default: --conv-channels)", default=None
+    )
+    disc_lr: float = _help("Adam learning rate of the discriminator", default=2e-4)
+
+    def __post_init__(self) -> None:
+        _check(self.gan_weight >= 0, "gan_weight", f"must be >= 0, got {self.gan_weight}")
+        _check(
+            self.disc_channels is None or (len(self.disc_channels) >= 1 and min(self.disc_channels) >= 1),
+            "disc_channels",
+            f"must be positive and non-empty: {self.disc_channels}",
+        )
+        _check(self.disc_lr > 0, "disc_lr", f"must be positive, got {self.disc_lr}")
+
+
+@dataclass
+class FitVAEGANConfig(FitVAEConfig):
+    """Everything `probgen fit vaegan` needs: a VAE's settings plus the discriminator's."""
+
+    gan: VAEGANConfig = field(default_factory=VAEGANConfig)
+
+
+@dataclass
+class PlotConfig:
+    """`probgen plot traversals|manifold|latents|reconstructions`: latent-space figures of a checkpoint."""
+
+    split: str = _help("data split whose images are encoded or reconstructed", default="test")
+    num_images: int = _help("reconstructions: images of the split, from its start (a fixed batch)", default=32)
+    nrow: int = _help("reconstructions: images per row", default=8)
+    num_points: int = _help("latents: encode at most this many images of the split", default=2000)
+    projection: str = _help("latents when latent_dim > 2: pca (of the means) or first (two dimensions)", default="pca")
+    label_factor: str = _help("latents: colour by this generative factor when the data have no labels", default="shape")
+    index: int = _help("traversals: the image of the split whose encoder mean is the starting point", default=0)
+    dims: tuple[int, ...] | None = _help(
+        "traversals: latent dimensions to vary (default: the 10 of largest mean KL)", default=None
+    )
+    span: float = _help(
+        "traversals: each dimension takes values in [-span, span] (prior sds); the others keep the start's", default=3.0
+    )
+    steps: int = _help("traversals: values per dimension", default=9)
+    grid: int = _help("manifold: images per side of the grid over the 2-D latent space", default=20)
+    label: int = _help("conditional VAE: the class to decode in traversals and the manifold", default=0)
+    data_root: str | None = _help("folder holding the dataset files (default: the checkpoint's)", default=None)
+    device: str = _help("auto, cpu or cuda", default="auto")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.split), "split", "must not be empty")
+        _check(self.num_images >= 1, "num_images", f"must be >= 1, got {self.num_images}")
+        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
+        _check(self.num_points >= 2, "num_points", f"must be >= 2, got {self.num_points}")
+        _choice(self.projection, "projection", ("pca", "first"))
+        _check(self.index >= 0, "index", f"must be >= 0, got {self.index}")
+        _check(self.dims is None or (len(self.dims) >= 1 and min(self.dims) >= 0), "dims", f"bad dims {self.dims}")
+        _check(self.span > 0, "span", f"must be positive, got {self.span}")
+        _check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
+        _check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
+        _check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
 
 
 # --- (de)serialisation ---------------------------------------------------------------------------
