@@ -289,6 +289,7 @@ class FitGANConfig:
     model: GANConfig = field(default_factory=GANConfig)
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
 
 @dataclass
