@@ -27,8 +27,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import data_present, data_root, eval_flags, parse_args, probgen, read_eval, run_flags
-from common import write_summary, write_table
+from common import (
+    data_present,
+    data_root,
+    eval_flags,
+    parse_args,
+    probgen,
+    read_eval,
+    run_flags,
+    write_summary,
+    write_table,
+)
 
 from probgen.checkpoint import load_checkpoint
 
