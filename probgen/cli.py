@@ -25,6 +25,7 @@ from probgen.config import (
     FitGANConfig,
     FitVAEConfig,
     PlotConfig,
+    SweepFlags,
     flag,
     strip_optional,
 )
@@ -254,6 +255,63 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
+    lst = cmds.add_parser("list", help="every dataset name with a one-line description")
+    lst.set_defaults(handler=_run_data_list)
+    info = cmds.add_parser(
+        "info",
+        help="source, images per split, shape and range, and a grid of samples",
+        description="Load a dataset as training would and describe it; writes a PNG grid of training images.",
+    )
+    add_config_args(info, DataConfig)
+    info.add_argument("--out", default=None, help="PNG grid to write (default: ./data_info_<dataset>.png)")
+    info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
+    info.set_defaults(handler=_run_data_info)
+    ext = cmds.add_parser(
+        "extract",
+        help="unpack a downloaded dataset archive (zip/tar) into the data root, safely",
+        description="Unpack a .zip or .tar(.gz) into --data-root (default: $PROBGEN_DATA, then ./data). "
+        "Members that would land outside it (../, absolute paths, outward links) are refused.",
+    )
+    ext.add_argument("archive", help="the archive file, e.g. chest-xray-pneumonia.zip")
+    ext.add_argument("--data-root", default=None, help="folder to unpack into")
+    ext.set_defaults(handler=_run_data_extract)
+
+
+def _run_data_list(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import dataset_list
+
+    for name, text in dataset_list():
+        print(f"{name:<12} {text}")
+    return 0
+
+
+def _run_data_info(args: argparse.Namespace) -> int:
+    from probgen.pipelines.data_info import data_info
+
+    if args.num < 1:
+        raise UserError(f"--num: must be >= 1, got {args.num}")
+    out = Path(args.out) if args.out else None
+    print(data_info(config_from_args(DataConfig, args), out, overwrite=args.overwrite, num=args.num))
+    return 0
+
+
+def _run_data_extract(args: argparse.Namespace) -> int:
+    from probgen.data import data_root
+    from probgen.utils.archive import safe_extract
+
+    archive = Path(args.archive)
+    if not archive.is_file():
+        raise UserError(f"archive: no such file: {archive}")
+    target = data_root(DataConfig(data_root=args.data_root))
+    files = safe_extract(archive, target)
+    print(f"extracted {len(files)} files into {target}")
+    return 0
+
+
 def _add_loglik(sub: argparse._SubParsersAction) -> None:
     from probgen.config import LoglikConfig
 
@@ -315,63 +373,7 @@ def _run_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
-    cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
-    lst = cmds.add_parser("list", help="every dataset name with a one-line description")
-    lst.set_defaults(handler=_run_data_list)
-    info = cmds.add_parser(
-        "info",
-        help="source, images per split, shape and range, and a grid of samples",
-        description="Load a dataset as training would and describe it; writes a PNG grid of training images.",
-    )
-    add_config_args(info, DataConfig)
-    info.add_argument("--out", default=None, help="PNG grid to write (default: ./data_info_<dataset>.png)")
-    info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
-    info.set_defaults(handler=_run_data_info)
-    ext = cmds.add_parser(
-        "extract",
-        help="unpack a downloaded dataset archive (zip/tar) into the data root, safely",
-        description="Unpack a .zip or .tar(.gz) into --data-root (default: $PROBGEN_DATA, then ./data). "
-        "Members that would land outside it (../, absolute paths, outward links) are refused.",
-    )
-    ext.add_argument("archive", help="the archive file, e.g. chest-xray-pneumonia.zip")
-    ext.add_argument("--data-root", default=None, help="folder to unpack into")
-    ext.set_defaults(handler=_run_data_extract)
-
-
-def _run_data_list(args: argparse.Namespace) -> int:
-    from probgen.pipelines.data_info import dataset_list
-
-    for name, text in dataset_list():
-        print(f"{name:<12} {text}")
-    return 0
-
-
-def _run_data_info(args: argparse.Namespace) -> int:
-    from probgen.pipelines.data_info import data_info
-
-    if args.num < 1:
-        raise UserError(f"--num: must be >= 1, got {args.num}")
-    out = Path(args.out) if args.out else None
-    print(data_info(config_from_args(DataConfig, args), out, overwrite=args.overwrite, num=args.num))
-    return 0
-
-
-def _run_data_extract(args: argparse.Namespace) -> int:
-    from probgen.data import data_root
-    from probgen.utils.archive import safe_extract
-
-    archive = Path(args.archive)
-    if not archive.is_file():
-        raise UserError(f"archive: no such file: {archive}")
-    target = data_root(DataConfig(data_root=args.data_root))
-    files = safe_extract(archive, target)
-    print(f"extracted {len(files)} files into {target}")
-    return 0
-
-
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_eval, _add_data]
 
 
 # --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
@@ -456,16 +458,37 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_fit,
-    _add_sample,
-    _add_eval,
-    _add_data,
-    _add_loglik,
-    _add_diagnose,
-    _add_disentangle,
-    _add_plot,
-]
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of runs and tabulate them (resumable)",
+        description="Train one run per point of --grid (FIELD=V1,V2 ...; tuple fields V1/V2) over the base "
+        "settings given by the other flags or --config (a JSON/TOML file whose [grid] table is the grid). "
+        "Writes one run directory per point under --out, sweep.csv, sweep.md and sweep_losses.png. Running "
+        "it again skips finished runs and resumes interrupted ones.",
+    )
+    p.add_argument("--grid", nargs="+", default=(), metavar="FIELD=V1,V2", help="the settings to vary")
+    add_config_args(p, SweepFlags, skip=("grid", "resume", "overwrite"))
+    _add_config_file_flag(p, SweepFlags)
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from probgen.config import SweepConfig
+    from probgen.pipelines.sweep import CONFIGS, parse_grid, sweep
+    from probgen.utils.rundir import default_run_dir
+
+    kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind
+    cls = CONFIGS[kind]
+    base = config_from_args(cls, args)
+    grid = parse_grid(args.grid, cls)
+    out = base.run.out or str(default_run_dir(f"sweep-{kind}", base.data.dataset))
+    print(sweep(kind, base, grid, out))
+    return 0
+
+
+COMMANDS += [_add_disentangle, _add_plot, _add_sweep]  # zoo: metrics, figures, sweeps
+COMMANDS += [_add_loglik, _add_diagnose]  # loglik: marginal likelihoods, chain diagnostics
 
 
 def build_parser() -> argparse.ArgumentParser:

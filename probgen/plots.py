@@ -94,7 +94,7 @@ def plot_traversals(
 
 
 def plot_manifold(images: torch.Tensor, x_values: Sequence[float], y_values: Sequence[float], path: str | Path) -> Path:
-    """A 2-D latent manifold: ``images`` (G, G', C, H, W); row i decodes z2 = y_values[i], column j z1 = x_values[j]."""
+    """A 2-D latent manifold: ``images`` (G, G', C, H, W); row i decodes z1 = y_values[i], column j z0 = x_values[j]."""
     g, g2, c, h, w = images.shape
     grid = _grid_image(images.reshape(g * g2, c, h, w), nrow=g2, padding=0)
     fig, ax = plt.subplots(figsize=(7, 7))
@@ -102,8 +102,8 @@ def plot_manifold(images: torch.Tensor, x_values: Sequence[float], y_values: Seq
     every = max(1, g // 8)
     ax.set_xticks(_cell_centres(g2, w, 0)[::every], [f"{v:.2g}" for v in list(x_values)[::every]])
     ax.set_yticks(_cell_centres(g, h, 0)[::every], [f"{v:.2g}" for v in list(y_values)[::every]])
-    ax.set_xlabel("z1")
-    ax.set_ylabel("z2")
+    ax.set_xlabel("z0")
+    ax.set_ylabel("z1")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -160,3 +160,31 @@ def save_reconstructions(originals: torch.Tensor, recons: torch.Tensor, path: st
         pad = a.new_full((nrow - len(a), *a.shape[1:]), 0.5)  # keep a short last row from wrapping
         rows += [a, pad, b, pad]
     return save_grid(torch.cat(rows), path, nrow=nrow)
+
+
+def plot_runs(
+    curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
+    path: str | Path,
+    ylabel: str,
+    xlabel: str = "epoch",
+    title: str = "",
+) -> Path:
+    """One panel per split (train, test), one line per run: ``curves[run][split] = (x, y)``."""
+    splits = [s for s in ("train", "test") if any(s in c for c in curves.values())]
+    splits += sorted({s for c in curves.values() for s in c} - set(splits))
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.6 * len(splits), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")
+    for ax, split in zip(axes[0], splits):
+        for i, (run, by_split) in enumerate(curves.items()):
+            if split in by_split:
+                xs, ys = by_split[split]
+                ax.plot(list(xs), list(ys), marker="o" if len(ys) < 30 else None, ms=3, color=cmap(i % 20), label=run)
+        ax.set_title(split)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

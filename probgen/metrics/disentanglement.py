@@ -266,7 +266,7 @@ def _weighted_one_minus_entropy(r: np.ndarray) -> float:
     if k == 1:
         return 1.0 if r.sum() > 0 else 0.0
     p = (r + 1e-11) / (r + 1e-11).sum(1, keepdims=True)
-    per_row = 1.0 + (p * np.log(p)).sum(1) / np.log(k)
+    per_row = np.clip(1.0 + (p * np.log(p)).sum(1) / np.log(k), 0.0, 1.0)  # no -1e-16 from rounding
     total = r.sum()
     rho = r.sum(1) / total if total > 0 else np.full(rows, 1.0 / rows)
     return float((rho * per_row).sum())

@@ -92,8 +92,11 @@ def _targets(data: ImageData, split: Split) -> tuple[str, dict[str, int], torch.
         keep = [j for j, k in enumerate(counts) if k > 1]  # constant factors (dSprites' color) teach nothing
         if keep:
             return "factors", {names[j]: counts[j] for j in keep}, fc[:, keep]
-    if split.labels is not None and int(split.labels.max()) > 0:
-        return "labels", {"label": int(split.labels.max()) + 1}, split.labels.long()[:, None]
+    if split.labels is not None and len(split.labels) and int(split.labels.max()) > 0:
+        y = split.labels.long().reshape(len(split.labels), -1)  # (N, heads): one head per label column
+        counts = (y.max(dim=0).values + 1).tolist()
+        names = ["label"] if y.shape[1] == 1 else [f"label{j}" for j in range(y.shape[1])]
+        return "labels", dict(zip(names, counts)), y
     square = split.images.shape[-1] == split.images.shape[-2]
     return "rotation", {"rotation": 4 if square else 2}, None
 

@@ -60,7 +60,7 @@ class AETrainer(Trainer):
         self.optimizers["optimizer"] = self.optim = torch.optim.Adam(self.ae.parameters(), lr=self.cfg.train.lr)
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
-        loss = self.ae.loss(to_unit(self.train_images[idx]))
+        loss = self.ae.loss(self.batch_images(idx))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         check(loss)

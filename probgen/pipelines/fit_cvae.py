@@ -16,7 +16,7 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.config import FitCVAEConfig, from_dict
-from probgen.data import ImageData, Split, to_unit
+from probgen.data import ImageData, Split
 from probgen.errors import UserError
 from probgen.models.cvae import CVAE
 from probgen.pipelines.fit_vae import VAETrainer
@@ -67,8 +67,8 @@ class CVAETrainer(VAETrainer):
     def build_model(self) -> CVAE:
         return CVAE(self.cfg.model, self.data.image_shape, self.cfg.cvae.num_classes)
 
-    def model_args(self, images: torch.Tensor, labels: torch.Tensor | None, idx: torch.Tensor) -> tuple:
-        return (to_unit(images[idx]), labels[idx])
+    def model_args(self, idx: torch.Tensor) -> tuple:
+        return (self.batch_images(idx), self.train_labels[idx])
 
     def samples(self, n: int = 10) -> tuple[torch.Tensor, int]:
         """n samples per class, one row per class, from fixed noise."""

@@ -24,7 +24,6 @@ import torch
 from probgen.checkpoint import load_checkpoint
 from probgen.config import FitVAEConfig, FitVAEGANConfig, from_dict
 from probgen.data import to_unit
-from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
@@ -126,14 +125,12 @@ class VAETrainer(Trainer):
         t = self.cfg.train
         return beta_at(self.step, t.beta, t.beta_schedule, t.beta_warmup_steps, t.beta_cycle_steps)
 
-    def model_args(self, images: torch.Tensor, labels: torch.Tensor | None, idx: torch.Tensor) -> tuple:
-        """Arguments of model/guide before beta for the images ``idx``: (x,) for the VAE."""
-        return (to_unit(images[idx]),)
+    def model_args(self, idx: torch.Tensor) -> tuple:
+        """Arguments of model/guide before beta for training images ``idx``: (x,) for the VAE."""
+        return (self.batch_images(idx),)
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
-        x, *rest = self.model_args(self.train_images, self.train_labels, idx)
-        if self.data.notes.get("binarize") == "dynamic":  # main's --binarize dynamic (merge of zoo + main)
-            x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
+        x, *rest = self.model_args(idx)
         loss_fn = self.loss_fn if not rest else (lambda x_, beta: self.loss_fn(x_, *rest, beta))
         return svi_step(loss_fn, self.elbo, self.optim, x, self._beta(), check)
 

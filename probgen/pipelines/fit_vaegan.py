@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from probgen.config import FitVAEGANConfig
-from probgen.data import to_unit
 from probgen.models.vaegan import Discriminator, adversarial_losses, generator_images
 from probgen.pipelines.fit_vae import VAETrainer
 from probgen.pipelines.trainer import fit
@@ -40,7 +39,7 @@ class VAEGANTrainer(VAETrainer):
         return {"optimizer": self.cfg.train.lr, "d_optimizer": self.cfg.gan.disc_lr}
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
-        x = to_unit(self.train_images[idx])
+        x = self.batch_images(idx)
         elbo_loss = self.loss_fn(x, self._beta())
         recon, prior = generator_images(self.vae, x)
         g, d = adversarial_losses(self.disc, x, recon, prior)

@@ -211,9 +211,10 @@ class _Figures:
             how = f"PCA of the {d}-D encoder means"
         points = loc @ w.T
         cov = torch.einsum("kd,nd,ld->nkl", w, var, w)  # W diag(var) W^T per point
-        names_cls = self.data.class_names if split.labels is not None else ()
+        names_cls: tuple[str, ...] = self.data.class_names if split.labels is not None else ()
         if split.labels is None and y is not None:
             what = self.m.config.cvae.label_factor if self.m.kind == "cvae" else c.label_factor
+            names_cls = tuple(f"{what} {k}" for k in range(int(y.max()) + 1))
             title = f"{how}; colour: {what}"
         else:
             title = f"{how}; colour: label" if y is not None else how

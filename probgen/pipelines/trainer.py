@@ -26,8 +26,10 @@ from torch import nn
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import from_dict, to_dict
-from probgen.data import ImageData, Split, load_dataset
+from probgen.data import ImageData, Split, load_dataset, to_unit
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
+from probgen.inference.svi import hot_loop
 from probgen.pipelines.training import (
     GracefulStop,
     NonFiniteGuard,
@@ -77,6 +79,8 @@ class Trainer:
             test = None
         self.train_images = train.images.to(self.device)
         self.test_images = test.images.to(self.device) if test is not None else None
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
         t = cfg.train
         n = len(self.train_images)
         if t.batch_size > n:
@@ -116,6 +120,13 @@ class Trainer:
     def build(self) -> None:
         """Create ``self.modules`` and ``self.optimizers`` (their names are the checkpoint's state keys)."""
         raise NotImplementedError
+
+    def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training images ``idx`` (B,) as floats in [0, 1], resampled to {0, 1} under ``--binarize dynamic``."""
+        x = to_unit(self.train_images[idx])
+        if self.resample_binary:
+            x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
+        return x
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """One update on training images ``idx`` (B,); returns detached batch sums of ``term_names``.
@@ -214,7 +225,7 @@ class Trainer:
         bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=self.cfg.run.progress, initial=self.step)
         started = time.perf_counter()
         B = t.batch_size
-        with GracefulStop() as stop, bar:
+        with GracefulStop() as stop, bar, hot_loop():
             while self.step < self.total_steps:
                 perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
                 self._train_mode(True)

@@ -86,6 +86,11 @@ def test_targets_labels_then_rotation():
     labelled = ImageData("x", "test", {"train": Split(imgs, labels=torch.arange(10) % 3)})
     kind, heads, y = _targets(labelled, labelled.splits["train"])
     assert kind == "labels" and heads == {"label": 3} and y.shape == (10, 1)
+    multi = ImageData(
+        "x", "test", {"train": Split(imgs, labels=torch.stack([torch.arange(10) % 2, torch.arange(10)], 1))}
+    )
+    kind, heads, y = _targets(multi, multi.splits["train"])
+    assert kind == "labels" and heads == {"label0": 2, "label1": 10} and y.shape == (10, 2)
     bare = ImageData("x", "test", {"train": Split(imgs)})
     kind, heads, y = _targets(bare, bare.splits["train"])
     assert kind == "rotation" and heads == {"rotation": 4} and y is None
