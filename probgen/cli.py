@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from probgen import __version__
-from probgen.config import DataConfig, EvaluateConfig, FitGANConfig, FitVAEConfig, flag, strip_optional
+from probgen.config import (
+    DataConfig,
+    DisentangleConfig,
+    EvaluateConfig,
+    FitGANConfig,
+    FitVAEConfig,
+    PlotConfig,
+    SweepFlags,
+    flag,
+    strip_optional,
+)
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -155,6 +165,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     _add_config_file_flag(vae, FitVAEConfig)
     vae.set_defaults(handler=_run_fit_vae)
     _add_fit_gan(models)
+    _add_fit_zoo(models)
 
 
 def _add_config_file_flag(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -244,6 +255,67 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_loglik(sub: argparse._SubParsersAction) -> None:
+    from probgen.config import LoglikConfig
+
+    p = sub.add_parser(
+        "loglik",
+        help="marginal log-likelihood of a VAE: Appendix D (HMC), IWAE, AIS, ELBO",
+        description="Estimate log p(x) of a VAE checkpoint on a dataset split (nats and bits/dim), with "
+        "batched HMC + importance sampling (Kingma & Welling 2013, App. D), IWAE and AIS, and ArviZ "
+        "diagnostics of the chains. Writes loglik.json, loglik.csv, chains.nc and trace/rank PNGs.",
+    )
+    p.add_argument("--ckpt", required=True, help="VAE checkpoint file (or its run directory)")
+    default_k = LoglikConfig().iwae_samples
+    p.add_argument(
+        "-k",
+        "--iwae-samples",
+        dest="iwae_samples",
+        type=int,
+        default=default_k,
+        help=f"importance samples per data point for IWAE and the ELBO (default: {default_k})",
+    )
+    add_config_args(p, LoglikConfig, skip=("ckpt", "iwae_samples"))
+    p.set_defaults(handler=_run_loglik)
+
+
+def _run_loglik(args: argparse.Namespace) -> int:
+    from probgen.config import LoglikConfig
+    from probgen.pipelines.loglik import loglik
+
+    cfg = config_from_args(LoglikConfig, args)
+    report = loglik(cfg)
+    if cfg.json:
+        print((Path(report["out"]) / "loglik.json").read_text(), end="")
+    else:
+        print(report["table"])
+        print(f"results: {report['out']}")
+    return 0
+
+
+def _add_diagnose(sub: argparse._SubParsersAction) -> None:
+    from probgen.config import DiagnoseConfig
+
+    p = sub.add_parser(
+        "diagnose",
+        help="ArviZ diagnostics (R-hat, ESS, divergences) of the HMC chains in a chains.nc",
+        description="Print the ArviZ summary of chains written by `probgen loglik` and flag data points "
+        "whose chains did not mix (R-hat above --rhat-max or ESS below --min-ess-per-chain x chains).",
+    )
+    p.add_argument("chains_file", help="chains.nc written by `probgen loglik` (or its folder)")
+    add_config_args(p, DiagnoseConfig, skip=("chains_file",))
+    p.set_defaults(handler=_run_diagnose)
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from probgen.config import DiagnoseConfig
+    from probgen.pipelines.diagnose import diagnose_chains
+
+    cfg = config_from_args(DiagnoseConfig, args)
+    print(diagnose_chains(cfg))
+    return 0
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list datasets or describe one", description="Datasets and their files.")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
@@ -302,6 +374,121 @@ def _run_data_extract(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_sample, _add_eval, _add_data]
+
+
+# --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
+
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+
+
+def _add_fit_zoo(models: argparse._SubParsersAction) -> None:
+    from probgen.config import FitAEConfig, FitCVAEConfig, FitVAEGANConfig
+
+    specs = [
+        ("ae", FitAEConfig, _NO_BETA, "a plain (deterministic) convolutional autoencoder baseline",
+         "Train an autoencoder on the reconstruction negative log-likelihood of the VAE's likelihood "
+         "(no latent sampling, no KL); --bottleneck adds a linear layer of --latent-dim units."),
+        ("cvae", FitCVAEConfig, (), "a conditional VAE (labels observed in the Pyro model and guide)",
+         "Train a conditional VAE: p(x | z, y) p(z) p(y) with observed labels y, guide q(z | x, y). "
+         "Datasets without labels use a generative factor (--label-factor, dSprites: shape)."),
+        ("vaegan", FitVAEGANConfig, (), "a VAE-GAN: the Pyro VAE plus a discriminator (Larsen et al. 2016)",
+         "Train a VAE whose objective adds --gan-weight times a non-saturating adversarial loss from a "
+         "discriminator on reconstructions and prior samples."),
+    ]  # fmt: skip
+    for name, cls, skip, short, long in specs:
+        p = models.add_parser(name, help=short, description=long)
+        add_config_args(p, cls, skip=skip)
+        _add_config_file_flag(p, cls)
+        p.set_defaults(handler=_run_fit_zoo, _fit_kind=name, _fit_cls=cls)
+
+
+def _run_fit_zoo(args: argparse.Namespace) -> int:
+    from probgen.pipelines.fit_ae import fit_ae
+    from probgen.pipelines.fit_cvae import fit_cvae
+    from probgen.pipelines.fit_vaegan import fit_vaegan
+
+    run = {"ae": fit_ae, "cvae": fit_cvae, "vaegan": fit_vaegan}[args._fit_kind]
+    run(config_from_args(args._fit_cls, args))
+    return 0
+
+
+def _add_disentangle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "disentangle",
+        help="disentanglement metrics (BetaVAE, FactorVAE, MIG, DCI, SAP) of a VAE trained on dSprites",
+        description="Score a VAE's encoder means against the known generative factors of its dataset; "
+        "writes disentanglement.json next to the checkpoint (or into --out).",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="folder for disentanglement.json (default: the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing disentanglement.json")
+    add_config_args(p, DisentangleConfig)
+    p.set_defaults(handler=_run_disentangle)
+
+
+def _run_disentangle(args: argparse.Namespace) -> int:
+    from probgen.pipelines.disentangle import disentangle
+
+    print(disentangle(args.ckpt, config_from_args(DisentangleConfig, args), out=args.out, overwrite=args.overwrite))
+    return 0
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from probgen.pipelines.plot import FIGURES
+
+    p = sub.add_parser(
+        "plot",
+        help="latent-space figures of a checkpoint: traversals, manifold, latents, reconstructions",
+        description="Write one figure of a VAE, VAE-GAN or conditional-VAE checkpoint (reconstructions also "
+        "of an autoencoder) as a PNG, by default into the checkpoint's run directory.",
+    )
+    p.add_argument("figure", choices=FIGURES, help="which figure")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or its run directory)")
+    p.add_argument("--out", default=None, help="PNG file to write (default: <run dir>/<figure>.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_config_args(p, PlotConfig)
+    p.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from probgen.pipelines.plot import plot_checkpoint
+
+    cfg = config_from_args(PlotConfig, args)
+    print(plot_checkpoint(args.figure, args.ckpt, cfg, out=args.out, overwrite=args.overwrite))
+    return 0
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of runs and tabulate them (resumable)",
+        description="Train one run per point of --grid (FIELD=V1,V2 ...; tuple fields V1/V2) over the base "
+        "settings given by the other flags or --config (a JSON/TOML file whose [grid] table is the grid). "
+        "Writes one run directory per point under --out, sweep.csv, sweep.md and sweep_losses.png. Running "
+        "it again skips finished runs and resumes interrupted ones.",
+    )
+    p.add_argument("--grid", nargs="+", default=(), metavar="FIELD=V1,V2", help="the settings to vary")
+    add_config_args(p, SweepFlags, skip=("grid", "resume", "overwrite"))
+    _add_config_file_flag(p, SweepFlags)
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from probgen.config import SweepConfig
+    from probgen.pipelines.sweep import CONFIGS, parse_grid, sweep
+    from probgen.utils.rundir import default_run_dir
+
+    kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind
+    cls = CONFIGS[kind]
+    base = config_from_args(cls, args)
+    grid = parse_grid(args.grid, cls)
+    out = base.run.out or str(default_run_dir(f"sweep-{kind}", base.data.dataset))
+    print(sweep(kind, base, grid, out))
+    return 0
+
+
+COMMANDS += [_add_disentangle, _add_plot, _add_sweep]  # zoo: metrics, figures, sweeps
+COMMANDS += [_add_loglik, _add_diagnose]  # marginal log-likelihood and chain diagnostics
 
 
 def build_parser() -> argparse.ArgumentParser:

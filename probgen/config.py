@@ -150,6 +150,47 @@ class RunConfig:
 
 
 @dataclass
+class PerfConfig:
+    """Where the training data lives and optional speed settings; none changes what is computed.
+
+    Off by default unless measured to help (docs/scale.md). TF32 and bf16 change float rounding.
+    """
+
+    data_placement: str = _help(
+        "auto (on the device when it fits --device-memory-fraction, bit-packed if binary and that fits, "
+        "else streamed), device (uint8), packed (binary data, 1 bit per pixel), stream (DataLoader)",
+        default="auto",
+    )
+    device_memory_fraction: float = _help(
+        "auto placement: the training + test images may take this fraction of the GPU's free memory", default=0.5
+    )
+    num_workers: int = _help("DataLoader worker processes when the data are streamed", default=2)
+    pin_memory: bool = _help("page-locked host batches when streaming to a GPU", default=True)
+    channels_last: bool = _help("NHWC memory layout for the conv nets and inputs", default=False)
+    tf32: bool = _help("TensorFloat-32 matmuls and convolutions on Ampere+ GPUs (10-bit mantissa)", default=False)
+    cudnn_benchmark: bool = _help("let cuDNN time its convolution algorithms (fixed shapes)", default=False)
+    amp: str = _help("mixed precision of the encoder/decoder nets: none or bf16 (ELBO terms stay fp32)", default="none")
+    compile: str = _help(
+        "torch.compile the encoder and decoder: none, default or reduce-overhead (CUDA graphs)", default="none"
+    )
+    cuda_graph: bool = _help(
+        "capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it", default=False
+    )
+
+    def __post_init__(self) -> None:
+        _choice(self.data_placement, "data_placement", ("auto", "device", "packed", "stream"))
+        _check(
+            0.0 < self.device_memory_fraction <= 1.0,
+            "device_memory_fraction",
+            f"must be in (0, 1], got {self.device_memory_fraction}",
+        )
+        _check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        _choice(self.amp, "amp", ("none", "bf16"))
+        _choice(self.compile, "compile", ("none", "default", "reduce-overhead"))
+        _check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")
+
+
+@dataclass
 class FitVAEConfig:
     """Everything `probgen fit vae` needs; stored in config.json and in the checkpoint."""
 
@@ -157,6 +198,7 @@ class FitVAEConfig:
     model: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
 
 @dataclass
@@ -314,6 +356,259 @@ class EvaluateConfig:
 
     eval: EvalConfig = field(default_factory=EvalConfig)
     target: EvalTargetConfig = field(default_factory=EvalTargetConfig)
+
+
+@dataclass
+class DisentangleConfig:
+    """`probgen disentangle`: disentanglement metrics of a VAE's encoder means from known factors."""
+
+    split: str = _help("data split whose images are encoded", default="test")
+    num_points: int = _help("encode at most this many images of the split (a seeded subset)", default=10000)
+    num_train: int = _help("training points (BetaVAE) / votes (FactorVAE)", default=10000)
+    num_eval: int = _help("evaluation points (BetaVAE) / votes (FactorVAE)", default=5000)
+    group_size: int = _help("pairs (BetaVAE) / images (FactorVAE) per point that share one factor", default=64)
+    num_bins: int = _help("equal-width bins per code dimension (MIG, SAP)", default=20)
+    holdout_fraction: float = _help("fraction of the encoded points held out by DCI and SAP", default=1 / 3)
+    seed: int = _help("seed of the subset, the split and the metric sampling", default=0)
+    data_root: str | None = _help("folder holding the dataset files (default: the checkpoint's)", default=None)
+    device: str = _help("auto, cpu or cuda", default="auto")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.split), "split", "must not be empty")
+        _check(self.num_points >= 10, "num_points", f"must be >= 10, got {self.num_points}")
+        _check(self.num_train >= 1, "num_train", f"must be >= 1, got {self.num_train}")
+        _check(self.num_eval >= 1, "num_eval", f"must be >= 1, got {self.num_eval}")
+        _check(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}")
+        _check(self.num_bins >= 2, "num_bins", f"must be >= 2, got {self.num_bins}")
+        _check(0.0 < self.holdout_fraction < 1.0, "holdout_fraction", f"must be in (0, 1), got {self.holdout_fraction}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class AEConfig:
+    """The plain autoencoder baseline (`probgen fit ae`): the VAE's networks, no sampling, no KL."""
+
+    bottleneck: bool = _help(
+        "a linear bottleneck of --latent-dim units between the conv stacks (default: none, purely convolutional)",
+        default=False,
+    )
+
+
+@dataclass
+class FitAEConfig:
+    """Everything `probgen fit ae` needs (the train section's beta settings are unused)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+
+
+@dataclass
+class CVAEConfig:
+    """The conditional VAE's labels (`probgen fit cvae`)."""
+
+    label_factor: str = _help(
+        "for datasets without labels, the generative factor used as the class (dSprites: shape)", default="shape"
+    )
+    num_classes: int | None = _help("number of classes (default: 1 + the largest training label)", default=None)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.label_factor), "label_factor", "must not be empty")
+        _check(
+            self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"
+        )
+
+
+@dataclass
+class FitCVAEConfig:
+    """Everything `probgen fit cvae` needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+
+
+@dataclass
+class VAEGANConfig:
+    """The discriminator of the VAE-GAN (`probgen fit vaegan`, Larsen et al. 2016)."""
+
+    gan_weight: float = _help("weight of the adversarial loss added to -ELBO (both in nats per image)", default=1.0)
+    disc_channels: tuple[int, ...] | None = _help(
+        "channels of the discriminator's stride-2 conv layers (default: --conv-channels)", default=None
+    )
+    disc_lr: float = _help("Adam learning rate of the discriminator", default=2e-4)
+
+    def __post_init__(self) -> None:
+        _check(self.gan_weight >= 0, "gan_weight", f"must be >= 0, got {self.gan_weight}")
+        _check(
+            self.disc_channels is None or (len(self.disc_channels) >= 1 and min(self.disc_channels) >= 1),
+            "disc_channels",
+            f"must be positive and non-empty: {self.disc_channels}",
+        )
+        _check(self.disc_lr > 0, "disc_lr", f"must be positive, got {self.disc_lr}")
+
+
+@dataclass
+class FitVAEGANConfig(FitVAEConfig):
+    """Everything `probgen fit vaegan` needs: a VAE's settings plus the discriminator's."""
+
+    gan: VAEGANConfig = field(default_factory=VAEGANConfig)
+
+
+@dataclass
+class PlotConfig:
+    """`probgen plot traversals|manifold|latents|reconstructions`: latent-space figures of a checkpoint."""
+
+    split: str = _help("data split whose images are encoded or reconstructed", default="test")
+    num_images: int = _help("reconstructions: images of the split, from its start (a fixed batch)", default=32)
+    nrow: int = _help("reconstructions: images per row", default=8)
+    num_points: int = _help("latents: encode at most this many images of the split", default=2000)
+    projection: str = _help("latents when latent_dim > 2: pca (of the means) or first (two dimensions)", default="pca")
+    label_factor: str = _help("latents: colour by this generative factor when the data have no labels", default="shape")
+    index: int = _help("traversals: the image of the split whose encoder mean is the starting point", default=0)
+    dims: tuple[int, ...] | None = _help(
+        "traversals: latent dimensions to vary (default: the 10 of largest mean KL)", default=None
+    )
+    span: float = _help(
+        "traversals: each dimension takes values in [-span, span] (prior sds); the others keep the start's", default=3.0
+    )
+    steps: int = _help("traversals: values per dimension", default=9)
+    grid: int = _help("manifold: images per side of the grid over the 2-D latent space", default=20)
+    label: int = _help("conditional VAE: the class to decode in traversals and the manifold", default=0)
+    data_root: str | None = _help("folder holding the dataset files (default: the checkpoint's)", default=None)
+    device: str = _help("auto, cpu or cuda", default="auto")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.split), "split", "must not be empty")
+        _check(self.num_images >= 1, "num_images", f"must be >= 1, got {self.num_images}")
+        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
+        _check(self.num_points >= 2, "num_points", f"must be >= 2, got {self.num_points}")
+        _choice(self.projection, "projection", ("pca", "first"))
+        _check(self.index >= 0, "index", f"must be >= 0, got {self.index}")
+        _check(self.dims is None or (len(self.dims) >= 1 and min(self.dims) >= 0), "dims", f"bad dims {self.dims}")
+        _check(self.span > 0, "span", f"must be positive, got {self.span}")
+        _check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
+        _check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
+        _check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class SweepConfig:
+    """`probgen sweep`: which model the grid trains; the grid itself is ``--grid`` or a config file's ``grid``."""
+
+    kind: str = _help("model of every run: vae, ae, cvae or vaegan", default="vae")
+    grid: tuple[str, ...] = _help("FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=())
+
+    def __post_init__(self) -> None:
+        _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan"))
+
+
+@dataclass
+class SweepFlags:
+    """Every setting `probgen sweep` accepts: the sweep's own and the base settings of each run."""
+
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+    gan: VAEGANConfig = field(default_factory=VAEGANConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+class ChainCheckConfig:
+    """Thresholds that decide whether HMC chains mixed (Vehtari et al. 2021)."""
+
+    rhat_max: float = _help("a data point fails if any latent's rank-normalised R-hat exceeds this", default=1.01)
+    min_ess_per_chain: float = _help(
+        "a data point fails if any latent's bulk or tail ESS is below this x chains", default=100.0
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.rhat_max >= 1.0, "rhat_max", f"must be >= 1, got {self.rhat_max}")
+        _check(self.min_ess_per_chain >= 0, "min_ess_per_chain", f"must be >= 0, got {self.min_ess_per_chain}")
+
+
+LOGLIK_METHODS = ("appendix-d", "iwae", "ais", "elbo", "all")
+
+
+@dataclass
+class LoglikConfig:
+    """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
+
+    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="")
+    split: str = _help("dataset split to evaluate", default="test")
+    num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
+    method: str = _help("appendix-d, iwae, ais, elbo or all", default="all")
+    sampler: str = _help(
+        "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
+    )
+    chains: int = _help("HMC chains per data point, also the number of AIS chains", default=8)
+    warmup: int = _help("HMC warm-up (adaptation) transitions per chain", default=500)
+    samples: int = _help("HMC draws per chain in each Appendix D stage (fit, then estimate)", default=1000)
+    leapfrog_steps: int = _help("leapfrog steps per HMC transition (HMC and AIS)", default=10)
+    target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8)
+    adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True)
+    shrink: float = _help(
+        "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)", default=0.8
+    )
+    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
+    max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
+    ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)
+    points_per_batch: int = _help(
+        "data points sampled together (all chains of a batch share each decoder call)", default=128
+    )
+    plot_points: tuple[int, ...] = _help(
+        "data points (indices into the split) that get trace and rank PNGs (default: the 2 with the worst R-hat)",
+        default=(),
+    )
+    data_root: str | None = _help("where the dataset files are (default: as stored in the checkpoint)", default=None)
+    seed: int = _help("random seed", default=0)
+    device: str = _help("auto, cpu or cuda", default="auto")
+    out: str | None = _help("output directory (default: <checkpoint's folder>/loglik)", default=None)
+    overwrite: bool = _help("replace the results in an existing --out", default=False)
+    progress: bool = _help("show progress bars (only on a terminal)", default=True)
+    json: bool = _help("print loglik.json to stdout instead of the table", default=False)
+    checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
+        _choice(self.method, "method", LOGLIK_METHODS)
+        _choice(self.sampler, "sampler", ("hmc", "nuts"))
+        _check(self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
+        _check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        _check(self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
+        _check(self.leapfrog_steps >= 1, "leapfrog_steps", f"must be >= 1, got {self.leapfrog_steps}")
+        _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
+        _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
+        _check(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
+        _check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
+        _check(self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
+        _check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
+        _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
+        _choice(self.device, "device", ("auto", "cpu", "cuda"))
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The estimators to run, in report order."""
+        return ("elbo", "iwae", "appendix-d", "ais") if self.method == "all" else (self.method,)
+
+
+@dataclass
+class DiagnoseConfig:
+    """`probgen diagnose`: R-hat/ESS of the chains in a chains.nc."""
+
+    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
+    json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
+    checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
 
 
 # --- (de)serialisation ---------------------------------------------------------------------------

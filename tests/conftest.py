@@ -29,3 +29,18 @@ def tiny_vae_config(out: Path, **train: object) -> FitVAEConfig:
 def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never see a developer's $PROBGEN_DATA: the procedural/fixture paths are what is tested."""
     monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "probgen-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dSprites VAE at 32 px trained for a few steps, shared by the plot and metric tests (read-only)."""
+    from probgen.pipelines.fit_vae import fit_vae
+
+    out = tmp_path_factory.mktemp("tiny-vae") / "run"
+    cfg = FitVAEConfig(
+        data=DataConfig(dataset="dsprites", limit=640, image_size=32, data_root=str(out.parent / "no-data")),
+        model=VAEConfig(conv_channels=(8, 8, 8), hidden_dims=(32,), latent_dim=3),
+        train=TrainConfig(epochs=1, batch_size=32, eval_batch_size=128, lr=2e-3, max_steps=12),
+        run=RunConfig(out=str(out), progress=False),
+    )
+    return fit_vae(cfg) / "checkpoint.pt"

@@ -43,59 +43,92 @@ def conv_geometry(cfg: VAEConfig, image_shape: tuple[int, int, int]) -> int:
     return h // 2**n
 
 
+def conv_layers(cfg: VAEConfig, in_channels: int, where: str = "encoder") -> list[nn.Module]:
+    """The stride-2 conv stack of ``cfg.conv_channels``: each halves H and W (for k = 3, 4, 5)."""
+    k = cfg.kernel_size
+    layers: list[nn.Module] = []
+    prev = in_channels
+    for ch in cfg.conv_channels:
+        layers += [nn.Conv2d(prev, ch, k, stride=2, padding=(k - 1) // 2)]
+        layers += [nn.BatchNorm2d(ch)] if cfg.batch_norm else []
+        layers += [activation(cfg), *_dropout(cfg, where)]
+        prev = ch
+    return layers
+
+
+def deconv_layers(cfg: VAEConfig, out_channels: int, where: str = "decoder") -> list[nn.Module]:
+    """The mirrored transposed-conv stack, from ``conv_channels[-1]`` to ``out_channels``, each doubling
+    H and W; the last layer has no normalisation or activation (the likelihood reads its output)."""
+    k = cfg.kernel_size
+    chans = list(cfg.conv_channels)[::-1]
+    outs = chans[1:] + [out_channels]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(chans, outs)):
+        pad, opad = (k - 1) // 2, k % 2  # doubles H for k = 3, 4, 5
+        layers.append(nn.ConvTranspose2d(a, b, k, stride=2, padding=pad, output_padding=opad))
+        if i < len(outs) - 1:
+            layers += [nn.BatchNorm2d(b)] if cfg.batch_norm else []
+            layers += [activation(cfg), *_dropout(cfg, where)]
+    return layers
+
+
+def encoder_trunk(cfg: VAEConfig, image_shape: tuple[int, int, int]) -> tuple[list[nn.Module], int]:
+    """Conv stack (``arch=conv``), flatten and the hidden MLP; returns the layers and their output width."""
+    c, h, w = image_shape
+    layers: list[nn.Module] = []
+    if cfg.arch == "conv":
+        layers += conv_layers(cfg, c, "encoder")
+        s = conv_geometry(cfg, image_shape)
+        flat = cfg.conv_channels[-1] * s * s
+    else:
+        flat = c * h * w
+    layers.append(nn.Flatten())
+    layers += _mlp([flat, *cfg.hidden_dims], cfg, "encoder")
+    return layers, (cfg.hidden_dims[-1] if cfg.hidden_dims else flat)
+
+
 class Encoder(nn.Module):
-    """x (B, C, H, W) in [0, 1] -> (loc, scale) of q(z | x), each (B, D)."""
+    """x (B, C, H, W) in [0, 1] -> (loc, scale) of q(z | x), each (B, D).
 
-    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int]):
+    With ``cond_dim`` > 0, a conditioning vector (B, cond_dim) (a one-hot label) is concatenated to
+    the trunk's features before the output layer: q(z | x, y).
+    """
+
+    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int], cond_dim: int = 0):
         super().__init__()
-        c, h, w = image_shape
-        layers: list[nn.Module] = []
-        if cfg.arch == "conv":
-            k = cfg.kernel_size
-            prev = c
-            for ch in cfg.conv_channels:
-                layers += [nn.Conv2d(prev, ch, k, stride=2, padding=(k - 1) // 2)]  # halves H for k = 3, 4, 5
-                layers += [nn.BatchNorm2d(ch)] if cfg.batch_norm else []
-                layers += [activation(cfg), *_dropout(cfg, "encoder")]
-                prev = ch
-            s = conv_geometry(cfg, image_shape)
-            flat = prev * s * s
-        else:
-            flat = c * h * w
-        layers.append(nn.Flatten())
-        layers += _mlp([flat, *cfg.hidden_dims], cfg, "encoder")
+        layers, width = encoder_trunk(cfg, image_shape)
+        self.cond_dim = cond_dim
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(cfg.hidden_dims[-1] if cfg.hidden_dims else flat, 2 * cfg.latent_dim)
+        self.head = nn.Linear(width + cond_dim, 2 * cfg.latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw = self.head(self.body(x)).chunk(2, dim=-1)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        if self.cond_dim:
+            if cond is None:
+                raise ValueError("this encoder is conditional: pass cond (B, cond_dim)")
+            h = torch.cat([h, cond.to(h.dtype)], dim=-1)
+        loc, raw = self.head(h).chunk(2, dim=-1)
         return loc, nn.functional.softplus(raw) + 1e-4
 
 
 class Decoder(nn.Module):
-    """z (..., D) -> pixel parameters (..., C, H, W): Bernoulli logits or Gaussian means (pre-sigmoid)."""
+    """z (..., D + cond_dim) -> pixel parameters (..., C, H, W): Bernoulli logits or Gaussian means (pre-sigmoid).
 
-    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int]):
+    A conditional decoder (``cond_dim`` > 0) takes z concatenated with the conditioning vector.
+    """
+
+    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int], cond_dim: int = 0):
         super().__init__()
         c, h, w = image_shape
         self.image_shape = image_shape
         hidden = list(cfg.hidden_dims)
-        mlp = _mlp([cfg.latent_dim, *hidden], cfg, "decoder")
-        last = hidden[-1] if hidden else cfg.latent_dim
+        mlp = _mlp([cfg.latent_dim + cond_dim, *hidden], cfg, "decoder")
+        last = hidden[-1] if hidden else cfg.latent_dim + cond_dim
         if cfg.arch == "conv":
-            k = cfg.kernel_size
             s = conv_geometry(cfg, image_shape)
-            chans = list(cfg.conv_channels)[::-1]
-            self.start = (chans[0], s, s)
+            self.start = (cfg.conv_channels[-1], s, s)
             layers: list[nn.Module] = [*mlp, nn.Linear(last, math.prod(self.start)), activation(cfg)]
-            layers += [nn.Unflatten(-1, self.start)]
-            outs = chans[1:] + [c]
-            for i, (a, b) in enumerate(zip(chans, outs)):
-                pad, opad = (k - 1) // 2, k % 2  # doubles H for k = 3, 4, 5
-                layers.append(nn.ConvTranspose2d(a, b, k, stride=2, padding=pad, output_padding=opad))
-                if i < len(outs) - 1:
-                    layers += [nn.BatchNorm2d(b)] if cfg.batch_norm else []
-                    layers += [activation(cfg), *_dropout(cfg, "decoder")]
+            layers += [nn.Unflatten(-1, self.start), *deconv_layers(cfg, c, "decoder")]
         else:
             layers = [*mlp, nn.Linear(last, c * h * w), nn.Unflatten(-1, (c, h, w))]
         self.body = nn.Sequential(*layers)

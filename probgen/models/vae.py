@@ -24,6 +24,13 @@ from probgen.models.nets import Decoder, Encoder
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 
 
+def pixel_dist(params: torch.Tensor, likelihood: str, obs_scale: torch.Tensor | float) -> dist.Distribution:
+    """p(x | decoder output) with event dim 3: Bernoulli(logits) or Normal(sigmoid(params), obs_scale), in nats."""
+    if likelihood == "bernoulli":
+        return dist.Bernoulli(logits=params, validate_args=False).to_event(3)
+    return dist.Normal(torch.sigmoid(params), obs_scale).to_event(3)
+
+
 def resolve_likelihood(cfg: VAEConfig, binary_data: bool) -> str:
     """``auto`` -> bernoulli for binary data, gaussian (fixed scale) otherwise."""
     if cfg.likelihood != "auto":
@@ -37,17 +44,19 @@ class VAE(nn.Module):
     Args:
         cfg: networks and likelihood; ``cfg.likelihood`` must be resolved (not ``auto``).
         image_shape: (C, H, W) of the data.
+        cond_dim: size of a conditioning vector fed to the encoder's output layer and the decoder's
+            input (0: unconditional; :class:`~probgen.models.cvae.CVAE` uses it for one-hot labels).
     """
 
-    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int]):
+    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int], cond_dim: int = 0):
         super().__init__()
         if cfg.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be resolved to one of {LIKELIHOODS}, got {cfg.likelihood!r}")
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
         self.latent_dim = cfg.latent_dim
-        self.encoder = Encoder(cfg, self.image_shape)
-        self.decoder = Decoder(cfg, self.image_shape)
+        self.encoder = Encoder(cfg, self.image_shape, cond_dim)
+        self.decoder = Decoder(cfg, self.image_shape, cond_dim)
         if cfg.likelihood == "gaussian-learned":
             self.log_obs_scale = nn.Parameter(torch.tensor(float(cfg.obs_scale)).log())
 
@@ -65,10 +74,7 @@ class VAE(nn.Module):
 
     def obs_dist(self, z: torch.Tensor) -> dist.Distribution:
         """p(x | z) with batch ``z.shape[:-1]`` and event (C, H, W); densities in nats."""
-        out = self.decoder(z)
-        if self.cfg.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out, validate_args=False).to_event(3)
-        return dist.Normal(torch.sigmoid(out), self.obs_scale()).to_event(3)
+        return pixel_dist(self.decoder(z), self.cfg.likelihood, self.obs_scale())
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, C, H, W) in [0, 1] -> loc, scale of q(z | x), each (N, D)."""

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import FitGANConfig, GANConfig, from_dict, to_dict
@@ -30,6 +29,7 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.metrics.harness import Harness
 from probgen.models.dcgan import Discriminator, Generator, output_range, sample_latent
+from probgen.pipelines.ema import DeviceEMA
 from probgen.pipelines.training import GracefulStop, NonFiniteGuard, epoch_permutation, log_to_file, resume_config
 from probgen.plots import plot_curves, save_grid
 from probgen.utils.device import resolve_device
@@ -166,11 +166,7 @@ class GANTrainer:
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr, betas=betas)
-        self.ema = (
-            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
-            if t.ema_decay > 0
-            else None
-        )
+        self.ema = DeviceEMA(self.G, t.ema_decay) if t.ema_decay > 0 else None  # AveragedModel, no per-step sync
         gen = torch.Generator().manual_seed(t.seed + 1)
         self.fixed_noise = sample_latent(100, m, "cpu", gen).to(self.device)  # the grids' noise, (100, latent)
         self.step = self.epoch = self.batch = 0

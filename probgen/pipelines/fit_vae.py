@@ -3,53 +3,43 @@
 Run directory: config.json, checkpoint.pt, losses.csv, metrics.json, samples.png,
 reconstructions.png, loss_curves.png, samples_epoch_K.png, log.txt.
 
-Exact resume: the data order of epoch e is a permutation seeded by (seed, e), the beta schedule is a
-function of the step, and the checkpoint holds model, optimizer, RNG states, the position inside the
-epoch and the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on CPU) to
-an uninterrupted one.
+The loop, checkpoints and exact resume are the shared :class:`~probgen.pipelines.trainer.Trainer`'s:
+the data order of epoch e is a permutation seeded by (seed, e), the beta schedule is a function of
+the step, and the checkpoint holds model, optimizer, RNG states, the position inside the epoch and
+the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on CPU) to an
+uninterrupted one. :class:`VAETrainer` is also the base of the conditional VAE and the VAE-GAN.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from probgen.config import FitVAEConfig, from_dict, to_dict
-from probgen.data import ImageData, load_dataset, to_unit
-from probgen.data.transforms import bernoulli_resample
+from probgen.checkpoint import load_checkpoint
+from probgen.config import FitVAEConfig, FitVAEGANConfig, from_dict
+from probgen.data import to_unit
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
-from probgen.inference.svi import hot_loop, svi_step
+from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
-from probgen.pipelines.training import (
-    GracefulStop,
-    NonFiniteGuard,
-    epoch_permutation,
-    log_to_file,
-    resume_config,
-)
-from probgen.plots import plot_curves, save_grid
-from probgen.utils.device import resolve_device
-from probgen.utils.io import environment_info, write_csv, write_json
-from probgen.utils.progress import progress
-from probgen.utils.rundir import CHECKPOINT, prepare_run_dir
+from probgen.pipelines.distributed import distributed_loss, sync_batchnorm
+from probgen.pipelines.speed import adam_kwargs, make_train_step
+from probgen.pipelines.trainer import RESUMABLE_FIELDS, Trainer, fit
+from probgen.plots import save_grid
 
 log = logging.getLogger("probgen")
 
-# Train-config fields a resumed run may change; everything else must match the stored run.
-RESUMABLE_FIELDS = {
-    "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
-    "run": ("progress", "out", "resume", "overwrite"),
-}
+__all__ = ["RESUMABLE_FIELDS", "VAETrainer", "build_vae", "evaluate_elbo", "fit_vae", "load_vae"]
+
+# Checkpoint kinds whose "model" state is a plain VAE, and the config class of each.
+VAE_KINDS: dict[str, type] = {"vae": FitVAEConfig, "vaegan": FitVAEGANConfig}
 
 
 def build_vae(cfg: FitVAEConfig, image_shape: tuple[int, int, int]) -> VAE:
@@ -57,19 +47,32 @@ def build_vae(cfg: FitVAEConfig, image_shape: tuple[int, int, int]) -> VAE:
 
 
 def load_vae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[VAE, FitVAEConfig]:
-    """Rebuild a trained VAE (in eval mode) and its config from a checkpoint path or loaded dict."""
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="vae")
-    if data.get("kind") != "vae":
+    """Rebuild a trained VAE (in eval mode) and its config from a checkpoint path or loaded dict.
+
+    Accepts ``vae`` checkpoints and ``vaegan`` ones (whose VAE is used without its discriminator).
+    """
+    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind=tuple(VAE_KINDS))
+    if data.get("kind") not in VAE_KINDS:
         raise UserError(f"--ckpt: holds a {data.get('kind')!r} model, but this command needs a VAE")
-    cfg = from_dict(FitVAEConfig, data["config"])
+    cfg = from_dict(VAE_KINDS[data["kind"]], data["config"])
     vae = build_vae(cfg, tuple(data["image_shape"]))
     vae.load_state_dict(data["state"]["model"])
     return vae.to(device).eval(), cfg
 
 
 @torch.no_grad()
-def evaluate_elbo(vae: VAE, elbo_fn: Any, images: torch.Tensor, batch_size: int, beta: float) -> dict[str, float]:
-    """Per-image averages of the ELBO terms on uint8 ``images`` (one-sample estimates, in nats)."""
+def evaluate_elbo(
+    vae: VAE,
+    elbo_fn: Any,
+    images: torch.Tensor,
+    batch_size: int,
+    beta: float,
+    labels: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Per-image averages of the ELBO terms on uint8 ``images`` (one-sample estimates, in nats).
+
+    ``labels`` (N,), when given, are passed to the model and guide after x (the conditional VAE).
+    """
     was_training = vae.training
     vae.eval()
     device = next(vae.parameters()).device
@@ -77,7 +80,8 @@ def evaluate_elbo(vae: VAE, elbo_fn: Any, images: torch.Tensor, batch_size: int,
     sums = torch.zeros(3, device=device, dtype=torch.float64)
     for start in range(0, len(images), batch_size):
         x = to_unit(images[start : start + batch_size].to(device))
-        loss_fn(x, beta)
+        extra = () if labels is None else (labels[start : start + batch_size].to(device),)
+        loss_fn(x, *extra, beta)
         t = elbo_fn.last_terms
         sums += torch.stack([t["loss"], t["recon"], t["kl"]]).double()
     vae.train(was_training)
@@ -97,218 +101,107 @@ def _term_row(sums: torch.Tensor, n: int, beta: float, pixels: int) -> dict[str,
     }
 
 
-class VAETrainer:
-    """Holds everything one `fit vae` run mutates; :meth:`run` trains and writes the run directory."""
+class VAETrainer(Trainer):
+    """`fit vae`: SVI on a Pyro VAE with the beta schedule; batch sums are (loss, recon, kl)."""
 
-    def __init__(self, cfg: FitVAEConfig, out: Path, resume: bool):
-        self.out = out
-        ckpt = load_checkpoint(out / CHECKPOINT, kind="vae") if resume else None
-        if ckpt is not None:
-            cfg = resume_config(from_dict(FitVAEConfig, ckpt["config"]), cfg, RESUMABLE_FIELDS)
-        self.device = resolve_device(cfg.train.device)
-        self.data: ImageData = load_dataset(cfg.data)
-        self.train_images = self.data.split("train").images.to(self.device)
-        self.test_images = self.data.splits["test"].images.to(self.device) if "test" in self.data.splits else None
-        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
-        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
-        t = cfg.train
-        n = len(self.train_images)
-        if t.batch_size > n:
-            raise UserError(f"--batch-size: {t.batch_size} is larger than the training set ({n} images)")
-        if ckpt is None:
-            likelihood = resolve_likelihood(cfg.model, self.data.binary)
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, likelihood=likelihood))
-        self.cfg = cfg
-        self.steps_per_epoch = n // t.batch_size  # drop_last: constant batch shapes
-        total = t.epochs * self.steps_per_epoch
-        self.total_steps = min(total, t.max_steps) if t.max_steps else total
-        torch.manual_seed(t.seed)
-        self.vae = build_vae(cfg, self.data.image_shape).to(self.device)
-        self.optim = torch.optim.Adam(self.vae.parameters(), lr=t.lr)
-        self.elbo = make_elbo(t.elbo)
+    kind = "vae"
+    config_cls = FitVAEConfig
+    term_names: tuple[str, ...] = ("loss", "recon", "kl")
+    outputs = ("samples.png", "reconstructions.png", "loss_curves.png", "metrics.json")
+    supports_ddp = True
+
+    def resolve_config(self, cfg: FitVAEConfig) -> FitVAEConfig:
+        likelihood = resolve_likelihood(cfg.model, self.data.binary)
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, likelihood=likelihood))
+
+    def build_model(self) -> VAE:
+        return build_vae(self.cfg, self.data.image_shape)
+
+    def build(self) -> None:
+        self.vae = self.build_model().to(self.device)
+        if self.dist.enabled:
+            self.vae = sync_batchnorm(self.vae, self.device)
+        self.modules["model"] = self.vae
+        adam = adam_kwargs(self.perf, self.device)  # capturable for --cuda-graph
+        self.optimizers["optimizer"] = self.optim = torch.optim.Adam(
+            self.vae.parameters(), lr=self.cfg.train.lr, **adam
+        )
+        self.elbo = make_elbo(self.cfg.train.elbo)
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
-        self.step = 0
-        self.epoch = 0  # epochs completed
-        self.batch = 0  # batches done inside the current epoch
-        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, recon, kl of this epoch
-        self.history: list[dict[str, Any]] = []
-        self.elapsed = 0.0
-        if ckpt is not None:
-            self._restore(ckpt)
-            log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
+        if self.dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
+            self.loss_fn = distributed_loss(self.elbo, self.vae, self.dist, self.device)
+        if self.perf.cuda_graph and self.kind != "vae":
+            raise UserError(f"--cuda-graph: only for `fit vae` (not `fit {self.kind}`)")
+        self.step_fn = make_train_step(self.loss_fn, self.elbo, self.optim, self.perf, self.device, self.dist.enabled)
 
-    # --- checkpoints ----------------------------------------------------------------------------
-
-    def _payload(self) -> dict[str, Any]:
-        return {
-            "kind": "vae",
-            "config": to_dict(self.cfg),
-            "image_shape": list(self.data.image_shape),
-            "data_source": self.data.source,
-            "state": {"model": self.vae.state_dict(), "optimizer": self.optim.state_dict()},
-            "schedule": {"name": self.cfg.train.beta_schedule, "beta": self._beta()},
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "sums": self.sums.cpu(),
-            "history": self.history,
-            "elapsed": self.elapsed,
-            "rng": rng_state(),
-            "environment": environment_info(self.device),
-        }
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.vae.load_state_dict(ckpt["state"]["model"])
-        self.optim.load_state_dict(ckpt["state"]["optimizer"])
-        for group in self.optim.param_groups:  # a resumed run may lower the learning rate
-            group["lr"] = self.cfg.train.lr
-        self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
-        self.sums = ckpt["sums"].to(self.device)
-        self.history = list(ckpt["history"])
-        self.elapsed = float(ckpt.get("elapsed", 0.0))
-        set_rng_state(ckpt["rng"])
-
-    def save(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, self._payload())
-
-    # --- training -------------------------------------------------------------------------------
+    def speed_nets(self) -> list[torch.nn.Module]:
+        return [self.vae.encoder, self.vae.decoder]
 
     def _beta(self) -> float:
         t = self.cfg.train
         return beta_at(self.step, t.beta, t.beta_schedule, t.beta_warmup_steps, t.beta_cycle_steps)
 
-    def run(self) -> dict[str, Any]:
+    def model_args(self, idx: torch.Tensor) -> tuple:
+        """Arguments of model/guide before beta for training images ``idx``: (x,) for the VAE."""
+        return (self.batch_images(idx),)
+
+    def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
+        x, *rest = self.model_args(idx)
+        if not rest:
+            return self.step_fn(x, self._beta(), check)  # svi_step, or its CUDA-graph replay
+        loss_fn = lambda x_, beta: self.loss_fn(x_, *rest, beta)  # noqa: E731
+        return svi_step(loss_fn, self.elbo, self.optim, x, self._beta(), check)
+
+    def train_row(self, sums: torch.Tensor, n: int) -> dict[str, float]:
+        return _term_row(sums[:3], n, self._beta(), self.train_images[0].numel())
+
+    def test_row(self) -> dict[str, float] | None:
+        if self.test_images is None:
+            return None
         t = self.cfg.train
-        guard = NonFiniteGuard(self.device)
-        bar = progress(self.total_steps, desc="fit vae", enabled=self.cfg.run.progress, initial=self.step)
-        started = time.perf_counter()
-        B = t.batch_size
-        with GracefulStop() as stop, bar, hot_loop():
-            while self.step < self.total_steps:
-                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch).to(self.device)
-                self.vae.train()
-                while self.batch < self.steps_per_epoch and self.step < self.total_steps:
-                    beta = self._beta()
-                    x = to_unit(self.train_images[perm[self.batch * B : (self.batch + 1) * B]])
-                    if self.resample_binary:
-                        x = bernoulli_resample(x)  # global torch RNG: checkpointed, so resume stays exact
-                    check = functools.partial(guard.check, step=self.step)  # runs before the update
-                    terms = svi_step(self.loss_fn, self.elbo, self.optim, x, beta, check)
-                    self.sums += terms.double()
-                    self.step += 1
-                    self.batch += 1
-                    bar.update(1)
-                    if self.step % t.checkpoint_every == 0 or stop.requested:
-                        guard.raise_if_bad()
-                        self.elapsed += time.perf_counter() - started
-                        started = time.perf_counter()
-                        self.save()
-                    if stop.requested:
-                        stop.exit(self.out)
-                if self.batch == self.steps_per_epoch:
-                    self._end_epoch(guard)
-                else:  # max_steps reached mid-epoch
-                    break
-        guard.raise_if_bad()
-        self.elapsed += time.perf_counter() - started
-        self.save()
-        return self._finish()
+        return evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, self._beta(), self.test_labels)
 
-    def _end_epoch(self, guard: NonFiniteGuard) -> None:
-        guard.raise_if_bad()
-        t = self.cfg.train
-        beta = self._beta()
-        pixels = self.train_images[0].numel()
-        rows = [{"epoch": self.epoch + 1, "step": self.step, "split": "train",
-                 **_term_row(self.sums, self.steps_per_epoch * t.batch_size, beta, pixels)}]  # fmt: skip
-        if self.test_images is not None and len(self.test_images):
-            test = evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, beta)
-            rows.append({"epoch": self.epoch + 1, "step": self.step, "split": "test", **test})
-        self.history += rows
-        self.epoch += 1
-        self.batch = 0
-        self.sums.zero_()
-        line = "  ".join(
-            f"{r['split']} -elbo {-r['elbo']:.2f} (recon {r['recon']:.2f}, kl {r['kl']:.2f})" for r in rows
-        )
-        log.info("epoch %d/%d step %d beta %.3g  %s", self.epoch, t.epochs, self.step, beta, line)
-        self._write_logs()
-        if self.epoch in t.sample_epochs:
-            save_grid(self._samples(), self.out / f"samples_epoch_{self.epoch}.png")
-        self.save()
+    def describe(self, row: dict[str, Any]) -> str:
+        return f"-elbo {-row['elbo']:.2f} (recon {row['recon']:.2f}, kl {row['kl']:.2f})"
 
-    # --- outputs --------------------------------------------------------------------------------
+    def status(self) -> str:
+        return f"beta {self._beta():.3g}"
 
-    def _samples(self, n: int = 100) -> torch.Tensor:
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 1)  # same noise each time
-        self.vae.eval()
-        out = self.vae.sample(n, generator=gen)
-        self.vae.train()
-        return out
+    def curves(self) -> dict[str, tuple[str, float]]:
+        return {"-ELBO (nats)": ("elbo", -1.0), "reconstruction log-lik": ("recon", 1.0), "KL": ("kl", 1.0)}
 
-    def _write_logs(self, rows: list[dict[str, Any]] | None = None) -> None:
-        rows = self.history if rows is None else rows
-        write_csv(self.out / "losses.csv", rows)
-        if not rows:
-            return
-        series: dict[str, dict[str, list[float]]] = {"-ELBO (nats)": {}, "reconstruction log-lik": {}, "KL": {}}
-        xs: dict[str, list[float]] = {}
-        for split in ("train", "test"):
-            sel = [r for r in rows if r["split"] == split]
-            if sel:
-                xs[split] = [r["epoch"] for r in sel]
-                series["-ELBO (nats)"][split] = [-r["elbo"] for r in sel]
-                series["reconstruction log-lik"][split] = [r["recon"] for r in sel]
-                series["KL"][split] = [r["kl"] for r in sel]
-        plot_curves(series, xs, self.out / "loss_curves.png", title=f"VAE on {self.data.name}")
+    def extra_payload(self) -> dict[str, Any]:
+        return {"schedule": {"name": self.cfg.train.beta_schedule, "beta": self._beta()}}
 
-    def _finish(self) -> dict[str, Any]:
-        self.vae.eval()
-        save_grid(self._samples(), self.out / "samples.png")
-        ref = self.test_images if self.test_images is not None and len(self.test_images) else self.train_images
-        x = to_unit(ref[:20])
-        recon = self.vae.reconstruct(x)
+    def metrics_extra(self) -> dict[str, Any]:
+        return {"likelihood": self.cfg.model.likelihood}
+
+    # --- figures --------------------------------------------------------------------------------
+
+    def samples(self, n: int = 100) -> tuple[torch.Tensor, int]:
+        """Grid images from fixed noise (the same at every epoch) and the grid's row length."""
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 1)
+        return self.vae.sample(n, generator=gen), 10
+
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.vae.reconstruct(x)
+
+    def epoch_figures(self) -> None:
+        images, nrow = self.samples()
+        save_grid(images, self.out / f"samples_epoch_{self.epoch}.png", nrow=nrow)
+
+    def final_figures(self) -> None:
+        images, nrow = self.samples()
+        save_grid(images, self.out / "samples.png", nrow=nrow)
+        test = self.test_images is not None
+        ref = self.test_images if test else self.train_images
+        labels = self.test_labels if test else self.train_labels
+        x = to_unit(ref[:20].to(self.device))
+        recon = self.reconstruct(x, None if labels is None else labels[:20])
         pairs = torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
         save_grid(pairs, self.out / "reconstructions.png", nrow=10)
-        rows = list(self.history)
-        if self.batch:  # stopped by --max-steps inside an epoch: report the partial epoch too
-            t = self.cfg.train
-            frac = self.epoch + self.batch / self.steps_per_epoch
-            pixels = self.train_images[0].numel()
-            rows.append({"epoch": frac, "step": self.step, "split": "train",
-                         **_term_row(self.sums, self.batch * t.batch_size, self._beta(), pixels)})  # fmt: skip
-            if self.test_images is not None and len(self.test_images):
-                test = evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, self._beta())
-                rows.append({"epoch": frac, "step": self.step, "split": "test", **test})
-        self._write_logs(rows)
-        final = {r["split"]: r for r in rows}  # the last row of each split
-        metrics = {
-            "kind": "vae",
-            "dataset": self.data.name,
-            "data_source": self.data.source,
-            "num_train": len(self.train_images),
-            "num_test": 0 if self.test_images is None else len(self.test_images),
-            "likelihood": self.cfg.model.likelihood,
-            "steps": self.step,
-            "epochs_completed": self.epoch,
-            "train_seconds": self.elapsed,
-            "images_per_second": self.step * self.cfg.train.batch_size / max(self.elapsed, 1e-9),
-            "final": final,
-            "units": "nats per image (averages over the split); bits/dim = nats / (pixels * ln 2)",
-            "environment": environment_info(self.device),
-        }
-        write_json(self.out / "metrics.json", metrics)
-        return metrics
 
 
 def fit_vae(cfg: FitVAEConfig) -> Path:
     """Train a VAE as configured; returns the run directory."""
-    out, resuming = prepare_run_dir(cfg.run, "vae", cfg.data.dataset)
-    with log_to_file(out / "log.txt"):
-        trainer = VAETrainer(cfg, out, resuming)
-        if not resuming:
-            write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": environment_info(trainer.device)})
-        log.info("run directory: %s", out)
-        trainer.run()
-        log.info("done: %s (samples.png, reconstructions.png, loss_curves.png, metrics.json)", out)
-    return out
+    return fit(VAETrainer, cfg)

@@ -46,6 +46,29 @@ def _gan_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
     return generator_sampler(g, cfg.model)
 
 
+@register_sampler("vaegan")
+def _vaegan_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
+    return _vae_sampler(ckpt, device)  # its "model" is a plain VAE
+
+
+@register_sampler("cvae")
+def _cvae_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
+    """Samples cycle through the classes (0, 1, ..., K-1, 0, ...) within each call."""
+    from probgen.pipelines.fit_cvae import load_cvae
+
+    cvae, _ = load_cvae(ckpt, device)
+    return lambda n, gen: cvae.sample(n, generator=gen)
+
+
+@register_sampler("ae")
+def _ae_sampler(ckpt: dict[str, Any], device: torch.device) -> Sampler:
+    """Decodes draws from the autoencoder's ex-post Gaussian of its codes."""
+    from probgen.pipelines.fit_ae import load_autoencoder
+
+    ae, _ = load_autoencoder(ckpt, device)
+    return lambda n, gen: ae.sample(n, generator=gen)
+
+
 def load_sampler(ckpt_path: str | Path, device: torch.device) -> tuple[Sampler, dict[str, Any]]:
     """The sampler of the model in a checkpoint of any registered kind, and the checkpoint itself."""
     ckpt = load_checkpoint(ckpt_path, kind=tuple(SAMPLERS))

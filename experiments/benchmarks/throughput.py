@@ -1,0 +1,308 @@
+"""Throughput of probgen's hot paths, each measured side by side with its reference in one run.
+
+Sections (``--sections``, default all, in this order): ``train``, ``fid``.
+
+Section ``train``: training images per second of the default dSprites VAE (Burgess et al. conv
+nets, latent 10, batch 64, Bernoulli, Adam). Candidates, timed in interleaved blocks so that machine
+noise hits all alike (medians of the per-block step times):
+
+- ``probgen``: the step `probgen fit vae` runs: a batch indexed from the uint8 images on the
+  device, Pyro model/guide through ``Trace_ELBO`` (``svi_step``, validation off as in the trainer),
+  the device-side NaN guard and the on-device epoch sums;
+- ``plain``: a hand-written PyTorch loop of the same nets on the same batches (no Pyro);
+- ``probgen+OPTION`` for each ``--options`` entry (channels_last, bf16, tf32, cudnn_benchmark,
+  compile, reduce_overhead, cuda_graph, packed, stream): the probgen step with that speed option
+  (``PerfConfig``).
+
+It prints images/s, ms/step, the projected time of one dSprites epoch (737,280 images) and, on a
+GPU, the distance to the goals (epoch < 15 s, probgen step <= 1.05x plain).
+
+Section ``fid``: images per second into FID statistics through Inception (299 px), probgen's
+harness against torchmetrics' own ``FrechetInceptionDistance.update`` loop (the passes of
+``eval_throughput.py``, which also covers the domain networks), interleaved rounds.
+
+The last line is ``ratio: X.XX``, the train section's probgen / plain step time.
+
+    python experiments/benchmarks/throughput.py [--sections train] [--device cpu|cuda]
+        [--options channels_last,bf16] [--rounds 15] [--block 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from probgen.config import DataConfig, PerfConfig, VAEConfig
+from probgen.data import load_dataset
+from probgen.inference.elbo import make_elbo
+from probgen.inference.svi import hot_loop
+from probgen.models.vae import VAE
+from probgen.pipelines.batches import make_batches
+from probgen.pipelines.speed import adam_kwargs, apply_speed_options, make_train_step
+from probgen.pipelines.training import NonFiniteGuard, epoch_permutation
+from probgen.utils.device import resolve_device
+from probgen.utils.io import environment_info
+
+DSPRITES_EPOCH = 737_280
+LOG_2PI = math.log(2 * math.pi)
+GOALS = {"epoch_s": 15.0, "step_ratio": 1.05}
+OPTIONS = {
+    "channels_last": {"channels_last": True},
+    "bf16": {"amp": "bf16"},
+    "tf32": {"tf32": True},
+    "cudnn_benchmark": {"cudnn_benchmark": True},
+    "compile": {"compile": "default"},
+    "cuda_graph": {"cuda_graph": True},
+    "reduce_overhead": {"compile": "reduce-overhead"},
+    "packed": {"data_placement": "packed"},
+    "stream": {"data_placement": "stream"},
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], None]], rounds: int, block: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, one value per block; the block order rotates every round."""
+    names = list(candidates)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(block):
+                candidates[n]()
+            sync(device)
+            times[n].append((time.perf_counter() - t0) / block)
+    return times
+
+
+def spread(times: list[float]) -> float:
+    """Interquartile range relative to the median: how far apart two runs of one candidate fall."""
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return (q[2] - q[0]) / q[1]
+
+
+# --- section: training ------------------------------------------------------------------------------
+
+
+def plain_elbo_step(vae: VAE, optim: torch.optim.Optimizer, x: torch.Tensor) -> torch.Tensor:
+    """The same one-sample ELBO by hand: reparameterised z, Bernoulli log-lik, log q - log p."""
+    loc, scale = vae.encoder(x)
+    eps = torch.randn_like(loc)
+    z = loc + scale * eps
+    logits = vae.decoder(z)
+    recon = -F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    log_q = (-0.5 * eps**2 - scale.log() - 0.5 * LOG_2PI).sum()
+    log_p = (-0.5 * z**2 - 0.5 * LOG_2PI).sum()
+    loss = -(recon + log_p - log_q)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    return loss.detach()
+
+
+class _Looper:
+    """Endless batches of one placement, restarting the epoch permutation as needed."""
+
+    def __init__(self, source: Any, n: int, batch_size: int):
+        self.source, self.n, self.batch_size, self.epoch = source, n, batch_size, 0
+        self.it = iter(())
+
+    def __call__(self) -> torch.Tensor:
+        idx = next(self.it, None)
+        if idx is None:
+            self.it = self.source.epoch(epoch_permutation(self.n, 0, self.epoch), 0)
+            self.epoch += 1
+            idx = next(self.it)
+        return self.source.images(idx)
+
+
+def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    data = load_dataset(DataConfig(dataset="dsprites", limit=args.limit, test_fraction=0.0))
+    images = data.split("train").images
+    B = args.batch_size
+    cfg = VAEConfig(likelihood="bernoulli")
+    torch.manual_seed(0)
+    init = VAE(cfg, data.image_shape).state_dict()
+    candidates: dict[str, Callable[[], None]] = {}
+    keep: list[Any] = []
+
+    def build(perf: PerfConfig) -> tuple[VAE, torch.optim.Optimizer, _Looper]:
+        vae = VAE(cfg, data.image_shape).to(device)
+        vae.load_state_dict(init)
+        apply_speed_options([vae.encoder, vae.decoder], perf, device)
+        optim = torch.optim.Adam(vae.parameters(), lr=5e-4, **adam_kwargs(perf, device))
+        source, _ = make_batches(images, data.binary, device, B, perf)
+        keep.append(source)
+        return vae, optim, _Looper(source, len(images), B)
+
+    def probgen_candidate(perf: PerfConfig) -> Callable[[], None]:
+        vae, optim, batches = build(perf)
+        elbo = make_elbo("trace")
+        step_fn = make_train_step(elbo(vae.model, vae.guide), elbo, optim, perf, device)
+        guard = NonFiniteGuard(device)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
+        step = [0]
+
+        def run() -> None:
+            x = batches()
+            check = functools.partial(guard.check, step=step[0])
+            with hot_loop():
+                sums.add_(step_fn(x, 1.0, check).double())
+            step[0] += 1
+
+        return run
+
+    def plain_candidate() -> Callable[[], None]:
+        vae, optim, batches = build(PerfConfig())
+        return lambda: plain_elbo_step(vae, optim, batches())
+
+    candidates["probgen"] = probgen_candidate(PerfConfig())
+    candidates["plain"] = plain_candidate()
+    for opt in args.options:
+        candidates[f"probgen+{opt}"] = probgen_candidate(PerfConfig(**OPTIONS[opt]))
+    for fn in candidates.values():  # warm-up: allocator, cuDNN, Pyro's first trace, compilation
+        for _ in range(args.warmup):
+            fn()
+    sync(device)
+    times = interleaved(candidates, args.rounds, args.block, device)
+    med = {n: statistics.median(t) for n, t in times.items()}
+    rows = {
+        name: {
+            "ms_per_step": t * 1e3,
+            "images_per_s": B / t,
+            "epoch_s": DSPRITES_EPOCH / (B / t),
+            "iqr_rel": spread(times[name]),
+        }
+        for name, t in med.items()
+    }
+    result: dict[str, Any] = {
+        "batch_size": B,
+        "rows": rows,
+        "ratio": med["probgen"] / med["plain"],
+        "options_vs_probgen": {n: med["probgen"] / t for n, t in med.items() if n.startswith("probgen+")},
+    }
+    print(f"\n[train] default dSprites VAE, batch {B}, {args.rounds} rounds x {args.block} steps, medians")
+    print(f"{'candidate':<26}{'ms/step':>10}{'IQR':>7}{'images/s':>12}{'epoch (737,280) s':>20}")
+    for name, r in rows.items():
+        iqr = f"{100 * r['iqr_rel']:.0f}%"
+        print(f"{name:<26}{r['ms_per_step']:>10.2f}{iqr:>7}{r['images_per_s']:>12.0f}{r['epoch_s']:>20.1f}")
+    for name, speedup in result["options_vs_probgen"].items():
+        print(f"{name}: {speedup:.2f}x the speed of probgen without it")
+    if device.type == "cuda":
+        best = min(r["epoch_s"] for n, r in rows.items() if n.startswith("probgen"))
+        verdict = "met" if best < GOALS["epoch_s"] else f"MISSED by {best / GOALS['epoch_s']:.2f}x"
+        print(f"goal: an epoch in < {GOALS['epoch_s']:.0f} s: best probgen {best:.1f} s, {verdict}")
+        ratio = result["ratio"]
+        verdict = "met" if ratio <= GOALS["step_ratio"] else f"MISSED by {ratio / GOALS['step_ratio']:.2f}x"
+        print(f"goal: probgen step <= {GOALS['step_ratio']}x plain: {ratio:.3f}x, {verdict}")
+    else:
+        print("goals (epoch < 15 s, step <= 1.05x plain) are for one H100/H200; on the CPU only the ratio applies")
+    return result
+
+
+# --- section: FID -------------------------------------------------------------------------------------
+
+
+def fid_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Images/s into FID statistics: probgen's harness vs torchmetrics' own loop (eval_throughput.py's passes)."""
+    import sys
+    import tempfile
+
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from probgen.errors import UserError
+    from probgen.metrics.features import find_inception_weights, load_inception
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_throughput import harness_pass, torchmetrics_pass  # the same passes as the harness's benchmark
+
+    n = args.fid_images or (64 if device.type == "cpu" else 5000)
+    b = 32 if device.type == "cpu" else 250
+    images = load_dataset(DataConfig(dataset="dsprites", limit=n + 10)).split("train").images[:n]  # (n, 1, 64, 64)
+    rgb = images.expand(-1, 3, -1, -1)  # torchmetrics' Inception wants 3 channels
+    try:
+        weights = find_inception_weights(None)
+    except UserError:
+        weights = None  # random weights of the same architecture: the speed is the same
+    torch.manual_seed(0)
+    ours = load_inception(weights, antialias=False, random_weights=weights is None).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = weights or Path(tmp) / "random-inception.pth"
+        if weights is None:
+            torch.save(ours.net.state_dict(), path)
+        theirs = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path), antialias=False)
+        theirs = theirs.to(device)
+    harness_pass(ours, images[: 2 * b], b, device)  # warm-up
+    torchmetrics_pass(theirs, rgb[: 2 * b], b, device)
+    candidates = {
+        "probgen harness": lambda: harness_pass(ours, images, b, device),
+        "torchmetrics FID": lambda: torchmetrics_pass(theirs, rgb, b, device),
+    }
+    times = interleaved(candidates, args.fid_rounds, 1, device)
+    rows = {k: {"images_per_s": n / statistics.median(t), "iqr_rel": spread(t)} for k, t in times.items()}
+    ratio = rows["probgen harness"]["images_per_s"] / rows["torchmetrics FID"]["images_per_s"]
+    label = "file" if weights else "random weights"
+    print(f"\n[fid] Inception ({label}) at 299 px, {n} dSprites images, batch {b}, {args.fid_rounds} rounds, medians")
+    for k, r in rows.items():
+        print(f"{k:<26}{r['images_per_s']:>10.1f} images/s  (IQR {100 * r['iqr_rel']:.0f}%)")
+    print(f"harness / torchmetrics: {ratio:.2f}")
+    return {"num_images": n, "batch_size": b, "weights": label, "rows": rows, "harness_vs_torchmetrics": ratio}
+
+
+SECTIONS = {"train": train_section, "fid": fid_section}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--limit", type=int, default=64 * 32, help="dSprites images to index into (train)")
+    ap.add_argument("--options", default="", help=f"comma-separated speed options: {', '.join(OPTIONS)}")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--block", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per candidate first")
+    ap.add_argument("--fid-images", type=int, default=None, help="FID section: images per pass (CPU 64, GPU 5000)")
+    ap.add_argument("--fid-rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    args.options = [o for o in args.options.split(",") if o]
+    unknown = [o for o in args.options if o not in OPTIONS]
+    if unknown:
+        ap.error(f"unknown --options {unknown}; choose from {', '.join(OPTIONS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    env = environment_info(device)
+    print(f"device: {env.get('device_name', device)}  torch {env['torch']}  threads: {torch.get_num_threads()}")
+    results: dict[str, Any] = {"environment": env, "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
+    ratio = None
+    for name in [s for s in args.sections.split(",") if s]:
+        results[name] = SECTIONS[name](args, device)
+        ratio = results[name].get("ratio", ratio)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if ratio is not None:
+        print(f"ratio: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

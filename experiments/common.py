@@ -1,0 +1,203 @@
+"""Plumbing shared by the five report experiments (R1-R5): arguments, in-process `probgen` calls,
+tiny on-disk smoke fixtures, CSV/Markdown tables, combined loss plots and ``summary.json``.
+
+Every experiment drives probgen only through its CLI (:func:`probgen`) and reads back the files the
+CLI writes (``losses.csv``, ``metrics.json``, ``eval.json``, ``loglik.json``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python experiments/rX.py` from anywhere
+    sys.path.insert(0, str(REPO))
+
+from probgen.cli import main as _probgen_main  # noqa: E402
+from probgen.config import DataConfig  # noqa: E402
+from probgen.data import load_dataset  # noqa: E402
+from probgen.errors import UserError  # noqa: E402
+
+# --- arguments and CLI calls -------------------------------------------------------------------------
+
+
+def parse_args(name: str, doc: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The flags every experiment takes: --data-root, --out, --smoke, --overwrite, --device."""
+    p = argparse.ArgumentParser(prog=name, description=doc)
+    p.add_argument("--data-root", default=None, help="dataset folder (default: $PROBGEN_DATA, then ./data)")
+    p.add_argument("--out", default=None, help=f"output folder (default: runs/{name})")
+    p.add_argument("--smoke", action="store_true", help="tiny fixtures/procedural data, tiny nets, 1-2 epochs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing run directories")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (smoke: cpu)")
+    p.add_argument("--inception", action="store_true", help="Inception FID/IS (needs local weights); else FD-<dataset>")
+    args = p.parse_args(argv)
+    args.out = Path(args.out or Path("runs") / name)
+    if args.smoke:
+        args.device = "cpu"
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def probgen(*argv: Any) -> None:
+    """Run ``probgen <argv>`` in-process (quiet); raise if it exits non-zero."""
+    args = ["-q", *[str(a) for a in argv]]
+    rc = _probgen_main(args)
+    if rc != 0:
+        raise RuntimeError(f"probgen {' '.join(args)} exited with {rc}")
+
+
+def run_flags(args: argparse.Namespace) -> list[str]:
+    """Flags common to every `probgen fit`: device, no progress bar, overwrite."""
+    flags = ["--device", args.device, "--no-progress"]
+    return flags + (["--overwrite"] if args.overwrite else [])
+
+
+def eval_flags(args: argparse.Namespace, num: int, smoke_num: int = 32) -> list[str]:
+    """`probgen eval` scoring flags: Inception FID/IS with --inception, else domain FD-<dataset>."""
+    if args.smoke:
+        return ["--features", "domain", "--num-samples", smoke_num, "--domain-steps", 20]
+    if args.inception:
+        return ["--features", "inception", "--metrics", "fid,is,kid", "--num-samples", num]
+    return ["--features", "domain", "--num-samples", num]
+
+
+def read_eval(path: Path) -> dict[str, Any]:
+    """The metrics of an eval.json, each with its N, features and resize (never a bare FID)."""
+    rec = json.loads(Path(path).read_text())
+    return {"primary": rec.get("primary"), "metrics": rec["metrics"]}
+
+
+def data_present(dataset: str, root: str | None) -> bool:
+    """Whether the real files of ``dataset`` are under ``root`` (probgen's own locator decides)."""
+    try:
+        load_dataset(DataConfig(dataset=dataset, data_root=root, limit=2))
+    except UserError:
+        return False
+    return True
+
+
+# --- smoke fixtures in the real on-disk formats ------------------------------------------------------
+
+
+def smoke_data(dataset: str, root: Path) -> Path:
+    """Write a tiny copy of ``dataset`` in its real on-disk layout under ``root`` (reusing the test
+    suite's fixture writers, tests/data/conftest.py); dSprites needs none (procedural renderer)."""
+    from tests.data import conftest as fx
+
+    root.mkdir(parents=True, exist_ok=True)
+    if dataset == "chest-xray" and not (root / "chest_xray").exists():
+        fx.write_chest(root)
+    elif dataset == "celeba" and not (root / "celeba").exists():
+        fx.write_celeba(root)  # 11 images (train 6, val 2, test 3): its colours allow at most 11
+    elif dataset == "mnist" and not (root / "MNIST").exists():
+        fx.write_mnist(root, n_train=120, n_test=40)
+    elif dataset == "cifar10":
+        if not (root / "cifar-10-batches-py").exists():
+            fx.write_cifar(root, per_batch=8, n_test=16)
+        _trust_cifar(root)
+    elif dataset == "bitmoji" and not (root / "bitmojis").exists():
+        _write_bitmoji(root / "bitmojis", 32)
+    return root
+
+
+def _trust_cifar(root: Path) -> None:
+    """torchvision checks CIFAR-10's md5s; make the fixture's the expected ones (smoke only)."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import calculate_md5
+
+    folder = root / "cifar-10-batches-py"
+    CIFAR10.train_list = [[f, calculate_md5(folder / f)] for f, _ in CIFAR10.train_list]
+    CIFAR10.test_list = [[f, calculate_md5(folder / f)] for f, _ in CIFAR10.test_list]
+    CIFAR10.meta = {**CIFAR10.meta, "md5": calculate_md5(folder / "batches.meta")}
+
+
+def _write_bitmoji(folder: Path, n: int) -> None:
+    """A flat folder of ``n`` 48x48 PNG 'faces': a coloured disc on a light background."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(n):
+        img = np.full((48, 48, 3), 230, dtype=np.uint8)
+        r = 12 + i % 8
+        img[(yy - 24) ** 2 + (xx - 24) ** 2 < r * r] = (30 + 7 * i % 200, 120, 255 - 5 * i % 200)
+        Image.fromarray(img).save(folder / f"{i:04d}.png")
+
+
+def data_root(args: argparse.Namespace, dataset: str) -> str:
+    """The --data-root to pass: the smoke fixture folder, else --data-root / $PROBGEN_DATA / ./data."""
+    if args.smoke:
+        return str(smoke_data(dataset, args.out / "smoke-data"))
+    return args.data_root or os.environ.get("PROBGEN_DATA") or "data"
+
+
+# --- tables, plots, summary ----------------------------------------------------------------------------
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_table(rows: list[dict[str, Any]], stem: Path) -> None:
+    """``stem``.csv and ``stem``.md with the same rows (floats with 4 significant decimals in Markdown)."""
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def plot_runs(curves: dict[str, tuple[list[float], list[float]]], path: Path, ylabel: str, title: str) -> None:
+    """One PNG with one line per run: ``curves[name] = (epochs, values)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (xs, ys) in curves.items():
+        ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def vae_curve(run: Path, split: str = "train", column: str = "loss") -> tuple[list[float], list[float]]:
+    """(epochs, values) of one column of a fit's losses.csv."""
+    rows = [r for r in read_csv(run / "losses.csv") if r["split"] == split]
+    return [float(r["epoch"]) for r in rows], [float(r[column]) for r in rows]
+
+
+def write_summary(out: Path, name: str, args: argparse.Namespace, started: float, **results: Any) -> dict:
+    """``out/summary.json``: the experiment, its mode (smoke or real), wall time and its results."""
+    summary = {
+        "experiment": name,
+        "mode": "smoke" if args.smoke else "full",
+        "device": args.device,
+        "seconds": round(time.perf_counter() - started, 1),
+        **results,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

@@ -1,0 +1,461 @@
+"""Batched Hamiltonian Monte Carlo over (chain, data point): one Pyro kernel, many independent posteriors.
+
+Pyro's :class:`~pyro.infer.HMC` runs one chain over whatever the model samples; a batch of data
+points under a plate becomes one chain over N x D dimensions with one step size and one accept test,
+whose joint acceptance is the product of the per-point ones. :class:`BatchedHMC` instead treats
+latents shaped (C, N, D) as C x N independent chains that share the decoder's batched evaluations:
+
+- leapfrog by :func:`pyro.ops.integrator.velocity_verlet`, on the sum of the per-point potentials
+  (their gradients are the per-point gradients, since the terms are independent);
+- a Metropolis test per (chain, data point);
+- a step size per data point, adapted by :class:`pyro.ops.dual_averaging.DualAveraging` (which is
+  elementwise, so it runs on an (N,) tensor) towards a target acceptance, then frozen; an optional
+  diagonal mass per data point from :class:`pyro.ops.welford.WelfordCovariance` over Stan's windows
+  (the schedule of :class:`pyro.infer.mcmc.adaptation.WarmupAdapter`);
+- no ``.item()`` or other host sync inside a transition: every per-point decision is a ``torch.where``.
+
+Use it through ``pyro.infer.MCMC(BatchedHMC(model, num_chains=C), ...)`` or, without MCMC's per-draw
+flattening, through :func:`run_hmc`, which returns samples shaped (chain, draw, data point, latent).
+
+References: Neal (2011), "MCMC using Hamiltonian dynamics"; Hoffman & Gelman (2014), JMLR 15, for
+dual averaging and the reasonable-step-size heuristic; Stan's windowed adaptation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pyro
+import torch
+from pyro.infer.mcmc.adaptation import WarmupAdapter
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+from pyro.ops.dual_averaging import DualAveraging
+from pyro.ops.integrator import potential_grad, velocity_verlet
+from pyro.ops.welford import WelfordCovariance
+
+from probgen.utils.progress import progress as progress_bar
+
+__all__ = ["BatchedHMC", "HMCResult", "HMCState", "PotentialFn", "hmc_transition", "init_state", "run_hmc"]
+
+#: ``z (C, N, D) -> U (C, N)`` or ``-> (U, aux)``, where ``aux`` (C, N) rides along with the state.
+PotentialFn = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
+
+
+class HMCState(NamedTuple):
+    """Where C x N chains are: z (C, N, D), potential U(z) (C, N), dU/dz (C, N, D), aux (C, N) or None."""
+
+    z: torch.Tensor
+    potential: torch.Tensor
+    grad: torch.Tensor
+    aux: torch.Tensor | None
+
+
+class _Summed:
+    """``velocity_verlet`` wants a scalar potential; give it the sum and keep the per-point values."""
+
+    def __init__(self, fn: PotentialFn) -> None:
+        self.fn = fn
+        self.potential: torch.Tensor | None = None
+        self.aux: torch.Tensor | None = None
+        self.calls = 0
+
+    def __call__(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.fn(z["z"])
+        u, aux = out if isinstance(out, tuple) else (out, None)
+        self.potential = u.detach()
+        self.aux = None if aux is None else aux.detach()
+        self.calls += 1
+        return u.sum()
+
+
+def init_state(potential_fn: PotentialFn, z: torch.Tensor) -> HMCState:
+    """Evaluate the potential and its gradient at z (C, N, D)."""
+    summed = _Summed(potential_fn)
+    with pyro.validation_enabled(False):
+        grads, _ = potential_grad(summed, {"z": z.detach().clone()})
+    return HMCState(z.detach(), summed.potential, grads["z"], summed.aux)
+
+
+def _kinetic(r: torch.Tensor, inverse_mass: torch.Tensor | None) -> torch.Tensor:
+    return 0.5 * (r.square() if inverse_mass is None else r.square() * inverse_mass).sum(-1)
+
+
+def hmc_transition(
+    state: HMCState,
+    potential_fn: PotentialFn,
+    step_size: torch.Tensor,
+    num_steps: int,
+    inverse_mass: torch.Tensor | None = None,
+    jitter: float = 0.0,
+    max_energy_error: float = 1000.0,
+) -> tuple[HMCState, torch.Tensor, torch.Tensor]:
+    """One HMC transition of every (chain, data point) pair, each with its own accept test.
+
+    ``step_size`` is (N,) or (C, N) and is multiplied by a factor uniform in [1 - jitter, 1 + jitter]
+    drawn per (chain, point), which breaks the periodic orbits of a fixed trajectory length.
+    ``inverse_mass`` is the diagonal (N, D) or None for the identity. Returns the new state, the
+    acceptance probability (C, N) and whether the trajectory diverged (energy error above
+    ``max_energy_error`` or NaN) (C, N). Runs with no host synchronisation.
+    """
+    z = state.z
+    eps = step_size.expand(z.shape[:2])
+    if jitter > 0:
+        eps = eps * (1.0 + jitter * (2.0 * torch.rand_like(eps) - 1.0))
+    eps = eps.unsqueeze(-1)  # (C, N, 1)
+    r = torch.randn_like(z)
+    if inverse_mass is not None:
+        r = r * inverse_mass.rsqrt()
+    energy0 = state.potential + _kinetic(r, inverse_mass)
+
+    def kinetic_grad(rd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"z": rd["z"] if inverse_mass is None else rd["z"] * inverse_mass}
+
+    summed = _Summed(potential_fn)
+    with pyro.validation_enabled(False):  # a diverging point may produce NaN parameters; it is rejected below
+        z_new, r_new, g_new, _ = velocity_verlet(
+            {"z": z}, {"z": r}, summed, kinetic_grad, eps, num_steps, z_grads={"z": state.grad}
+        )
+    u_new = summed.potential
+    delta = u_new + _kinetic(r_new["z"], inverse_mass) - energy0  # (C, N)
+    delta = torch.where(torch.isnan(delta), torch.full_like(delta, math.inf), delta)
+    accept_prob = torch.exp(-delta).clamp(max=1.0)
+    diverging = delta > max_energy_error
+    accept = torch.rand_like(accept_prob) < accept_prob
+    acc3 = accept.unsqueeze(-1)
+    new = HMCState(
+        torch.where(acc3, z_new["z"], z),
+        torch.where(accept, u_new, state.potential),
+        torch.where(acc3, g_new["z"], state.grad),
+        None if state.aux is None else torch.where(accept, summed.aux, state.aux),
+    )
+    return new, accept_prob, diverging
+
+
+def find_reasonable_step_size(
+    state: HMCState,
+    potential_fn: PotentialFn,
+    step_size: torch.Tensor,
+    inverse_mass: torch.Tensor | None = None,
+    num_iters: int = 16,
+    threshold: float = 0.8,
+) -> torch.Tensor:
+    """Per data point, double or halve the step size until one leapfrog step's acceptance (mean over
+    chains) crosses ``threshold`` (Hoffman & Gelman 2014, Alg. 4, as in Pyro's HMC).
+
+    Vectorised over points with a fixed number of iterations, so that it needs no host sync; points
+    that have crossed stop moving. Returns step sizes (N,).
+    """
+    eps = step_size.clone()
+    direction = torch.zeros_like(eps)
+    active = torch.ones_like(eps, dtype=torch.bool)
+    for i in range(num_iters):
+        _, acc, _ = hmc_transition(state, potential_fn, eps, 1, inverse_mass)
+        up = acc.mean(0) > threshold
+        if i == 0:
+            direction = torch.where(up, 1.0, -1.0).to(eps)
+        else:
+            active = active & (up == (direction > 0))
+        eps = torch.where(active, eps * torch.pow(2.0, direction), eps)
+    return eps.clamp(1e-6, 1e3)
+
+
+class BatchedHMC(MCMCKernel):
+    """HMC for C chains x N data points at once, with per-(chain, point) accept/reject.
+
+    :param model: a Pyro model with latent site ``latent`` (event dim 1) and observed site ``observed``
+        in a data plate at dim=-1; :meth:`setup` traces it with the model arguments (see
+        :func:`probgen.inference.potential.from_pyro_model`). Give this or ``potential_fn``.
+    :param potential_fn: ``z (C, N, D) -> U (C, N)`` (or ``(U, aux)``); then ``initial_params``
+        ``{"z": (C, N, D)}`` must be set (directly or by ``MCMC(initial_params=...)``).
+    :param num_chains: chains per data point when started from ``model``'s prior.
+    :param step_size: initial step size; None starts the reasonable-step-size search at 0.1.
+    :param num_steps: leapfrog steps per transition (the same for all points; the trajectory length
+        of a point is its step size times this).
+    :param adapt_step_size: dual averaging per data point during warm-up, frozen afterwards.
+    :param adapt_mass_matrix: diagonal inverse mass per data point from the warm-up windows.
+    :param target_accept_prob: target of the step-size adaptation.
+    :param jitter: relative half-width of the uniform jitter of the step size.
+    :param max_energy_error: energy error above which a transition counts as divergent.
+    """
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: PotentialFn | None = None,
+        *,
+        num_chains: int = 4,
+        step_size: float | None = None,
+        num_steps: int = 10,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        target_accept_prob: float = 0.8,
+        jitter: float = 0.2,
+        max_energy_error: float = 1000.0,
+        latent: str = "z",
+        observed: str = "x",
+    ) -> None:
+        if (model is None) == (potential_fn is None):
+            raise ValueError("give exactly one of model and potential_fn")
+        if num_chains < 1:
+            raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+        if step_size is not None and not step_size > 0:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if not 0 < target_accept_prob < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+        self.model = model
+        self.potential_fn = potential_fn
+        self.num_chains = num_chains
+        self.init_step_size = step_size
+        self.num_steps = num_steps
+        self.adapt_step_size = adapt_step_size
+        self.adapt_mass_matrix = adapt_mass_matrix
+        self.target_accept_prob = target_accept_prob
+        self.jitter = jitter
+        self.max_energy_error = max_energy_error
+        self.latent, self.observed = latent, observed
+        self.transforms: dict = {}  # latents are unconstrained; MCMC reads this
+        self._initial_params: dict[str, torch.Tensor] | None = None
+        self._reset()
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._t = 0
+        self._warmup_steps = 0
+        self._state: HMCState | None = None
+        self._calls = 0
+        self.step_size: torch.Tensor | None = None  # (N,)
+        self.inverse_mass: torch.Tensor | None = None  # (N, D)
+        self._dual: DualAveraging | None = None
+        self._welford = WelfordCovariance(diagonal=True)
+        self._schedule: list = []
+        self._window = 0
+        self._accept_trace: list[torch.Tensor] = []
+        self._diverging_trace: list[torch.Tensor] = []
+        self._log: dict[str, str] = {}
+        self._log_t = 0
+        self._last_accept: torch.Tensor | None = None
+
+    @property
+    def initial_params(self) -> dict[str, torch.Tensor] | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict[str, torch.Tensor]) -> None:
+        self._initial_params = params
+
+    @property
+    def state(self) -> HMCState | None:
+        """The current state of all chains (read-only by convention)."""
+        return self._state
+
+    @property
+    def num_grad_evals(self) -> int:
+        """Gradient evaluations of the potential so far, counted per (chain, data point)."""
+        if self._state is None:
+            return 0
+        c, n = self._state.z.shape[:2]
+        return self._calls * c * n
+
+    @property
+    def accept_trace(self) -> torch.Tensor:
+        """Acceptance probability of each post-warm-up transition, (draw, C, N)."""
+        return torch.stack(self._accept_trace) if self._accept_trace else torch.empty(0)
+
+    @property
+    def diverging_trace(self) -> torch.Tensor:
+        """Whether each post-warm-up transition diverged, (draw, C, N)."""
+        return torch.stack(self._diverging_trace) if self._diverging_trace else torch.empty(0, dtype=torch.bool)
+
+    # --- MCMCKernel interface ------------------------------------------------------------------------
+
+    def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None:
+        initial = self._initial_params
+        self._reset()
+        self._initial_params = initial
+        self._warmup_steps = warmup_steps
+        if self.model is not None:
+            from probgen.inference.potential import from_pyro_model
+
+            target = from_pyro_model(self.model, *args, latent=self.latent, observed=self.observed, **kwargs)
+            self.potential_fn = target.potential()
+            if self._initial_params is None:
+                self._initial_params = {"z": target.sample_prior(self.num_chains)}
+        if self._initial_params is None or "z" not in self._initial_params:
+            raise ValueError("BatchedHMC with potential_fn needs initial_params {'z': (C, N, D)}")
+        z = self._initial_params["z"]
+        if z.dim() != 3:
+            raise ValueError(f"initial z must be (C, N, D), got {tuple(z.shape)}")
+        self._state = self._init(z)
+        n, d = z.shape[1:]
+        init = 0.1 if self.init_step_size is None else self.init_step_size
+        self.step_size = z.new_full((n,), init)
+        self.inverse_mass = z.new_ones((n, d)) if self.adapt_mass_matrix else None
+        adapter = WarmupAdapter(adapt_mass_matrix=True)  # only for Stan's window schedule
+        adapter.configure(max(warmup_steps, 1), initial_step_size=1.0, mass_matrix_shape={("z",): (d,)})
+        self._schedule = adapter.adaptation_schedule if warmup_steps > 0 else []
+        if warmup_steps > 0 and self.adapt_step_size:
+            self._restart_step_size()
+
+    def _init(self, z: torch.Tensor) -> HMCState:
+        self._calls += 1
+        return init_state(self.potential_fn, z)
+
+    def _restart_step_size(self) -> None:
+        start = self.step_size
+        if self.init_step_size is None or self._window > 0:
+            start = find_reasonable_step_size(self._state, self.potential_fn, self.step_size, self.inverse_mass)
+            self._calls += 16
+        self.step_size = start
+        self._dual = DualAveraging(prox_center=torch.log(10.0 * start))
+
+    def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        z = params["z"]
+        if self._state is None or self._state.z is not z:
+            self._state = self._init(z)
+        state, accept_prob, diverging = hmc_transition(
+            self._state,
+            self.potential_fn,
+            self.step_size,
+            self.num_steps,
+            self.inverse_mass,
+            self.jitter,
+            self.max_energy_error,
+        )
+        self._state = state
+        self._calls += self.num_steps
+        if self._t < self._warmup_steps:
+            self._adapt(self._t, accept_prob)
+        else:
+            self._accept_trace.append(accept_prob)
+            self._diverging_trace.append(diverging)
+        self._last_accept = accept_prob
+        self._t += 1
+        return {"z": state.z}
+
+    def _adapt(self, t: int, accept_prob: torch.Tensor) -> None:
+        if not self._schedule:
+            return
+        last = len(self._schedule) - 1
+        mass_phase = self.adapt_mass_matrix and 0 < self._window < last
+        if self.adapt_step_size:
+            self._dual.step(self.target_accept_prob - accept_prob.mean(0))
+            self.step_size = torch.exp(self._dual.get_state()[0])
+        if mass_phase:
+            for zc in self._state.z:  # each chain is one more draw of each point's posterior
+                self._welford.update(zc)
+        if t != self._schedule[self._window].end:
+            return
+        if self._window == last:
+            self.end_warmup()
+        else:
+            if mass_phase:
+                self.inverse_mass = self._welford.get_covariance(regularize=True)
+                self._welford.reset()
+            self._window += 1
+            if mass_phase and self.adapt_step_size:
+                self._restart_step_size()
+
+    def end_warmup(self) -> None:
+        """Freeze the step sizes at their dual-averaging averages."""
+        if self.adapt_step_size and self._dual is not None and self._window < len(self._schedule):
+            self.step_size = torch.exp(self._dual.get_state()[1])
+        self._window = len(self._schedule)
+
+    def logging(self) -> dict[str, str]:
+        # MCMC asks every iteration; formatting syncs with the device, so refresh every 50 only
+        if self._last_accept is not None and (not self._log or self._t - self._log_t >= 50):
+            self._log = {"step size": f"{self.step_size.mean():.2e}", "acc. prob": f"{self._last_accept.mean():.3f}"}
+            self._log_t = self._t
+        return self._log
+
+    def diagnostics(self) -> dict[str, Any]:
+        div = self.diverging_trace
+        acc = self.accept_trace
+        return {
+            "divergences": [tuple(i) for i in div.nonzero().tolist()] if div.numel() else [],
+            "acceptance rate": float(acc.mean()) if acc.numel() else float("nan"),
+            "acceptance rate per point": acc.mean((0, 1)) if acc.numel() else None,
+            "step size": self.step_size,
+        }
+
+    def cleanup(self) -> None:
+        pass  # keep the adapted step sizes and traces readable after MCMC.run
+
+
+@dataclass
+class HMCResult:
+    """Output of :func:`run_hmc` (all tensors on the device the chains ran on).
+
+    samples (C, S, N, D); potential U(z) = -log p(z, x) of each draw (C, S, N) in nats; accept_prob and
+    diverging (C, S, N) per post-warm-up transition; the frozen step_size (N,) and inverse_mass (N, D) or
+    None; num_grad_evals per (chain, point), warm-up included.
+    """
+
+    samples: torch.Tensor
+    potential: torch.Tensor
+    accept_prob: torch.Tensor
+    diverging: torch.Tensor
+    step_size: torch.Tensor
+    inverse_mass: torch.Tensor | None
+    num_grad_evals: int
+
+    @property
+    def accept_rate(self) -> torch.Tensor:
+        """Mean acceptance probability per data point, (N,)."""
+        return self.accept_prob.mean((0, 1))
+
+    @property
+    def num_divergent(self) -> torch.Tensor:
+        """Divergent transitions per data point, (N,)."""
+        return self.diverging.sum((0, 1))
+
+
+def run_hmc(
+    potential_fn: PotentialFn,
+    z0: torch.Tensor,
+    num_warmup: int,
+    num_samples: int,
+    *,
+    progress: bool = False,
+    desc: str = "HMC",
+    **kernel_options: Any,
+) -> HMCResult:
+    """Run :class:`BatchedHMC` from z0 (C, N, D) for ``num_warmup`` adaptation and ``num_samples``
+    kept transitions; returns samples shaped (chain, draw, data point, latent).
+
+    ``kernel_options`` are :class:`BatchedHMC`'s keyword arguments.
+    """
+    if num_samples < 1 or num_warmup < 0:
+        raise ValueError(f"need num_samples >= 1 and num_warmup >= 0, got {num_samples} and {num_warmup}")
+    kernel = BatchedHMC(potential_fn=potential_fn, num_chains=z0.shape[0], **kernel_options)
+    kernel.initial_params = {"z": z0}
+    kernel.setup(num_warmup)
+    params = kernel.initial_params
+    draws = z0.new_empty((num_samples,) + tuple(z0.shape))
+    potential = z0.new_empty((num_samples,) + tuple(z0.shape[:2]))
+    with progress_bar(total=num_warmup + num_samples, desc=desc, enabled=progress) as bar:
+        for _ in range(num_warmup):
+            params = kernel.sample(params)
+            bar.update()
+        for s in range(num_samples):
+            params = kernel.sample(params)
+            draws[s] = params["z"]
+            potential[s] = kernel.state.potential
+            bar.update()
+    return HMCResult(
+        samples=draws.transpose(0, 1),  # (C, S, N, D)
+        potential=potential.transpose(0, 1),
+        accept_prob=kernel.accept_trace.transpose(0, 1),
+        diverging=kernel.diverging_trace.transpose(0, 1),
+        step_size=kernel.step_size,
+        inverse_mass=kernel.inverse_mass,
+        num_grad_evals=kernel.num_grad_evals,
+    )

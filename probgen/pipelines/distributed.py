@@ -1,0 +1,382 @@
+"""Several processes, one result: torchrun + DistributedDataParallel for SVI, sharded evaluation.
+
+``torchrun --nproc-per-node N -m probgen fit vae ...`` starts N processes; each reads RANK,
+WORLD_SIZE and LOCAL_RANK from its environment (:func:`init_distributed`) and joins a process group
+(NCCL on GPUs, gloo on CPUs). A run with several processes computes what one process computes:
+
+- **Batches.** ``--batch-size`` is the global batch B. Step i uses the images
+  ``perm[i*B : (i+1)*B]`` of the epoch's permutation, as in one process; rank r takes the r-th of
+  W equal slices of them (B must divide by W).
+- **Noise.** Every rank keeps the same torch RNG stream as a single process would. Latents inside
+  ``pyro.plate("data")`` are drawn for the whole global batch and each rank keeps its slice
+  (:class:`GlobalBatchNoise`), so the reparameterised z of an image is the one a single process
+  would draw. Every rank also runs the (unsharded) test evaluation, which keeps the streams in step.
+- **Gradients.** Pyro's ``Trace_ELBO(...)(model, guide)`` is an ``nn.Module`` (``ELBOModule``);
+  DDP wraps it and averages gradients over ranks. The ELBO is a sum over images, so each rank's
+  loss is multiplied by W: the average of W * (sum over a slice) is the sum over the global batch.
+- **Epoch sums** stay on each device and are all-reduced only when a row of losses.csv is written
+  or a checkpoint is saved.
+- **Writes.** Only rank 0 prepares the run directory and writes files; it also loads the
+  checkpoint on resume and broadcasts it, so the other nodes need no shared file system (only the
+  dataset). Each rank's RNG state is stored in the checkpoint, so a resumed run continues every
+  stream; with another number of processes the common stream of rank 0 is used.
+
+So parameters after N steps equal a single-process run's up to the order of floating-point sums
+(tested with gloo and 2 processes on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pyro
+import torch
+import torch.distributed as tdist
+from pyro.poutine.messenger import Messenger
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from probgen.checkpoint import rng_state, set_rng_state
+from probgen.errors import UserError
+from probgen.pipelines.training import NonFiniteGuard
+
+log = logging.getLogger("probgen")
+
+STOP_POLL_STEPS = 20  # ranks agree on Ctrl-C/SIGTERM every this many steps (one tiny host all-reduce)
+
+
+@dataclass
+class Dist:
+    """This process's place in the job; ``world_size == 1`` is an ordinary single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The CUDA device of this rank (``cuda:LOCAL_RANK``); other devices unchanged."""
+        if self.enabled and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    # --- collectives (identity in a single process) ------------------------------------------------
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of ``t`` over ranks (a new tensor; ``t`` itself in a single process)."""
+        if not self.enabled:
+            return t
+        out = t.detach().clone()
+        tdist.all_reduce(out)  # NCCL for a GPU tensor (stays on the device), gloo for a host one
+        return out
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        tdist.all_gather_object(out, obj)  # through gloo: objects never touch the GPU
+        return out
+
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` on rank 0, in rank order (None on the other ranks): for large results."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        tdist.gather_object(obj, out, dst=0)
+        return out
+
+    def from_main(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on rank 0 only and give every rank its result.
+
+        An exception on rank 0 is raised on every rank (a UserError as the same one-line UserError),
+        so that no rank waits forever for a result that will never come.
+        """
+        if not self.enabled:
+            return fn()
+        box: list[Any] = [None]
+        error: BaseException | None = None
+        if self.is_main:
+            try:
+                box[0] = ("ok", fn())
+            except UserError as exc:
+                error, box[0] = exc, ("user", str(exc))
+            except BaseException as exc:
+                error, box[0] = exc, ("bug", f"rank 0 failed: {type(exc).__name__}: {exc}")
+        tdist.broadcast_object_list(box, src=0)
+        status, value = box[0]
+        if error is not None:
+            raise error
+        if status == "user":
+            raise UserError(value)
+        if status == "bug":
+            raise RuntimeError(value)
+        return value
+
+    def stop_requested(self, stop: Any, step: int) -> bool:
+        """Whether to stop now: ``stop.requested``, agreed over ranks every STOP_POLL_STEPS steps.
+
+        Ranks receive Ctrl-C or SIGTERM at slightly different steps; they must stop (and save) at
+        the same one, or the next collective would wait forever.
+        """
+        if not self.enabled:
+            return bool(stop.requested)
+        if step % STOP_POLL_STEPS:
+            return False
+        flag = torch.tensor([int(stop.requested)])
+        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+        return bool(flag.item())  # host tensor: no device sync
+
+    def guard(self, device: torch.device) -> NonFiniteGuard:
+        return DistributedGuard(device, self) if self.enabled else NonFiniteGuard(device)
+
+
+# --- set-up ------------------------------------------------------------------------------------------
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> Dist:
+    """Join the torchrun job described by RANK / WORLD_SIZE / LOCAL_RANK (a single process without them).
+
+    For a CUDA run the process group routes GPU tensors through NCCL and host tensors (flags,
+    pickled objects) through gloo (``cpu:gloo,cuda:nccl``), so host-side agreement never touches the
+    GPU stream, and a run resumed on the CPU still finds a CPU backend. A CPU run uses gloo.
+    """
+    world = env_world_size()
+    if world <= 1:
+        return Dist()
+    try:
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    except (KeyError, ValueError):
+        raise UserError("WORLD_SIZE is set but RANK is not: start distributed runs with torchrun") from None
+    if not tdist.is_available():
+        raise UserError("this torch build has no torch.distributed support")
+    cuda = device.type == "cuda"
+    if cuda:
+        if local >= torch.cuda.device_count():
+            raise UserError(
+                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs: "
+                "--nproc-per-node must not exceed the GPUs per node"
+            )
+        torch.cuda.set_device(local)
+    if not tdist.is_initialized():
+        kw: dict[str, Any] = {"timeout": timedelta(seconds=timeout_s)}
+        if cuda:
+            kw["device_id"] = torch.device("cuda", local)
+        tdist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", **kw)
+    pyro.settings.set(module_local_params=True)  # PyroModule params stay in their module (DDP needs that)
+    return Dist(rank=rank, world_size=world, local_rank=local)
+
+
+@contextlib.contextmanager
+def distributed_session(device: torch.device) -> Iterator[Dist]:
+    """:func:`init_distributed` for the duration of a command; other ranks log warnings only.
+
+    The process group (if this call created it) and Pyro's module_local_params setting are
+    restored on exit.
+    """
+    created = env_world_size() > 1 and tdist.is_available() and not tdist.is_initialized()
+    local_params = pyro.settings.get("module_local_params")
+    dist = init_distributed(device)
+    level = log.level
+    if not dist.is_main:
+        log.setLevel(logging.WARNING)
+    try:
+        yield dist
+    finally:
+        log.setLevel(level)
+        pyro.settings.set(module_local_params=local_params)
+        if created and tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+# --- SVI under DDP ------------------------------------------------------------------------------------
+
+
+class GlobalBatchNoise(Messenger):
+    """Draw each latent in ``plate`` for the whole global batch and keep this rank's slice.
+
+    A site with batch shape (b, ...) whose leftmost batch dim is the data plate is sampled from the
+    same distribution expanded to (W, b, ...); rank r keeps row r. The RNG produces the W*b draws
+    in the order a single process would for its (W*b, ...) batch, so rank r's values are exactly the
+    single process's values for global rows r*b .. (r+1)*b - 1.
+    """
+
+    def __init__(self, rank: int, world_size: int, plate: str = "data"):
+        super().__init__()
+        self.rank, self.world_size, self.plate = rank, world_size, plate
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["is_observed"] or msg["value"] is not None:
+            return
+        frame = next((f for f in msg["cond_indep_stack"] if f.name == self.plate), None)
+        if frame is None:
+            return  # a global latent: every rank draws the same value from the common stream
+        fn = msg["fn"]
+        if len(fn.batch_shape) != -frame.dim:
+            raise NotImplementedError(
+                f"site {msg['name']!r}: the {self.plate!r} plate must be the leftmost batch dim to shard its noise"
+            )
+        big = fn.expand(torch.Size([self.world_size]) + fn.batch_shape)
+        msg["value"] = (big.rsample() if fn.has_rsample else big.sample())[self.rank]
+
+
+def global_batch_draw(draw: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """``draw(x)`` for this rank's slice ``x`` of the global batch, as a single process would draw it.
+
+    ``draw`` is an elementwise random op (``torch.bernoulli``); it runs on ``x`` repeated W times, so
+    the RNG produces the whole global batch's draws in a single process's order, and row ``rank``
+    is kept. In a single process this is ``draw(x)``.
+    """
+    if not dist.enabled:
+        return draw(x)
+    return draw(x.expand(dist.world_size, *x.shape))[dist.rank]
+
+
+class MethodModule(nn.Module):
+    """``owner.<method>`` as an ``nn.Module``, so that Pyro's ELBOModule (and DDP) see owner's parameters."""
+
+    def __init__(self, owner: nn.Module, method: str, noise: tuple[int, int] | None = None):
+        super().__init__()
+        self.owner = owner
+        self.method = method
+        self.noise = noise
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self.owner, self.method)
+        if self.noise is None:
+            return fn(*args, **kwargs)
+        with GlobalBatchNoise(*self.noise):
+            return fn(*args, **kwargs)
+
+
+def distributed_loss(
+    elbo: Any, owner: nn.Module, dist: Dist, device: torch.device, model: str = "model", guide: str = "guide"
+) -> Callable[..., torch.Tensor]:
+    """The DDP-wrapped ``elbo(model, guide)`` loss of ``owner``, scaled so gradients equal one process's.
+
+    Returns ``loss_fn(*args)``: W times this rank's ELBO loss (its batch slice); DDP's gradient
+    average over the W ranks is then the gradient of the loss summed over the global batch.
+    """
+    module = elbo(MethodModule(owner, model), MethodModule(owner, guide, noise=(dist.rank, dist.world_size)))
+    ddp = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    scale = float(dist.world_size)
+
+    def loss_fn(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return ddp(*args, **kwargs) * scale
+
+    loss_fn.ddp = ddp  # type: ignore[attr-defined]
+    return loss_fn
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """BatchNorm statistics over the global batch (SyncBatchNorm) on GPUs.
+
+    torch's SyncBatchNorm runs on GPUs only; on the CPU each rank normalises with its own slice,
+    so a run with --batch-norm is not identical to a single process there (it warns).
+    """
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    if not has_bn:
+        return module
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    log.warning("batch norm on CPU ranks: statistics are per rank slice, not over the global batch")
+    return module
+
+
+class DistributedGuard(NonFiniteGuard):
+    """The NaN guard of a multi-process run: recorded on the device, checked by all ranks together.
+
+    A rank that raised alone would leave the others waiting in the next collective, so every rank
+    records the first bad step without a host sync and the check at checkpoint and epoch boundaries
+    is an all-reduce: all ranks raise, before anything is saved.
+    """
+
+    def __init__(self, device: torch.device, dist: Dist):
+        super().__init__(device)
+        self.eager = False
+        self.dist = dist
+
+    def raise_if_bad(self) -> None:
+        never = torch.iinfo(torch.long).max
+        first = torch.where(self.first_bad >= 0, self.first_bad, torch.full_like(self.first_bad, never)).cpu()
+        first = first.reshape(1)
+        tdist.all_reduce(first, op=tdist.ReduceOp.MIN)
+        if int(first) != never:
+            self._raise(int(first))
+
+
+# --- checkpoint state across ranks ------------------------------------------------------------------
+
+
+def rank_rng_state(device: torch.device) -> dict[str, Any]:
+    """This rank's RNG states: torch CPU, numpy, python, and the CUDA generator of its own device."""
+    state = rng_state()
+    state.pop("cuda", None)
+    if device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(ckpt: dict[str, Any], dist: Dist, device: torch.device) -> None:
+    """Set this rank's RNG states from a checkpoint written with any number of processes.
+
+    Same number of ranks: each rank gets its own states back. Otherwise every rank takes rank 0's
+    (all ranks share one stream by construction, see the module docstring). A single process
+    resuming needs nothing from here: the checkpoint's ``rng`` is rank 0's full state.
+    """
+    ranks = ckpt.get("rng_ranks")
+    if ranks is None:  # written by a single process
+        set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"][0], device)
+        return
+    own = ranks[dist.rank] if len(ranks) == dist.world_size else ranks[0]
+    set_rng_state(own)  # torch CPU, numpy, python (no "cuda" key: see rank_rng_state)
+    if device.type == "cuda" and own.get("cuda_device") is not None:
+        torch.cuda.set_rng_state(own["cuda_device"], device)
+
+
+def global_sums(sums: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """Epoch sums over all ranks, on the host: what a checkpoint stores (independent of W)."""
+    return dist.all_reduce_sum(sums).cpu()
+
+
+def local_sums(stored: torch.Tensor, dist: Dist, device: torch.device) -> torch.Tensor:
+    """This rank's share of stored global sums: all on rank 0, zeros elsewhere, so they add up again."""
+    return stored.to(device) if dist.is_main else torch.zeros_like(stored, device=device)
+
+
+# --- sharded evaluation ----------------------------------------------------------------------------
+
+
+def shard_range(n: int, rank: int, world_size: int) -> range:
+    """Rank ``rank``'s contiguous share of ``range(n)``; the first ``n % W`` ranks get one more."""
+    base, extra = divmod(n, world_size)
+    lo = rank * base + min(rank, extra)
+    return range(lo, lo + base + (rank < extra))
+
+
+def gather_rows(local: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """Concatenate every rank's per-point rows (dim 0) in rank order, on the host.
+
+    With :func:`shard_range` shards the result is in the original order of the data points.
+    """
+    parts = dist.all_gather(local.detach().cpu())
+    return torch.cat(parts, dim=0)

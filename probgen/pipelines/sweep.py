@@ -1,0 +1,366 @@
+"""`probgen sweep`: a grid of fits, one run directory each, one table and one combined loss plot.
+
+    probgen sweep --grid beta=0.25,0.025 latent_dim=4,16 --dataset dsprites --epochs 3 --out runs/sweep
+
+The grid ranges over config fields by name (any field of the fit config except the run section);
+every other setting is the base run's. Each grid point trains in ``<out>/<field=value_...>/`` with
+`probgen fit <kind>`. The sweep is resumable: a finished run (``sweep_run.json`` with the same
+config) is skipped, an interrupted one is resumed from its checkpoint, and a grid can be extended.
+
+Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
+row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
+log-likelihood / FID-FD columns when ``loglik.json`` / ``eval.json`` exist in the run directory,
+written by `probgen loglik` / `probgen eval`: one column per metric of ``eval.json``, e.g. ``FID``,
+``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
+an autoencoder, per epoch of every run, train and test panels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import re
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from probgen.config import (
+    FitAEConfig,
+    FitCVAEConfig,
+    FitVAEConfig,
+    FitVAEGANConfig,
+    strip_optional,
+    to_dict,
+)
+from probgen.errors import UserError
+from probgen.pipelines.training import Interrupted
+from probgen.plots import plot_runs
+from probgen.utils.io import read_csv, write_csv, write_json
+from probgen.utils.rundir import CHECKPOINT
+
+log = logging.getLogger("probgen")
+
+CONFIGS: dict[str, type] = {"vae": FitVAEConfig, "ae": FitAEConfig, "cvae": FitCVAEConfig, "vaegan": FitVAEGANConfig}
+MARKER = "sweep_run.json"
+_UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
+
+
+def _fit_function(kind: str) -> Callable[[Any], Path]:
+    if kind == "vae":
+        from probgen.pipelines.fit_vae import fit_vae
+
+        return fit_vae
+    if kind == "ae":
+        from probgen.pipelines.fit_ae import fit_ae
+
+        return fit_ae
+    if kind == "cvae":
+        from probgen.pipelines.fit_cvae import fit_cvae
+
+        return fit_cvae
+    from probgen.pipelines.fit_vaegan import fit_vaegan
+
+    return fit_vaegan
+
+
+# --- the grid ---------------------------------------------------------------------------------------
+
+
+def config_fields(cls: type) -> dict[str, tuple[str, Any]]:
+    """Leaf field name -> (section, type) of a sectioned fit config class."""
+    out: dict[str, tuple[str, Any]] = {}
+    for section in dataclasses.fields(cls):
+        sec_cls = typing.get_type_hints(cls)[section.name]
+        hints = typing.get_type_hints(sec_cls)
+        for f in dataclasses.fields(sec_cls):
+            out[f.name] = (section.name, hints[f.name])
+    return out
+
+
+def _parse_value(text: str, tp: Any, key: str) -> Any:
+    optional = strip_optional(tp) is not tp
+    tp = strip_optional(tp)
+    if optional and text.lower() == "none":
+        return None
+    try:
+        if tp is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
+            return tuple(inner(p) for p in text.split(",") if p)
+        return tp(text)
+    except ValueError:
+        raise UserError(f"--grid: {key}: cannot read {text!r} as {getattr(tp, '__name__', tp)}") from None
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """A value from a JSON/TOML file -> the field's type (lists become tuples)."""
+    base = strip_optional(tp)
+    if value is None:
+        if base is tp:
+            raise UserError(f"--grid: {key}: None is not allowed")
+        return None
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"--grid: {key}: each value must be a list, got {value!r}")
+        return tuple(value)
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, base) or (base is int and isinstance(value, bool)):
+        raise UserError(f"--grid: {key}: expected {getattr(base, '__name__', base)} values, got {value!r}")
+    return value
+
+
+def parse_grid(spec: dict[str, Any] | list[str] | tuple[str, ...], cls: type) -> dict[str, list[Any]]:
+    """``["beta=0.25,0.025", "latent_dim=4,16"]`` or ``{"beta": [0.25, 0.025], ...}`` -> typed values per field.
+
+    On the command line values are separated by commas; for tuple fields (``conv_channels``) grid
+    values are separated by ``/`` and the tuple's elements by commas: ``conv_channels=8,8/16,16``.
+    """
+    fields = config_fields(cls)
+    items: list[tuple[str, Any]] = []
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        for part in spec:
+            if "=" not in part:
+                raise UserError(f"--grid: expected FIELD=V1,V2,..., got {part!r}")
+            key, _, text = part.partition("=")
+            items.append((key, text))
+    grid: dict[str, list[Any]] = {}
+    for key, raw in items:
+        name = key.strip().replace("-", "_")
+        if name not in fields:
+            raise UserError(f"--grid: unknown setting {key!r} for this model (see `probgen fit ... --help`)")
+        section, tp = fields[name]
+        if section == "run":
+            raise UserError(f"--grid: {key} is a run setting, which the sweep sets itself")
+        if name in grid:
+            raise UserError(f"--grid: {key} appears twice")
+        if isinstance(raw, str):
+            sep = "/" if typing.get_origin(strip_optional(tp)) is tuple else ","
+            values = [_parse_value(t.strip(), tp, key) for t in raw.split(sep) if t.strip()]
+        else:
+            values = [_coerce(v, tp, key) for v in (raw if isinstance(raw, list) else [raw])]
+        if not values:
+            raise UserError(f"--grid: {key} has no values")
+        grid[name] = values
+    if not grid:
+        raise UserError("--grid: give at least one FIELD=V1,V2,... (or a config file with a [grid] table)")
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination, the last field varying fastest."""
+    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "-".join(_fmt(x) for x in v)
+    if isinstance(v, float):
+        return format(v, "g")
+    return str(v)
+
+
+def run_name(point: dict[str, Any]) -> str:
+    """``{"beta": 0.25, "latent_dim": 4}`` -> ``beta=0.25_latent_dim=4`` (a safe folder name)."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(f"{k}={_fmt(v)}" for k, v in point.items()))
+
+
+def with_point(base: Any, point: dict[str, Any]) -> Any:
+    """``base`` with the grid point's fields replaced (each section validated again)."""
+    fields = config_fields(type(base))
+    cfg = base
+    for name, value in point.items():
+        section = fields[name][0]
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+    return cfg
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+
+def _comparable(cfg: Any) -> dict[str, Any]:
+    d = to_dict(cfg)
+    d.pop("run", None)
+    return d
+
+
+def _check_sweep_dir(out: Path, kind: str, base: Any, grid: dict[str, list[Any]]) -> None:
+    record = out / "sweep.json"
+    if record.is_file():
+        old = json.loads(record.read_text())
+        same_kind = old.get("kind") == kind
+        new_base = _comparable(base)
+        old_base = old.get("base", {})
+        changed = [s for s in _UNCHANGEABLE_SECTIONS_ON_RESUME if old_base.get(s) != new_base.get(s)]
+        if not same_kind or changed:
+            what = f"model kind {old.get('kind')!r}" if not same_kind else f"other {', '.join(changed)} settings"
+            raise UserError(f"--out: {out} holds a sweep with {what}; use another --out")
+    write_json(record, {"kind": kind, "grid": grid, "base": _comparable(base)})
+
+
+def _run_one(kind: str, cfg: Any, run_dir: Path) -> str:
+    marker = run_dir / MARKER
+    if marker.is_file() and json.loads(marker.read_text()).get("config") == _comparable(cfg):
+        log.info("sweep: %s is finished; skipped", run_dir.name)
+        return "done (skipped)"
+    started = (run_dir / CHECKPOINT).is_file() or (run_dir / "config.json").is_file()
+    run = dataclasses.replace(cfg.run, out=str(run_dir), resume=started, overwrite=False)
+    log.info("sweep: %s %s", "resuming" if started else "starting", run_dir.name)
+    _fit_function(kind)(dataclasses.replace(cfg, run=run))
+    write_json(marker, {"config": _comparable(cfg), "status": "done"})
+    return "done"
+
+
+def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> Path:
+    """Train every grid point of ``grid`` over ``base`` (a fit config of ``kind``) under ``out``.
+
+    Returns ``out``. Runs that fail with a user-level error (a NaN loss, a config a resumed run
+    cannot change) are recorded in the table and the sweep goes on; the sweep then ends with a
+    UserError naming them. Ctrl-C stops the sweep after the current run's checkpoint.
+    """
+    if kind not in CONFIGS:
+        raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(CONFIGS)})")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a directory")
+    points = grid_points(grid)
+    names = [run_name(p) for p in points]
+    if len(set(names)) != len(names):
+        raise UserError("--grid: two grid points give the same run name; make the values distinct")
+    cfgs = [with_point(base, p) for p in points]  # validates every point before anything runs
+    out.mkdir(parents=True, exist_ok=True)
+    _check_sweep_dir(out, kind, base, grid)
+    log.info("sweep: %d runs of %s in %s", len(points), kind, out)
+    status: dict[str, str] = {}
+    for i, (name, cfg) in enumerate(zip(names, cfgs)):
+        log.info("sweep: run %d/%d", i + 1, len(points))
+        try:
+            status[name] = _run_one(kind, cfg, out / name)
+        except Interrupted:
+            write_table(out, points, names, {**status, name: "interrupted"})
+            raise
+        except UserError as exc:
+            status[name] = f"failed: {' '.join(str(exc).split())}"
+            log.warning("sweep: %s failed: %s", name, exc)
+    write_table(out, points, names, status)
+    failed = [n for n, s in status.items() if s.startswith("failed")]
+    if failed:
+        raise UserError(f"sweep: {len(failed)} of {len(points)} runs failed ({', '.join(failed)}); see {out}/sweep.md")
+    return out
+
+
+# --- the table and the plot ----------------------------------------------------------------------------
+
+_TERM_KEYS = ("elbo", "recon", "kl", "loss", "neg_elbo_bits_per_dim", "nll_bits_per_dim", "g_loss", "d_loss")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _find_number(obj: Any, keys: tuple[str, ...]) -> tuple[str, float] | None:
+    """The first number found under one of ``keys`` (searched breadth-first, key order first)."""
+    queue = [obj]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            for k in keys:
+                v = node.get(k)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    return k, float(v)
+            queue += [v for v in node.values() if isinstance(v, (dict, list))]
+        elif isinstance(node, list):
+            queue += [v for v in node if isinstance(v, (dict, list))]
+    return None
+
+
+def _run_row(run_dir: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    metrics = _read_json(run_dir / "metrics.json") or {}
+    final = metrics.get("final", {})
+    for split in ("train", "test"):
+        for key in _TERM_KEYS:
+            if key in final.get(split, {}):
+                row[f"{split}_{key}"] = final[split][key]
+    if metrics:
+        row["steps"] = metrics.get("steps")
+    loglik = _read_json(run_dir / "loglik.json")
+    if loglik is not None:
+        hit = _find_number(loglik, ("log_px", "loglik", "log_likelihood", "ais", "iwae", "estimate"))
+        bpd = _find_number(loglik, ("bits_per_dim", "bpd"))
+        if hit:
+            row["loglik_nats"] = hit[1]
+        if bpd:
+            row["loglik_bits_per_dim"] = bpd[1]
+    ev = _read_json(run_dir / "eval.json")  # `probgen eval`: {"metrics": {"FID": {"value"}, "KID": {"mean"}, ...}}
+    metrics_ev = ev.get("metrics") if isinstance(ev, dict) else None
+    if isinstance(metrics_ev, dict):
+        for name, m in metrics_ev.items():
+            if isinstance(m, dict):
+                value = m.get("value", m.get("mean"))
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[name] = float(value)
+                    if "num_generated" in m:
+                        row[f"{name}_n"] = m["num_generated"]
+    return row
+
+
+def _md_cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v).replace("|", "/")
+
+
+def write_table(out: Path, points: list[dict[str, Any]], names: list[str], status: dict[str, str]) -> None:
+    """sweep.csv and sweep.md (one row per run) and sweep_losses.png."""
+    rows = []
+    for point, name in zip(points, names):
+        row: dict[str, Any] = {"run": name, **{k: _fmt(v) for k, v in point.items()}}
+        row["status"] = status.get(name, "not run")
+        row.update(_run_row(out / name))
+        rows.append(row)
+    write_csv(out / "sweep.csv", rows)
+    cols = list(rows[0]) if rows else []
+    for r in rows[1:]:
+        cols += [k for k in r if k not in cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md_cell(r.get(c)) for c in cols) + " |" for r in rows]
+    units = (
+        "\n\nELBO terms are per-image averages in nats (recon = E_q log p(x|z), elbo = recon - kl) from each "
+        "run's metrics.json; loglik_* come from loglik.json and FID / FD-<dataset> / KD / IS (with N) from "
+        "eval.json when present.\n"
+    )
+    from probgen.checkpoint import atomic_write
+
+    text = "\n".join(lines) + units
+    atomic_write(out / "sweep.md", lambda f: f.write(text.encode()))
+    curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    ylabel = "-ELBO (nats per image)"
+    for name in names:
+        path = out / name / "losses.csv"
+        if not path.is_file():
+            continue
+        by_split: dict[str, tuple[list[float], list[float]]] = {}
+        for r in read_csv(path):
+            key = "elbo" if r.get("elbo") not in (None, "") else "loss"
+            if key == "loss":
+                ylabel = "-ELBO or reconstruction NLL (nats per image)"
+            y = -float(r["elbo"]) if key == "elbo" else float(r["loss"])
+            xs, ys = by_split.setdefault(r["split"], ([], []))
+            xs.append(float(r["epoch"]))
+            ys.append(y)
+        curves[name] = by_split
+    if curves:
+        plot_runs(curves, out / "sweep_losses.png", ylabel=ylabel, title=f"sweep: {out.name}")

@@ -1,0 +1,393 @@
+"""The training loop every `probgen fit MODEL` shares: data order, checkpoints, exact resume, run files.
+
+A :class:`Trainer` subclass supplies the model: ``build`` (modules and optimizers), ``train_step``
+(one batch of indices -> detached batch sums of its ``term_names``), the per-epoch rows and the
+figures. The base class owns everything else, so every model kind gets the same guarantees:
+
+- the data order of epoch e is a permutation seeded by (seed, e);
+- the checkpoint holds every module and optimizer state, the RNG states, the position inside the
+  epoch and the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on the
+  CPU) to an uninterrupted one;
+- Ctrl-C saves a checkpoint at the next step; a NaN/Inf loss stops before the update;
+- ``losses.csv``, ``metrics.json``, ``loss_curves.png`` and the model's figures in the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from probgen.config import PerfConfig, from_dict, to_dict
+from probgen.data import ImageData, Split, load_dataset
+from probgen.data.transforms import bernoulli_resample
+from probgen.errors import UserError
+from probgen.inference.svi import hot_loop
+from probgen.pipelines.batches import make_batches
+from probgen.pipelines.distributed import (
+    Dist,
+    distributed_session,
+    global_batch_draw,
+    global_sums,
+    local_sums,
+    rank_rng_state,
+    restore_rng,
+)
+from probgen.pipelines.speed import apply_speed_options
+from probgen.pipelines.training import (
+    GracefulStop,
+    NonFiniteGuard,
+    epoch_permutation,
+    log_to_file,
+    resume_config,
+)
+from probgen.plots import plot_curves
+from probgen.utils.device import resolve_device
+from probgen.utils.io import environment_info, write_csv, write_json
+from probgen.utils.progress import progress
+from probgen.utils.rundir import CHECKPOINT, prepare_run_dir
+
+log = logging.getLogger("probgen")
+
+# Train-config fields a resumed run may change; everything else must match the stored run.
+RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
+    "run": ("progress", "out", "resume", "overwrite"),
+    "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
+}
+
+
+class Trainer:
+    """One training run of a model kind; :meth:`run` trains and writes the run directory.
+
+    Subclasses set ``kind`` (the checkpoint kind and run-directory prefix), ``config_cls`` (a
+    dataclass with ``data``, ``train`` and ``run`` sections), ``term_names`` (the batch sums
+    ``train_step`` returns) and implement the hooks below.
+    """
+
+    kind: ClassVar[str]
+    config_cls: ClassVar[type]
+    term_names: ClassVar[tuple[str, ...]]
+    resumable: ClassVar[dict[str, tuple[str, ...]]] = RESUMABLE_FIELDS
+    outputs: ClassVar[tuple[str, ...]] = ("losses.csv", "loss_curves.png", "metrics.json")
+    supports_ddp: ClassVar[bool] = False  # train_step all-reduces its gradients under torchrun (DDP)
+
+    def __init__(self, cfg: Any, out: Path, resume: bool, dist: Dist | None = None):
+        self.out = out
+        self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
+        if dist.enabled and not self.supports_ddp:
+            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (DDP is wired for vae, cvae)")
+        ckpt = dist.from_main(lambda: load_checkpoint(out / CHECKPOINT, kind=self.kind)) if resume else None
+        if ckpt is not None:
+            cfg = resume_config(from_dict(self.config_cls, ckpt["config"]), cfg, self.resumable)
+        self.device = dist.device(resolve_device(cfg.train.device))
+        self.data: ImageData = load_dataset(cfg.data)
+        train = self.data.split("train")
+        test = self.data.splits.get("test")
+        if test is not None and len(test) == 0:
+            test = None
+        t = cfg.train
+        n = len(train)
+        if t.batch_size > n:
+            raise UserError(f"--batch-size: {t.batch_size} is larger than the training set ({n} images)")
+        if t.batch_size % dist.world_size:
+            raise UserError(f"--batch-size: the global batch {t.batch_size} must divide by {dist.world_size} processes")
+        self.perf: PerfConfig = getattr(cfg, "perf", None) or PerfConfig()
+        self.batches, self.placement = make_batches(
+            train.images, self.data.binary, self.device, t.batch_size, self.perf, dist.rank, dist.world_size,
+            0 if test is None else test.images.numel(),
+        )  # fmt: skip
+        on_device = self.placement == "device"  # else the uint8 images stay in host memory
+        self.train_images = self.batches.images_u8 if on_device else train.images
+        self.test_images = None if test is None else test.images.to(self.device) if on_device else test.images
+        # --binarize dynamic: train images stay grey and every batch gets a fresh Bernoulli draw
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"
+        if ckpt is None:
+            cfg = self.resolve_config(cfg)
+        self.cfg = cfg
+        self.train_labels = self.labels(train)
+        self.test_labels = self.labels(test) if test is not None else None
+        self.steps_per_epoch = n // t.batch_size  # drop_last: constant batch shapes
+        total = t.epochs * self.steps_per_epoch
+        self.total_steps = min(total, t.max_steps) if t.max_steps else total
+        torch.manual_seed(t.seed)
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.build()
+        apply_speed_options(self.speed_nets(), self.perf, self.device)
+        self.step = 0
+        self.epoch = 0  # epochs completed
+        self.batch = 0  # batches done inside the current epoch
+        self.sums = torch.zeros(len(self.term_names), dtype=torch.float64, device=self.device)
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        if ckpt is not None:
+            self._restore(ckpt)
+            log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
+
+    # --- hooks ----------------------------------------------------------------------------------
+
+    def resolve_config(self, cfg: Any) -> Any:
+        """A new run's config with data-dependent defaults filled in (e.g. the likelihood)."""
+        return cfg
+
+    def labels(self, split: Split) -> torch.Tensor | None:
+        """Per-image labels (N,) on the device, for models that need them."""
+        return None
+
+    def build(self) -> None:
+        """Create ``self.modules`` and ``self.optimizers`` (their names are the checkpoint's state keys)."""
+        raise NotImplementedError
+
+    def speed_nets(self) -> list[nn.Module]:
+        """The networks the speed options (channels_last, amp, compile) apply to."""
+        return list(self.modules.values())
+
+    def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training images ``idx`` (B,) as floats in [0, 1], resampled to {0, 1} under ``--binarize dynamic``."""
+        x = self.batches.images(idx)  # device-resident, bit-packed or prefetched by the stream's workers
+        if self.resample_binary:  # global torch RNG: checkpointed, so resume stays exact
+            x = global_batch_draw(bernoulli_resample, x, self.dist)
+        return x
+
+    def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
+        """One update on training images ``idx`` (B,); returns detached batch sums of ``term_names``.
+
+        ``check(loss)`` must run after backward and before the optimizer steps (the NaN guard).
+        """
+        raise NotImplementedError
+
+    def train_row(self, sums: torch.Tensor, n: int) -> dict[str, float]:
+        """The epoch's training row from the running sums over ``n`` images."""
+        return {name: v / max(n, 1) for name, v in zip(self.term_names, sums.tolist())}
+
+    def test_row(self) -> dict[str, float] | None:
+        """Per-image averages on the test split (None: no test split or nothing to report)."""
+        return None
+
+    def describe(self, row: dict[str, Any]) -> str:
+        """One row of the epoch's log line."""
+        return f"loss {row['loss']:.2f}"
+
+    def status(self) -> str:
+        """Extra state for the epoch's log line (e.g. the current beta)."""
+        return ""
+
+    def curves(self) -> dict[str, tuple[str, float]]:
+        """Panels of loss_curves.png: title -> (column of losses.csv, sign)."""
+        return {"loss": ("loss", 1.0)}
+
+    def extra_payload(self) -> dict[str, Any]:
+        return {}
+
+    def epoch_figures(self) -> None:
+        """Figures written at the epochs of ``--sample-epochs``."""
+
+    def final_figures(self) -> None:
+        """Figures written at the end of the run."""
+
+    def before_final_save(self) -> None:
+        """Runs once training is done, before the last checkpoint is written."""
+
+    def metrics_extra(self) -> dict[str, Any]:
+        return {}
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def _payload(self) -> dict[str, Any]:
+        """The checkpoint's content; with several processes a collective (every rank calls it)."""
+        per_rank = {"rng_ranks": self.dist.all_gather(rank_rng_state(self.device))} if self.dist.enabled else {}
+        state = {k: m.state_dict() for k, m in self.modules.items()}
+        state.update({k: o.state_dict() for k, o in self.optimizers.items()})
+        return {
+            "kind": self.kind,
+            "config": to_dict(self.cfg),
+            "image_shape": list(self.data.image_shape),
+            "data_source": self.data.source,
+            "state": state,
+            **self.extra_payload(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "sums": global_sums(self.sums, self.dist),
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "rng": rng_state(),
+            **per_rank,
+            "environment": environment_info(self.device),
+        }
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rate of each optimizer; a resumed run applies them (it may lower ``--lr``)."""
+        return {name: self.cfg.train.lr for name in self.optimizers}
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        for name, module in self.modules.items():
+            module.load_state_dict(ckpt["state"][name])
+        lrs = self.learning_rates()
+        for name, optim in self.optimizers.items():
+            optim.load_state_dict(ckpt["state"][name])
+            for group in optim.param_groups:
+                group["lr"] = lrs[name]
+        self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
+        self.sums = local_sums(ckpt["sums"], self.dist, self.device)
+        self.history = list(ckpt["history"])
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+        if self.dist.enabled:
+            restore_rng(ckpt, self.dist, self.device)
+        else:
+            set_rng_state(ckpt["rng"])
+
+    def save(self) -> None:
+        payload = self._payload()
+        if self.dist.is_main:
+            save_checkpoint(self.out / CHECKPOINT, payload)
+
+    def _train_mode(self, mode: bool) -> None:
+        for m in self.modules.values():
+            m.train(mode)
+
+    # --- training -------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        t = self.cfg.train
+        guard = self.dist.guard(self.device)
+        show = self.cfg.run.progress and self.dist.is_main
+        bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=show, initial=self.step)
+        started = time.perf_counter()
+        with GracefulStop() as stop, bar, hot_loop():
+            while self.step < self.total_steps:
+                perm = epoch_permutation(len(self.train_images), t.seed, self.epoch)
+                batches = self.batches.epoch(perm, self.batch)  # this rank's share of each global batch
+                self._train_mode(True)
+                while self.batch < self.steps_per_epoch and self.step < self.total_steps:
+                    idx = next(batches)
+                    check = functools.partial(guard.check, step=self.step)  # runs before the update
+                    self.sums += self.train_step(idx, check).double()
+                    self.step += 1
+                    self.batch += 1
+                    bar.update(1)
+                    requested = self.dist.stop_requested(stop, self.step)  # all ranks agree
+                    if self.step % t.checkpoint_every == 0 or requested:
+                        guard.raise_if_bad()
+                        self.elapsed += time.perf_counter() - started
+                        started = time.perf_counter()
+                        self.save()
+                    if requested:
+                        stop.exit(self.out)
+                if self.batch == self.steps_per_epoch:
+                    self._end_epoch(guard)
+                else:  # max_steps reached mid-epoch
+                    break
+        guard.raise_if_bad()
+        self.elapsed += time.perf_counter() - started
+        self._train_mode(False)
+        self.before_final_save()
+        self.save()
+        return self._finish()
+
+    def _rows(self, epoch: float, sums: torch.Tensor, n: int) -> list[dict[str, Any]]:
+        rows = [{"epoch": epoch, "step": self.step, "split": "train", **self.train_row(sums, n)}]
+        was = {k: m.training for k, m in self.modules.items()}
+        test = self.test_row()
+        for k, m in self.modules.items():
+            m.train(was[k])
+        if test is not None:
+            rows.append({"epoch": epoch, "step": self.step, "split": "test", **test})
+        return rows
+
+    def _end_epoch(self, guard: NonFiniteGuard) -> None:
+        guard.raise_if_bad()
+        t = self.cfg.train
+        rows = self._rows(self.epoch + 1, self.dist.all_reduce_sum(self.sums), self.steps_per_epoch * t.batch_size)
+        self.history += rows
+        self.epoch += 1
+        self.batch = 0
+        self.sums.zero_()
+        line = "  ".join(f"{r['split']} {self.describe(r)}" for r in rows)
+        status = self.status()
+        log.info("epoch %d/%d step %d%s  %s", self.epoch, t.epochs, self.step, f" {status}" if status else "", line)
+        self._write_logs()
+        if self.epoch in t.sample_epochs and self.dist.is_main:
+            self._train_mode(False)
+            self.epoch_figures()
+            self._train_mode(True)
+        self.save()
+
+    # --- outputs --------------------------------------------------------------------------------
+
+    def _write_logs(self, rows: list[dict[str, Any]] | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        rows = self.history if rows is None else rows
+        write_csv(self.out / "losses.csv", rows)
+        if not rows:
+            return
+        series: dict[str, dict[str, list[float]]] = {title: {} for title in self.curves()}
+        xs: dict[str, list[float]] = {}
+        for split in ("train", "test"):
+            sel = [r for r in rows if r["split"] == split]
+            if sel:
+                xs[split] = [r["epoch"] for r in sel]
+                for title, (key, sign) in self.curves().items():
+                    if all(key in r for r in sel):
+                        series[title][split] = [sign * r[key] for r in sel]
+        series = {k: v for k, v in series.items() if v}
+        plot_curves(series, xs, self.out / "loss_curves.png", title=f"{self.kind.upper()} on {self.data.name}")
+
+    def _finish(self) -> dict[str, Any]:
+        sums = self.dist.all_reduce_sum(self.sums)
+        if not self.dist.is_main:
+            return {}
+        self._train_mode(False)
+        self.final_figures()
+        rows = list(self.history)
+        if self.batch:  # stopped by --max-steps inside an epoch: report the partial epoch too
+            frac = self.epoch + self.batch / self.steps_per_epoch
+            rows += self._rows(frac, sums, self.batch * self.cfg.train.batch_size)
+            self._train_mode(False)
+        self._write_logs(rows)
+        final = {r["split"]: r for r in rows}  # the last row of each split
+        metrics = {
+            "kind": self.kind,
+            "dataset": self.data.name,
+            "data_source": self.data.source,
+            "num_train": len(self.train_images),
+            "num_test": 0 if self.test_images is None else len(self.test_images),
+            **self.metrics_extra(),
+            "steps": self.step,
+            "epochs_completed": self.epoch,
+            "train_seconds": self.elapsed,
+            "images_per_second": self.step * self.cfg.train.batch_size / max(self.elapsed, 1e-9),
+            "world_size": self.dist.world_size,
+            "data_placement": self.placement,
+            "final": final,
+            "units": "nats per image (averages over the split); bits/dim = nats / (pixels * ln 2)",
+            "environment": environment_info(self.device),
+        }
+        write_json(self.out / "metrics.json", metrics)
+        return metrics
+
+
+def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
+    """Train ``trainer_cls``'s model as configured; returns the run directory."""
+    with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
+        out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, trainer_cls.kind, cfg.data.dataset))
+        with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():
+            trainer = trainer_cls(cfg, out, resuming, dist)
+            if not resuming and dist.is_main:
+                env = environment_info(trainer.device)
+                write_json(out / "config.json", {**to_dict(trainer.cfg), "environment": env})
+            log.info("run directory: %s%s", out, f" ({dist.world_size} processes)" if dist.enabled else "")
+            trainer.run()
+            log.info("done: %s (%s)", out, ", ".join(trainer.outputs))
+    return out

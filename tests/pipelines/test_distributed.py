@@ -1,0 +1,168 @@
+"""torchrun + DDP on the CPU (gloo, 2 processes) against a single process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from probgen.checkpoint import load_checkpoint
+from probgen.data.transforms import bernoulli_resample
+from probgen.errors import UserError
+from probgen.pipelines.batches import batch_indices
+from probgen.pipelines.distributed import Dist, GlobalBatchNoise, gather_rows, global_batch_draw, shard_range
+from probgen.pipelines.fit_vae import VAETrainer, fit_vae
+from probgen.utils.io import read_csv
+from tests.conftest import TINY_FLAGS, tiny_vae_config
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node nproc tests/pipelines/ddp_worker.py ARGS` (probgen's CLI on each rank)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    cmd += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(WORKER), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+# --- pure pieces ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, world", [(10, 3), (7, 2), (2, 4), (0, 2), (64, 1)])
+def test_shard_range_partitions_the_points_in_order(n, world):
+    shards = [shard_range(n, r, world) for r in range(world)]
+    assert [i for s in shards for i in s] == list(range(n))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_rank_slices_of_a_step_are_the_single_process_batch():
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(3))
+    for step in range(3):
+        shards = [batch_indices(perm, step, 32, r, 4) for r in range(4)]
+        assert torch.equal(torch.cat(shards), batch_indices(perm, step, 32))
+        assert torch.equal(batch_indices(perm, step, 32), perm[step * 32 : (step + 1) * 32])
+
+
+def test_gather_rows_in_one_process_is_identity():
+    t = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(gather_rows(t, Dist()), t)
+
+
+def _toy_guide(x: torch.Tensor) -> None:
+    """Elementwise in x (so batching cannot change its numbers); a global site and a local one."""
+    pyro.sample("g", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", x.shape[0], dim=-1):
+        pyro.sample("z", dist.Normal(x, x.exp()).to_event(1))
+
+
+def test_global_batch_noise_gives_each_rank_the_single_process_draws():
+    x = torch.randn(12, 3)
+    pyro.set_rng_seed(5)
+    full = pyro.poutine.trace(_toy_guide).get_trace(x)
+    for rank in range(3):
+        pyro.set_rng_seed(5)  # every rank follows the same stream
+        with GlobalBatchNoise(rank, 3):
+            tr = pyro.poutine.trace(_toy_guide).get_trace(x[rank * 4 : (rank + 1) * 4])
+        assert torch.equal(tr.nodes["z"]["value"], full.nodes["z"]["value"][rank * 4 : (rank + 1) * 4])
+        assert torch.equal(tr.nodes["g"]["value"], full.nodes["g"]["value"])  # global sites: same on all ranks
+        assert tr.nodes["z"]["fn"].batch_shape == (4,)  # log-densities stay those of the rank's slice
+
+
+def test_dynamic_binarisation_draws_each_rank_its_slice_of_the_global_draw():
+    x = torch.rand(8, 1, 4, 4)
+    torch.manual_seed(2)
+    full = bernoulli_resample(x)
+    for rank in range(2):
+        torch.manual_seed(2)
+        part = global_batch_draw(bernoulli_resample, x[rank * 4 : (rank + 1) * 4], Dist(rank=rank, world_size=2))
+        assert torch.equal(part, full[rank * 4 : (rank + 1) * 4])
+
+
+# --- torchrun end to end ---------------------------------------------------------------------------------
+
+
+def _flags(out: Path, max_steps: int, *extra: str) -> list[str]:
+    return [
+        "fit", "vae", *TINY_FLAGS, "--lr", "2e-3", "--epochs", "3", "--checkpoint-every", "4",
+        "--max-steps", str(max_steps), "--device", "cpu", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_torchrun_matches_one_process_writes_on_rank0_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "no-data"))
+    # 2 processes x 16 images = the global batch 32; 9 steps per epoch; stop mid-epoch 2, then resume
+    part = torchrun(_flags(tmp_path / "ddp", 13))
+    assert part.returncode == 0, part.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    assert ckpt["step"] == 13 and len(ckpt["rng_ranks"]) == 2
+    resumed = torchrun(_flags(tmp_path / "ddp", 22, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    cfg = tiny_vae_config(tmp_path / "single", epochs=3, max_steps=22, checkpoint_every=4)
+    cfg.data.data_root = None
+    single = fit_vae(cfg)
+    a, b = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt"), load_checkpoint(single / "checkpoint.pt")
+    assert a["step"] == b["step"] == 22
+    for name, value in b["state"]["model"].items():
+        torch.testing.assert_close(a["state"]["model"][name], value, rtol=1e-4, atol=2e-6, msg=name)
+    rows_a, rows_b = read_csv(tmp_path / "ddp" / "losses.csv"), read_csv(single / "losses.csv")
+    assert [(r["epoch"], r["split"]) for r in rows_a] == [(r["epoch"], r["split"]) for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b):
+        assert float(ra["elbo"]) == pytest.approx(float(rb["elbo"]), rel=1e-6)
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    log = (tmp_path / "ddp" / "log.txt").read_text()
+    assert log.count("epoch 1/3") == 1 and log.count("(2 processes)") == 2  # one writer, two launches
+
+    # one process resumes the 2-process checkpoint (another world size): 4 more steps as from the single run
+    for out in (tmp_path / "ddp", single):
+        cfg = tiny_vae_config(out, epochs=3, max_steps=26, checkpoint_every=4)
+        cfg.data.data_root, cfg.run.resume = None, True  # as the torchrun runs (data root from $PROBGEN_DATA)
+        fit_vae(cfg)
+    c, d = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt"), load_checkpoint(single / "checkpoint.pt")
+    assert c["step"] == d["step"] == 26
+    for name, value in d["state"]["model"].items():
+        torch.testing.assert_close(c["state"]["model"][name], value, rtol=1e-4, atol=2e-6, msg=name)
+
+
+def test_torchrun_user_error_on_rank0_stops_every_rank(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "no-data"))
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "something").write_text("x")
+    res = torchrun(_flags(out, 2), timeout=120)  # rank 0 refuses the occupied --out; rank 1 must not hang
+    assert res.returncode != 0
+    assert res.stderr.count("probgen: error: --out") == 2, res.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["something"]
+
+
+def test_global_batch_must_divide_by_processes(tmp_path):
+    cfg = tiny_vae_config(tmp_path / "odd", batch_size=30)
+    with pytest.raises(UserError, match="--batch-size: the global batch 30 must divide by 4 processes"):
+        VAETrainer(cfg, tmp_path / "odd", False, Dist(rank=0, world_size=4))  # raises before any collective
+
+
+def test_kinds_without_ddp_refuse_torchrun(tmp_path):
+    from probgen.config import FitVAEGANConfig
+    from probgen.pipelines.fit_vaegan import VAEGANTrainer
+
+    base = tiny_vae_config(tmp_path / "gan")
+    cfg = FitVAEGANConfig(data=base.data, model=base.model, train=base.train, run=base.run)
+    with pytest.raises(UserError, match="torchrun: `fit vaegan` trains in one process only"):
+        VAEGANTrainer(cfg, tmp_path / "gan", False, Dist(rank=0, world_size=2))

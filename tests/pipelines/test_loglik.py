@@ -1,0 +1,113 @@
+import json
+import math
+
+import pytest
+import torch
+
+from probgen.checkpoint import save_checkpoint
+from probgen.cli import main
+from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
+from probgen.errors import UserError
+from probgen.pipelines.fit_vae import fit_vae
+from probgen.pipelines.loglik import loglik
+from probgen.utils.io import read_csv
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+FAST = [
+    "--num-data", "4", "--points-per-batch", "3", "--chains", "2", "--warmup", "40", "--samples", "40",
+    "--leapfrog-steps", "4", "-k", "200", "--ais-steps", "100", "--no-progress", "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny MLP VAE (latent 2) trained for 3 epochs on 320 procedural dSprites images."""
+    root = tmp_path_factory.mktemp("vae")
+    cfg = FitVAEConfig(
+        data=DataConfig(dataset="dsprites", limit=320, data_root=str(root / "no-data")),
+        model=VAEConfig(arch="mlp", hidden_dims=(64,), latent_dim=2),
+        train=TrainConfig(epochs=3, batch_size=32, lr=3e-3, seed=0),
+        run=RunConfig(out=str(root / "run"), progress=False),
+    )
+    return fit_vae(cfg) / "checkpoint.pt"
+
+
+def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path, capsys):
+    out = tmp_path / "ll"
+    assert main(["loglik", "--ckpt", str(ckpt), *FAST, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "appendix-d" in printed and "bits/dim" in printed
+    assert {"loglik.json", "loglik.csv", "chains.nc"} <= {p.name for p in out.iterdir()}
+    assert len(list(out.glob("trace_dp*.png"))) == 2 and len(list(out.glob("rank_dp*.png"))) == 2
+    report = json.loads((out / "loglik.json").read_text())
+    res = report["results"]
+    assert list(res) == ["elbo", "iwae", "appendix-d", "ais"]
+    for r in res.values():
+        assert r["num_data"] == 4 and r["log_px_mean"] < 0  # binary pixels: p(x) <= 1
+        assert r["bits_per_dim_mean"] == pytest.approx(-r["log_px_mean"] / (4096 * math.log(2)))
+    # ELBO <= IWAE <= AIS (here IWAE with a 3-epoch encoder is tens of nats below AIS)
+    assert res["elbo"]["log_px_mean"] < res["iwae"]["log_px_mean"] < res["ais"]["log_px_mean"]
+    assert res["elbo"]["log_px_mean"] < res["appendix-d"]["log_px_mean"]
+    assert not any("exceeds" in w for w in report["warnings"])
+    diag = report["diagnostics"]
+    assert diag["num_points"] == 4 and 0 <= diag["num_failed"] <= 4 and diag["rhat_max"] > 0.99
+    assert report["data_dim"] == 4096 and report["latent_dim"] == 2 and report["config"]["chains"] == 2
+    rows = read_csv(out / "loglik.csv")
+    assert [int(r["datapoint"]) for r in rows] == list(range(4))
+    assert {"log_px_ais", "bits_per_dim_iwae", "rhat", "ess_bulk", "failed"} <= set(rows[0])
+    # `probgen diagnose` reads the chains back
+    assert main(["diagnose", str(out / "chains.nc")]) == 0
+    text = capsys.readouterr().out
+    assert "r_hat" in text and "ess_bulk" in text and "4 data points x 2 latents" in text
+    assert main(["diagnose", str(out), "--json", "--rhat-max", "1.5"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["num_points"] == 4 and summary["rhat_threshold"] == 1.5
+
+
+def test_existing_results_are_not_overwritten(ckpt, tmp_path, capsys):
+    out = tmp_path / "ll"
+    argv = ["loglik", "--ckpt", str(ckpt), *FAST, "--method", "elbo", "-k", "10", "--out", str(out)]
+    assert main(argv) == 0
+    before = (out / "loglik.json").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "loglik.json").read_bytes() == before
+    assert main([*argv, "--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["elbo"]["num_samples"] == 10
+
+
+def test_a_gan_checkpoint_is_a_one_line_user_error(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "gan.pt", {"kind": "gan", "config": {}, "state": {}})
+    assert main(["loglik", "--ckpt", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'gan'" in err and "vae" in err
+
+
+def test_nuts_reference_path(ckpt, tmp_path):
+    cfg = LoglikConfig(
+        ckpt=str(ckpt), num_data=1, method="appendix-d", sampler="nuts", chains=2, warmup=30, samples=30,
+        out=str(tmp_path / "nuts"), progress=False, device="cpu",
+    )  # fmt: skip
+    report = loglik(cfg)
+    r = report["results"]["appendix-d"]
+    assert r["sampler"] == "nuts" and r["log_px_mean"] < 0
+    assert report["diagnostics"]["num_points"] == 1
+
+
+def test_bad_flags_name_themselves():
+    with pytest.raises(UserError, match="--method"):
+        LoglikConfig(method="bdmc")
+    with pytest.raises(UserError, match="--shrink"):
+        LoglikConfig(shrink=1.5)
+    with pytest.raises(UserError, match="--ckpt"):
+        loglik(LoglikConfig())

@@ -1,0 +1,109 @@
+"""Every report experiment (experiments/r*.py) runs end to end with --smoke and writes sane outputs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from torchvision.datasets import CIFAR10
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+CHECKED = [
+    "r1_chest_xray_study",
+    "r2_chest_xray_4layer",
+    "r3_celeba_dsprites_bitmoji",
+    "r4_cifar10_gan_early_stop",
+    "r5_mnist_latent_study",
+]
+
+
+def test_every_experiment_is_checked():
+    assert sorted(p.stem for p in EXPERIMENTS.glob("r*.py")) == sorted(CHECKED)
+
+
+@pytest.fixture
+def run_smoke(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    monkeypatch.setenv("PROBGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PROBGEN_DATA", raising=False)
+    for attr in ("train_list", "test_list", "meta"):  # the CIFAR smoke fixture re-sets these: restore them
+        monkeypatch.setattr(CIFAR10, attr, getattr(CIFAR10, attr))
+
+    def run(name: str) -> tuple[dict, Path]:
+        out = tmp_path / name
+        module = importlib.import_module(name)
+        summary = module.main(["--smoke", "--out", str(out)])
+        assert json.loads((out / "summary.json").read_text())["mode"] == "smoke"
+        return summary, out
+
+    yield run
+    for name in CHECKED + ["common", "digit_classifier"]:
+        sys.modules.pop(name, None)
+
+
+def _fd_ok(row: dict, metric: str) -> None:
+    assert math.isfinite(row[metric]) and row[metric] >= 0
+    assert row[f"{metric}_N"] >= 2 and row[f"{metric}_features"].startswith("domain-") and row[f"{metric}_resize"]
+
+
+def test_r1(run_smoke):
+    s, out = run_smoke("r1_chest_xray_study")
+    assert len(s["runs"]) == 2 and (out / "combined_total_loss.png").stat().st_size > 1000
+    for row in s["runs"]:
+        run = out / row["run"]
+        assert (run / "samples_epoch_2.png").exists() and (run / "loss_curves.png").exists()
+        assert row["obs_scale"] == 0.1 and math.isfinite(row["final_train_loss_nats"])
+        _fd_ok(row, "FD-chest-xray")
+    assert (out / "results.csv").exists() and (out / "results.md").read_text().startswith("| run |")
+
+
+def test_r2(run_smoke):
+    s, out = run_smoke("r2_chest_xray_4layer")
+    assert [r["run"] for r in s["runs"]] == ["vae_bottleneck", "ae_no_bottleneck"]
+    for row in s["runs"]:
+        assert (out / row["run"] / "reconstructions_test32.png").exists()
+        assert row["final_train_loss_nats"] > 0  # Bernoulli NLL of grey images is positive
+        _fd_ok(row, "FD-chest-xray")
+    assert (out / "combined_loss.png").exists()
+
+
+@pytest.mark.slow  # 3 VAE fits, 9 loglik estimates (HMC, IWAE, AIS), 3 GAN fits + evals: ~1-5 min on 2 cores
+def test_r3(run_smoke):
+    s, out = run_smoke("r3_celeba_dsprites_bitmoji")
+    ll = s["loglik"]
+    assert {(r["dataset"], r["method"]) for r in ll} >= {("dsprites", "appendix-d"), ("dsprites", "ais"),
+                                                         ("celeba", "iwae")}  # fmt: skip
+    for r in ll:
+        assert math.isfinite(r["log_px_nats"]) and r["N"] == 2
+        if r["likelihood"] == "bernoulli":  # a probability of binary data: log p(x) <= 0, bits/dim in (0, 2)
+            assert r["log_px_nats"] < 0 and 0 < r["bits_per_dim"] < 2
+    assert (out / "dsprites_best_samples_10x10.png").exists() and (out / "celeba_best_samples_10x10.png").exists()
+    gans = s["gan_variants"]
+    assert len(gans) == 2 and gans[0]["resumed_checkpoint_states"] == "discriminator,generator,opt_d,opt_g"
+    assert all(g["metric"] == "FD-bitmoji" and g["N_generated"] == 16 and g["epochs"] == 2 for g in gans)
+    assert (out / "loglik.md").exists() and (out / "gan_variants.csv").exists()
+
+
+def test_r4(run_smoke):
+    s, out = run_smoke("r4_cifar10_gan_early_stop")
+    assert s["metric"] == "FD-cifar10" and s["num_generated"] == 16 and s["resize"]
+    assert 1 <= len(s["history"]) <= 3 and s["epochs_completed"] == len(s["history"])
+    best = min(r["FD-cifar10"] for r in s["history"])
+    assert s["best"]["value"] == pytest.approx(best)
+    assert s["early_stopping"]["stopped"] or s["epochs_completed"] == 3
+    assert {"eval_curve.png", "loss_curves.png", "samples.png"} <= set(s["figures"])
+
+
+def test_r5(run_smoke):
+    s, out = run_smoke("r5_mnist_latent_study")
+    for tag in ("latent2", "dropout_both"):
+        assert (out / tag / "manifold.png").exists() and (out / tag / "latents.png").exists()
+    clf = s["classifier"]
+    assert [r["real_fraction"] for r in clf] == [0.2, 0.5, 1.0]
+    assert [r["num_real"] for r in clf] == [24, 60, 120] and all(r["num_generated"] == 200 for r in clf)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["num_test"] == 40 for r in clf)
+    assert math.isfinite(s["vaegan_final"]["train"]["elbo"])
