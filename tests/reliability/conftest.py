@@ -17,8 +17,8 @@ from tests.pipelines.test_fit_gan import GAN_FLAGS as TINY_GAN_FLAGS
 
 STEPS = 90
 FLAGS = [*TINY_FLAGS, "--epochs", "10", "--max-steps", str(STEPS), "--checkpoint-every", "1"]
-GAN_STEPS = 60  # 4 steps per epoch with the tiny GAN flags
-GAN_FLAGS = [*TINY_GAN_FLAGS, "--epochs", "20", "--max-steps", str(GAN_STEPS), "--checkpoint-every", "1"]
+GAN_STEPS = 40  # 4 steps per epoch with the tiny GAN flags
+GAN_FLAGS = [*TINY_GAN_FLAGS, "--epochs", "10", "--max-steps", str(GAN_STEPS), "--checkpoint-every", "1"]
 KINDS = {"vae": (FLAGS, STEPS), "gan": (GAN_FLAGS, GAN_STEPS)}
 
 

@@ -19,9 +19,11 @@ def _assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.timeout(1500)  # eleven process starts; minutes on a shared 2-core machine
 @pytest.mark.parametrize("kind", ["vae", "gan"])
 def test_training_survives_ten_sigkills(tmp_path, reference_run, kind):
     flags, steps = KINDS[kind]
+    reference = reference_run(kind)
     rng = random.Random(1234)
     out = tmp_path / "run"
     ckpt = out / "checkpoint.pt"
@@ -46,5 +48,5 @@ def test_training_survives_ten_sigkills(tmp_path, reference_run, kind):
     assert proc.returncode == 0, err
     assert load_checkpoint(ckpt)["step"] == steps
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # stale temp files were swept
-    _assert_same(model_state(out), model_state(reference_run(kind)))
+    _assert_same(model_state(out), model_state(reference))
     assert steps_seen == sorted(steps_seen)  # every resume made progress from the last checkpoint
