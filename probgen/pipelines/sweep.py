@@ -9,8 +9,9 @@ config) is skipped, an interrupted one is resumed from its checkpoint, and a gri
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
 row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
-log-likelihood / FID-FD columns when ``loglik.json`` / ``eval.json`` exist in the run directory,
-written by `probgen loglik` / `probgen eval`: one column per metric of ``eval.json``, e.g. ``FID``,
+log-likelihood / FID-FD columns when `probgen loglik` / `probgen eval` have written
+``loglik/loglik.json`` / ``eval.json`` in the run directory: ``loglik_<method>`` and
+``loglik_<method>_bpd`` per estimator, and one column per metric of ``eval.json``, e.g. ``FID`` or
 ``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
 an autoencoder, per epoch of every run, train and test panels).
 """
@@ -21,7 +22,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import math
 import re
 import typing
 from collections.abc import Callable
@@ -270,22 +270,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _find_number(obj: Any, keys: tuple[str, ...]) -> tuple[str, float] | None:
-    """The first number found under one of ``keys`` (searched breadth-first, key order first)."""
-    queue = [obj]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            for k in keys:
-                v = node.get(k)
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    return k, float(v)
-            queue += [v for v in node.values() if isinstance(v, (dict, list))]
-        elif isinstance(node, list):
-            queue += [v for v in node if isinstance(v, (dict, list))]
-    return None
-
-
 def _run_row(run_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {}
     metrics = _read_json(run_dir / "metrics.json") or {}
@@ -296,14 +280,15 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
                 row[f"{split}_{key}"] = final[split][key]
     if metrics:
         row["steps"] = metrics.get("steps")
-    loglik = _read_json(run_dir / "loglik.json")
-    if loglik is not None:
-        hit = _find_number(loglik, ("log_px", "loglik", "log_likelihood", "ais", "iwae", "estimate"))
-        bpd = _find_number(loglik, ("bits_per_dim", "bpd"))
-        if hit:
-            row["loglik_nats"] = hit[1]
-        if bpd:
-            row["loglik_bits_per_dim"] = bpd[1]
+    # `probgen loglik` writes <run>/loglik/loglik.json by default: {"results": {method: {"log_px_mean", ...}}}
+    loglik = _read_json(run_dir / "loglik" / "loglik.json") or _read_json(run_dir / "loglik.json")
+    results = loglik.get("results") if isinstance(loglik, dict) else None
+    if isinstance(results, dict):
+        for method, r in results.items():
+            if isinstance(r, dict) and isinstance(r.get("log_px_mean"), (int, float)):
+                row[f"loglik_{method}"] = float(r["log_px_mean"])
+                if isinstance(r.get("bits_per_dim_mean"), (int, float)):
+                    row[f"loglik_{method}_bpd"] = float(r["bits_per_dim_mean"])
     ev = _read_json(run_dir / "eval.json")  # `probgen eval`: {"metrics": {"FID": {"value"}, "KID": {"mean"}, ...}}
     metrics_ev = ev.get("metrics") if isinstance(ev, dict) else None
     if isinstance(metrics_ev, dict):
@@ -339,8 +324,9 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
     lines += ["| " + " | ".join(_md_cell(r.get(c)) for c in cols) + " |" for r in rows]
     units = (
         "\n\nELBO terms are per-image averages in nats (recon = E_q log p(x|z), elbo = recon - kl) from each "
-        "run's metrics.json; loglik_* come from loglik.json and FID / FD-<dataset> / KD / IS (with N) from "
-        "eval.json when present.\n"
+        "run's metrics.json; loglik_<method> (log p(x) in nats per image, mean over the evaluated split) and "
+        "loglik_<method>_bpd from loglik/loglik.json, and FID / FD-<dataset> / KD / IS (with N) from eval.json, "
+        "when present.\n"
     )
     from probgen.checkpoint import atomic_write
 

@@ -100,10 +100,13 @@ def test_config_file_grid_and_failed_runs(tmp_path, capsys):
 def test_table_reads_loglik_and_eval_results_when_present(tmp_path):
     run = tmp_path / "beta=1"
     run.mkdir()
-    (run / "loglik.json").write_text(json.dumps({"estimates": {"ais": {"log_px": -52.5, "bits_per_dim": 0.018}}}))
+    (run / "loglik").mkdir()
+    results = {"iwae": {"log_px_mean": -52.5, "bits_per_dim_mean": 0.018}, "elbo": {"log_px_mean": -55.0}}
+    (run / "loglik" / "loglik.json").write_text(json.dumps({"results": results}))
     metrics = {"FD-dsprites": {"value": 3.25, "num_generated": 1000}, "KD-dsprites": {"mean": 0.5, "std": 0.1}}
     (run / "eval.json").write_text(json.dumps({"metrics": metrics}))
     write_table(tmp_path, [{"beta": 1.0}], ["beta=1"], {"beta=1": "done"})
     (row,) = read_csv(tmp_path / "sweep.csv")
-    assert float(row["loglik_nats"]) == -52.5 and float(row["loglik_bits_per_dim"]) == 0.018
+    assert float(row["loglik_iwae"]) == -52.5 and float(row["loglik_iwae_bpd"]) == 0.018
+    assert float(row["loglik_elbo"]) == -55.0 and "loglik_elbo_bpd" not in row
     assert float(row["FD-dsprites"]) == 3.25 and row["FD-dsprites_n"] == "1000" and float(row["KD-dsprites"]) == 0.5
