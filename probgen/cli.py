@@ -276,6 +276,7 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
         help=f"importance samples per data point for IWAE and the ELBO (default: {default_k})",
     )
     add_config_args(p, LoglikConfig, skip=("ckpt", "iwae_samples"))
+    _add_config_file_flag(p, LoglikConfig)
     p.set_defaults(handler=_run_loglik)
 
 

@@ -555,7 +555,14 @@ class LoglikConfig:
     chains: int = _help("HMC chains per data point, also the number of AIS chains", default=8)
     warmup: int = _help("HMC warm-up (adaptation) transitions per chain", default=500)
     samples: int = _help("HMC draws per chain in each Appendix D stage (fit, then estimate)", default=1000)
-    leapfrog_steps: int = _help("leapfrog steps per HMC transition (HMC and AIS)", default=10)
+    trajectory_length: float = _help(
+        "HMC trajectory length in units of the adapted posterior scale (leapfrog steps = this / median step size); "
+        "0: use --leapfrog-steps",
+        default=2.5,
+    )
+    leapfrog_steps: int = _help(
+        "leapfrog steps per AIS temperature (and per HMC transition if --trajectory-length 0)", default=10
+    )
     target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8)
     adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True)
     shrink: float = _help(
@@ -588,6 +595,7 @@ class LoglikConfig:
         _check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
         _check(self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
         _check(self.leapfrog_steps >= 1, "leapfrog_steps", f"must be >= 1, got {self.leapfrog_steps}")
+        _check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
         _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
         _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
         _check(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")

@@ -9,16 +9,20 @@ Four samplers on the same conv decoder, the same 64 binary 64x64 images and the 
 - ``floor``: stock ``pyro.infer.NUTS`` on the model, one data point (and one chain) at a time, on the
   first ``--floor-points`` points; its ESS/s summed over points is what per-point Pyro gives per second.
 - ``naive``: stock ``pyro.infer.HMC`` on the model with all N points under its plate: one chain over
-  N x D dimensions, one step size and one accept test (run with a fixed number of leapfrog steps,
+  N x D dimensions, one step size and one accept test (run with probgen's number of leapfrog steps,
   so that a collapsing step size shows as lost ESS, not as an exploding trajectory).
 
-The images are drawn from the decoder at z ~ N(0, I) with its output layer scaled by ``--sharpness``,
-so that each image pins its z down (the printed posterior sd is well below the prior's 1).
+probgen sets its number of leapfrog steps from ``--trajectory-length`` and its adapted step sizes;
+the ceiling and the naive sampler use the same number.
+
+The VAE is trained for ``--train-steps`` SVI steps on procedural dSprites (or loaded with ``--ckpt``)
+and the data are held-out images, so that each posterior is much narrower than the prior (the
+script prints the mean posterior sd).
 Decoder-gradient evaluations are counted by a forward hook (rows of z through the decoder). probgen
 and the ceiling are timed in alternating blocks after warm-up (machine noise hits both alike).
 
-    python experiments/benchmarks/hmc_throughput.py [--points 64] [--chains 2] [--warmup 50] [--samples 100]
-        [--leapfrog-steps 8] [--floor-points 2] [--device cpu] [--threads N] [--quick]
+    python experiments/benchmarks/hmc_throughput.py [--points 64] [--chains 2] [--warmup 100] [--samples 50]
+        [--trajectory-length 2.5] [--floor-points 2] [--device cpu] [--threads N] [--quick]
 
 The last lines are ``vs_ceiling: X.XX`` (decoder-gradient evaluations/s, probgen / ceiling, after
 warm-up) and ``vs_floor: Y.Y`` (bulk ESS/s summed over data points, probgen / floor, warm-up included).
@@ -39,10 +43,14 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import HMC, MCMC, NUTS
 
-from probgen.config import VAEConfig
+from probgen.config import DataConfig, VAEConfig
+from probgen.data import load_dataset, to_unit
+from probgen.inference.elbo import make_elbo
 from probgen.inference.hmc import BatchedHMC, run_hmc
-from probgen.inference.potential import from_pyro_model
+from probgen.inference.potential import encoder_proposal, from_pyro_model
+from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
+from probgen.pipelines.fit_vae import load_vae
 from probgen.utils.device import resolve_device
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -104,54 +112,94 @@ def ceiling_transition(decoder, x, z, u, g, eps, inv_mass, num_steps, jitter):  
     return torch.where(a3, zn, z), torch.where(acc, un, u), torch.where(a3, gn, g)
 
 
+def train_vae(args: argparse.Namespace, device: torch.device) -> VAE:
+    """A conv VAE trained for ``--train-steps`` SVI steps on procedural dSprites (its posteriors are informative).
+
+    Adam 1e-3, batch 32, analytic KL: this small conv VAE leaves its posterior-collapsed start after ~700 steps.
+    """
+    data = load_dataset(DataConfig(dataset="dsprites", limit=args.train_images + 5 * args.points, test_fraction=0.2))
+    images = data.split("train").images
+    if args.quick:
+        images = images[..., ::4, ::4]  # 16 x 16
+    cfg = VAEConfig(
+        latent_dim=args.latent_dim,
+        conv_channels=tuple(int(v) for v in args.conv_channels.split(",")),
+        hidden_dims=(args.hidden,),
+        likelihood="bernoulli",
+    )
+    torch.manual_seed(args.seed)
+    vae = VAE(cfg, tuple(images.shape[1:])).to(device)
+    elbo = make_elbo("tracemeanfield")
+    loss_fn = elbo(vae.model, vae.guide)
+    optim = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    with hot_loop():
+        for _ in range(args.train_steps):
+            idx = torch.randint(len(images), (32,))
+            terms = svi_step(loss_fn, elbo, optim, to_unit(images[idx]).to(device), 1.0)
+    loss, recon, kl = (terms / 32).tolist()
+    print(f"trained the VAE for {args.train_steps} steps in {time.perf_counter() - t0:.0f} s: "
+          f"last batch -ELBO {loss:.1f} nats (recon {-recon:.1f}, KL {kl:.1f})")  # fmt: skip
+    return vae
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=64)
     ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--samples", type=int, default=100)
-    ap.add_argument("--leapfrog-steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--trajectory-length", type=float, default=2.5, help="probgen: leapfrog steps = this / step size")
+    ap.add_argument("--naive-chains", type=int, default=1, help="chains of the plate-batched Pyro HMC")
     ap.add_argument("--floor-points", type=int, default=2, help="data points the per-point NUTS floor runs on")
     ap.add_argument("--latent-dim", type=int, default=10)
     ap.add_argument("--conv-channels", default="16,16,16,16")
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--sharpness", type=float, default=3.0, help="scale of the decoder's output layer")
-    ap.add_argument("--block", type=int, default=10, help="transitions per timed block (probgen vs ceiling)")
+    ap.add_argument("--train-steps", type=int, default=1000, help="SVI steps (batch 32) that train the VAE")
+    ap.add_argument("--train-images", type=int, default=4000, help="procedural dSprites images to train on")
+    ap.add_argument("--ckpt", default=None, help="use this trained Bernoulli VAE checkpoint instead of training one")
+    ap.add_argument("--init", choices=("encoder", "prior"), default="encoder", help="where all chains start")
+    ap.add_argument("--speed-rounds", type=int, default=6, help="alternating timed blocks of probgen and ceiling")
+    ap.add_argument("--block", type=int, default=2, help="transitions per timed block (probgen vs ceiling)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs")
     args = ap.parse_args()
     if args.quick:
-        args.points, args.chains, args.warmup, args.samples, args.leapfrog_steps = 4, 2, 10, 20, 3
+        args.points, args.chains, args.warmup, args.samples, args.trajectory_length = 4, 2, 10, 20, 1.0
         args.floor_points, args.latent_dim, args.conv_channels, args.hidden, args.block = 1, 3, "4,4", 16, 5
+        args.train_steps, args.train_images = 20, 200
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     pyro.set_rng_seed(args.seed)
-    c, n, d, L = args.chains, args.points, args.latent_dim, args.leapfrog_steps
+    c, n, d = args.chains, args.points, args.latent_dim
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     # --- decoder and data ---------------------------------------------------------------------------
-    cfg = VAEConfig(
-        latent_dim=d,
-        conv_channels=tuple(int(v) for v in args.conv_channels.split(",")),
-        hidden_dims=(args.hidden,),
-        likelihood="bernoulli",
-    )
-    size = 64 if not args.quick else 16
-    vae = VAE(cfg, (1, size, size)).to(device).eval().requires_grad_(False)
-    with torch.no_grad():
-        last = [m for m in vae.decoder.body if isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.Linear))][-1]
-        last.weight.mul_(args.sharpness)
-        z_true = torch.randn(n, d, device=device)
-        x = torch.bernoulli(torch.sigmoid(vae.decoder(z_true)))  # (N, 1, H, W) binary
+    if args.ckpt:
+        vae, _ = load_vae(args.ckpt, device)
+        if vae.cfg.likelihood != "bernoulli":
+            raise SystemExit("--ckpt: the ceiling's hand-written density is Bernoulli; give a binary-data VAE")
+        d = vae.latent_dim
+    else:
+        vae = train_vae(args, device)
+    vae = vae.eval().requires_grad_(False)
+    cfg = vae.cfg
+    data = load_dataset(DataConfig(dataset="dsprites", limit=args.train_images + 5 * n, test_fraction=0.2))
+    images = data.split("test").images[:n]
+    if args.quick:
+        images = images[..., ::4, ::4]
+    x = to_unit(images).to(device)  # (N, 1, H, W) binary, held out from training
+    size = x.shape[-1]
     counter = Counter(vae.decoder.body)
     target = from_pyro_model(vae.model, x)
-    z0 = target.sample_prior(c)
+    # every sampler starts from the same encoder draws, as `probgen loglik` does
+    z0 = encoder_proposal(vae.guide, x).sample((c,)) if args.init == "encoder" else target.sample_prior(c)
     rows = {}
 
     def report(name: str, seconds: float, evals: int, ess: np.ndarray, extra: str = "") -> dict:
@@ -172,12 +220,13 @@ def main() -> None:
 
     print(f"device {device}, torch threads {torch.get_num_threads()}, decoder {cfg.conv_channels} / {cfg.hidden_dims}, "
           f"{size}x{size} binary, latent {d}; {n} points x {c} chains; warm-up {args.warmup}, draws {args.samples}, "
-          f"{L} leapfrog steps")  # fmt: skip
+          f"trajectory length {args.trajectory_length}")  # fmt: skip
 
     # --- probgen kernel (warm-up included in its ESS/s) -----------------------------------------------
     sync()
     counter.rows, t0 = 0, time.perf_counter()
-    run = run_hmc(target.potential(), z0, args.warmup, args.samples, num_steps=L)
+    run = run_hmc(target.potential(), z0, args.warmup, args.samples, trajectory_length=args.trajectory_length)
+    L = run.num_steps  # the ceiling and the naive sampler take the same number of leapfrog steps
     sync()
     t_kernel, evals_kernel = time.perf_counter() - t0, counter.rows
     ess_kernel = min_bulk_ess(run.samples.cpu().numpy())
@@ -187,7 +236,8 @@ def main() -> None:
         t_kernel,
         evals_kernel,
         ess_kernel,
-        f"accept {run.accept_rate.mean():.2f}, step sizes {run.step_size.min():.3f}-{run.step_size.max():.3f}",
+        f"accept {run.accept_rate.mean():.2f}, step sizes {run.step_size.min():.3f}-{run.step_size.max():.3f}, "
+        f"{L} leapfrog steps",
     )
     print(f"         posterior sd (mean over points and latents): {post_sd:.3f} (prior: 1)")
 
@@ -220,7 +270,7 @@ def main() -> None:
             ceiling_draws.append(zc)
 
     times = {"probgen": [], "ceiling": []}
-    rounds = max(2, math.ceil(args.samples / args.block))
+    rounds = max(2, args.speed_rounds)
     for r in range(rounds):
         order = (("probgen", kernel_block), ("ceiling", ceiling_block))
         for name, fn in order if r % 2 == 0 else order[::-1]:
@@ -261,10 +311,11 @@ def main() -> None:
     report("floor", t_floor, counter.rows, min_bulk_ess(draws), f"accept {np.mean(accepts):.2f} (first {m} points)")
 
     # --- naive: stock Pyro HMC, all points under one plate, one accept test ---------------------------
-    draws = np.empty((c, args.samples, n, d))
+    cn = min(args.naive_chains, c)
+    draws = np.empty((cn, args.samples, n, d))
     counter.rows, t0 = 0, time.perf_counter()
     steps, accepts = [], []
-    for j in range(c):
+    for j in range(cn):
         kernel_naive = FixedStepsHMC(vae.model, num_steps=L, adapt_step_size=True, adapt_mass_matrix=True)
         mcmc = MCMC(
             kernel_naive,
@@ -284,7 +335,7 @@ def main() -> None:
         t_naive,
         counter.rows,
         min_bulk_ess(draws),
-        f"accept {np.mean(accepts):.2f}, one step size {np.mean(steps):.4f} for all points",
+        f"accept {np.mean(accepts):.2f}, one step size {np.mean(steps):.4f} for all points, {cn} chain(s)",
     )
 
     print(f"vs_ceiling: {speed['probgen'] / speed['ceiling']:.2f}")

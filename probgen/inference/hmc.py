@@ -173,7 +173,13 @@ class BatchedHMC(MCMCKernel):
     :param num_chains: chains per data point when started from ``model``'s prior.
     :param step_size: initial step size; None starts the reasonable-step-size search at 0.1.
     :param num_steps: leapfrog steps per transition (the same for all points; the trajectory length
-        of a point is its step size times this).
+        of a point is its step size times this). Ignored when ``trajectory_length`` is given.
+    :param trajectory_length: if given, the number of leapfrog steps is set to this divided by the
+        median step size over points (at most ``max_num_steps``), re-computed every 25 warm-up
+        transitions and frozen with the step sizes. With an adapted mass the unit is the posterior's
+        scale: a trajectory of ~pi/2 to pi decorrelates a Gaussian; a fixed ``num_steps`` with a small
+        adapted step size makes a random walk instead.
+    :param max_num_steps: cap on the number of leapfrog steps chosen from ``trajectory_length``.
     :param adapt_step_size: dual averaging per data point during warm-up, frozen afterwards.
     :param adapt_mass_matrix: diagonal inverse mass per data point from the warm-up windows.
     :param target_accept_prob: target of the step-size adaptation.
@@ -189,6 +195,8 @@ class BatchedHMC(MCMCKernel):
         num_chains: int = 4,
         step_size: float | None = None,
         num_steps: int = 10,
+        trajectory_length: float | None = None,
+        max_num_steps: int = 256,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         target_accept_prob: float = 0.8,
@@ -205,6 +213,10 @@ class BatchedHMC(MCMCKernel):
             raise ValueError(f"step_size must be positive, got {step_size}")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if trajectory_length is not None and not trajectory_length > 0:
+            raise ValueError(f"trajectory_length must be positive, got {trajectory_length}")
+        if max_num_steps < 1:
+            raise ValueError(f"max_num_steps must be >= 1, got {max_num_steps}")
         if not 0 < target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
         if not 0 <= jitter < 1:
@@ -214,6 +226,8 @@ class BatchedHMC(MCMCKernel):
         self.num_chains = num_chains
         self.init_step_size = step_size
         self.num_steps = num_steps
+        self.trajectory_length = trajectory_length
+        self.max_num_steps = max_num_steps
         self.adapt_step_size = adapt_step_size
         self.adapt_mass_matrix = adapt_mass_matrix
         self.target_accept_prob = target_accept_prob
@@ -303,6 +317,13 @@ class BatchedHMC(MCMCKernel):
         self._schedule = adapter.adaptation_schedule if warmup_steps > 0 else []
         if warmup_steps > 0 and self.adapt_step_size:
             self._restart_step_size()
+        self._update_num_steps()
+
+    def _update_num_steps(self) -> None:
+        """num_steps from trajectory_length / median step size (one host sync; outside transitions)."""
+        if self.trajectory_length is not None:
+            eps = float(self.step_size.median())
+            self.num_steps = max(1, min(self.max_num_steps, math.ceil(self.trajectory_length / eps)))
 
     def _init(self, z: torch.Tensor) -> HMCState:
         self._calls += 1
@@ -333,6 +354,8 @@ class BatchedHMC(MCMCKernel):
         self._calls += self.num_steps
         if self._t < self._warmup_steps:
             self._adapt(self._t, accept_prob)
+            if self._t % 25 == 24:
+                self._update_num_steps()
         else:
             self._accept_trace.append(accept_prob)
             self._diverging_trace.append(diverging)
@@ -368,6 +391,7 @@ class BatchedHMC(MCMCKernel):
         if self.adapt_step_size and self._dual is not None and self._window < len(self._schedule):
             self.step_size = torch.exp(self._dual.get_state()[1])
         self._window = len(self._schedule)
+        self._update_num_steps()
 
     def logging(self) -> dict[str, str]:
         # MCMC asks every iteration; formatting syncs with the device, so refresh every 50 only
@@ -384,6 +408,7 @@ class BatchedHMC(MCMCKernel):
             "acceptance rate": float(acc.mean()) if acc.numel() else float("nan"),
             "acceptance rate per point": acc.mean((0, 1)) if acc.numel() else None,
             "step size": self.step_size,
+            "num steps": self.num_steps,
         }
 
     def cleanup(self) -> None:
@@ -396,7 +421,7 @@ class HMCResult:
 
     samples (C, S, N, D); potential U(z) = -log p(z, x) of each draw (C, S, N) in nats; accept_prob and
     diverging (C, S, N) per post-warm-up transition; the frozen step_size (N,) and inverse_mass (N, D) or
-    None; num_grad_evals per (chain, point), warm-up included.
+    None; num_grad_evals per (chain, point), warm-up included; num_steps, the frozen leapfrog steps.
     """
 
     samples: torch.Tensor
@@ -406,6 +431,7 @@ class HMCResult:
     step_size: torch.Tensor
     inverse_mass: torch.Tensor | None
     num_grad_evals: int
+    num_steps: int = 0
 
     @property
     def accept_rate(self) -> torch.Tensor:
@@ -458,4 +484,5 @@ def run_hmc(
         step_size=kernel.step_size,
         inverse_mass=kernel.inverse_mass,
         num_grad_evals=kernel.num_grad_evals,
+        num_steps=kernel.num_steps,
     )

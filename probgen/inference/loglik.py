@@ -191,7 +191,9 @@ def appendix_d(
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
     run = run_hmc(target.potential(), z0, num_warmup, 2 * num_samples, progress=progress, desc="HMC", **hmc_options)
-    return appendix_d_from_samples(target, run, num_samples, shrink, warmup=num_warmup), run
+    return appendix_d_from_samples(
+        target, run, num_samples, shrink, warmup=num_warmup, leapfrog_steps=run.num_steps
+    ), run
 
 
 def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> torch.Tensor:

@@ -103,6 +103,7 @@ def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Te
         cfg.warmup,
         n_draws,
         num_steps=cfg.leapfrog_steps,
+        trajectory_length=cfg.trajectory_length or None,
         target_accept_prob=cfg.target_accept,
         adapt_mass_matrix=cfg.adapt_mass,
         progress=cfg.progress,
@@ -121,7 +122,10 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
     if "appendix-d" in methods:
         z0 = proposal.sample((cfg.chains,))  # (C, N, D): start near the posterior, dispersed by q
         run = _posterior_chains(cfg, vae, x, z0)
-        out["appendix-d"] = appendix_d_from_samples(target, run, cfg.samples, cfg.shrink, sampler=cfg.sampler)
+        steps = run.num_steps or None  # NUTS chooses its own
+        out["appendix-d"] = appendix_d_from_samples(
+            target, run, cfg.samples, cfg.shrink, sampler=cfg.sampler, leapfrog_steps=steps
+        )
     if "ais" in methods:
         out["ais"] = ais(target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
     return out, run

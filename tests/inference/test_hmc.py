@@ -1,3 +1,5 @@
+import math
+
 import arviz as az
 import numpy as np
 import pyro
@@ -23,16 +25,19 @@ def _one_torch_thread():
 def _moment_zscores(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
     """Errors of the posterior mean and variance of samples (C, S, N, D), in Monte Carlo standard errors.
 
-    The standard error of a mean is sd / sqrt(ESS); of a variance, var * sqrt(2 / ESS) (Gaussian
-    posterior), with ArviZ's bulk ESS of each coordinate (and of its square)."""
+    The standard error of a mean is sd / sqrt(ESS(z)); of a variance, var * sqrt(2 / ESS((z - mean)^2))
+    (Gaussian posterior), with ArviZ's bulk ESS of each coordinate. Both ESS are needed: a trajectory
+    near half a period reflects z -> -z, which decorrelates z but not z^2."""
     c, s, n, d = samples.shape
     x = samples.numpy()
+    sq = (samples - mean).square().numpy()
     ess = torch.as_tensor(np.stack([[az.ess(x[:, :, i, j]) for j in range(d)] for i in range(n)]))
+    ess_sq = torch.as_tensor(np.stack([[az.ess(sq[:, :, i, j]) for j in range(d)] for i in range(n)]))
     sd = cov.diagonal().sqrt()
     flat = samples.reshape(c * s, n, d)
     z_mean = (flat.mean(0) - mean) / (sd / ess.sqrt())
-    z_var = (flat.var(0) / cov.diagonal() - 1) / (2 / ess).sqrt()
-    return z_mean, z_var, ess
+    z_var = (flat.var(0) / cov.diagonal() - 1) / (2 / ess_sq).sqrt()
+    return z_mean, z_var, torch.minimum(ess, ess_sq)
 
 
 def test_batched_hmc_recovers_the_exact_ppca_posterior():
@@ -158,3 +163,15 @@ def test_bad_kernel_arguments_name_the_value():
         BatchedHMC(potential_fn=lambda z: z.sum(-1), target_accept_prob=1.5)
     with pytest.raises(ValueError, match="num_steps"):
         BatchedHMC(potential_fn=lambda z: z.sum(-1), num_steps=0)
+
+
+def test_trajectory_length_sets_the_number_of_leapfrog_steps():
+    pyro.set_rng_seed(4)
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.5)
+    x = m.simulate(3)
+    target = m.target(x)
+    run = run_hmc(target.potential(), target.sample_prior(2), 100, 50, trajectory_length=2.0, max_num_steps=64)
+    assert run.num_steps == min(64, math.ceil(2.0 / float(run.step_size.median())))
+    mean, cov = m.posterior(x)
+    z_mean, z_var, _ = _moment_zscores(run.samples, mean, cov)
+    assert z_mean.abs().max() < 4.5 and z_var.abs().max() < 4.5

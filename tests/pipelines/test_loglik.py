@@ -111,3 +111,24 @@ def test_bad_flags_name_themselves():
         LoglikConfig(shrink=1.5)
     with pytest.raises(UserError, match="--ckpt"):
         loglik(LoglikConfig())
+
+
+@pytest.mark.parametrize("argv", [["loglik", "--help"], ["diagnose", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage" in out and ("--iwae-samples" in out or "--rhat-max" in out)
+
+
+def test_settings_from_a_config_file(ckpt, tmp_path, capsys):
+    conf = tmp_path / "ll.toml"
+    conf.write_text('method = "iwae"\niwae_samples = 7\nnum_data = 2\n[checks]\nrhat_max = 1.05\n')
+    out = tmp_path / "ll"
+    argv = ["loglik", "--ckpt", str(ckpt), "--config", str(conf), "--no-progress", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["results"]) == ["iwae"] and report["results"]["iwae"]["num_samples"] == 7
+    assert report["num_data"] == 2 and report["config"]["checks"]["rhat_max"] == 1.05
+    assert "chains.nc" not in {p.name for p in out.iterdir()}  # no HMC ran
