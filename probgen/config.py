@@ -524,6 +524,7 @@ class SweepFlags:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+@dataclass
 class ChainCheckConfig:
     """Thresholds that decide whether HMC chains mixed (Vehtari et al. 2021)."""
 
