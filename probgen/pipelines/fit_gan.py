@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import FitGANConfig, GANConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset, to_symmetric, to_unit
+from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.metrics.harness import Harness
 from probgen.models.dcgan import Discriminator, Generator, output_range, sample_latent
@@ -150,6 +151,7 @@ class GANTrainer:
         self.device = resolve_device(t.device)
         self.data: ImageData = load_dataset(cfg.data)
         self.train_images = self.data.split("train").images.to(self.device)
+        self.resample_binary = self.data.notes.get("binarize") == "dynamic"  # MNIST --binarize dynamic
         n = len(self.train_images)
         if t.batch_size > n:
             raise UserError(f"--batch-size: {t.batch_size} is larger than the training set ({n} images)")
@@ -249,6 +251,14 @@ class GANTrainer:
             self.ema.update_parameters(self.G)
         return torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
 
+    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training images ``idx`` in the generator's range; a fresh binary draw with --binarize dynamic."""
+        images = self.train_images[idx]
+        if not self.resample_binary:
+            return to_model_range(images, self.cfg.model)
+        x01 = bernoulli_resample(to_unit(images))  # global torch RNG: checkpointed, so resume stays exact
+        return x01 * 2 - 1 if self.cfg.model.output == "tanh" else x01
+
     def run(self) -> dict[str, Any]:
         t = self.cfg.train
         guard = NonFiniteGuard(self.device)
@@ -261,7 +271,7 @@ class GANTrainer:
                 self.G.train()
                 self.D.train()
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
-                    x = to_model_range(self.train_images[perm[self.batch * B : (self.batch + 1) * B]], self.cfg.model)
+                    x = self._batch(perm[self.batch * B : (self.batch + 1) * B])
                     values = self._train_step(x, guard)
                     self.step += 1
                     self.batch += 1

@@ -13,9 +13,13 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from tests.conftest import TINY_FLAGS
+from tests.pipelines.test_fit_gan import GAN_FLAGS as TINY_GAN_FLAGS
 
 STEPS = 90
 FLAGS = [*TINY_FLAGS, "--epochs", "10", "--max-steps", str(STEPS), "--checkpoint-every", "1"]
+GAN_STEPS = 40  # 4 steps per epoch with the tiny GAN flags
+GAN_FLAGS = [*TINY_GAN_FLAGS, "--epochs", "10", "--max-steps", str(GAN_STEPS), "--checkpoint-every", "1"]
+KINDS = {"vae": (FLAGS, STEPS), "gan": (GAN_FLAGS, GAN_STEPS)}
 
 
 def probgen_cmd(*args: str) -> list[str]:
@@ -40,14 +44,35 @@ def wait_for_new_checkpoint(proc: subprocess.Popen, ckpt: Path, after: float, ti
 
 
 def model_state(run: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run / "checkpoint.pt")["state"]["model"]
+    """Every tensor of every state dict in the checkpoint (models, optimisers, EMA)."""
+    state = load_checkpoint(run / "checkpoint.pt")["state"]
+    return {f"{name}.{k}": v for name, sd in state.items() for k, v in _tensors(sd)}
+
+
+def _tensors(obj: object, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        return [(prefix, obj)]
+    if isinstance(obj, dict):
+        return [t for k, v in obj.items() for t in _tensors(v, f"{prefix}.{k}")]
+    if isinstance(obj, (list, tuple)):
+        return [t for i, v in enumerate(obj) for t in _tensors(v, f"{prefix}.{i}")]
+    return []
+
+
+_REFERENCES: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run of FLAGS, in a subprocess like the interrupted ones."""
-    tmp = tmp_path_factory.mktemp("reference")
-    proc = start(["fit", "vae", *FLAGS, "--out", str(tmp / "run")], tmp)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return tmp / "run"
+def reference_run(tmp_path_factory: pytest.TempPathFactory):
+    """reference_run(kind): an uninterrupted run, in a subprocess like the interrupted ones."""
+
+    def get(kind: str = "vae") -> Path:
+        if kind not in _REFERENCES:
+            tmp = tmp_path_factory.mktemp(f"reference-{kind}")
+            proc = start(["fit", kind, *KINDS[kind][0], "--out", str(tmp / "run")], tmp)
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err
+            _REFERENCES[kind] = tmp / "run"
+        return _REFERENCES[kind]
+
+    return get

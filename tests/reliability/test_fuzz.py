@@ -3,6 +3,7 @@
 import string
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +76,40 @@ def test_npz_with_odd_arrays(tmp_path_factory, key, shape):
         load_dataset(DataConfig(data_root=str(root), test_fraction=0.0))
     except UserError:
         pass
+
+
+def _png_bytes(w: int, h: int, mode: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (w, h)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300),  # garbage
+            st.builds(_png_bytes, st.integers(1, 40), st.integers(1, 40), st.sampled_from(["L", "RGB", "RGBA", "P"])),
+            st.builds(lambda b, n: b[:n], st.just(_png_bytes(20, 20, "RGB")), st.integers(0, 80)),  # truncated
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_random_image_files_in_a_folder(tmp_path_factory, files, skip_bad):
+    root = tmp_path_factory.mktemp("fuzzimg")
+    for i, data in enumerate(files):
+        (root / f"img{i}.png").write_bytes(data)
+    try:
+        data = load_dataset(
+            DataConfig(dataset="folder", data_root=str(root), image_size=16, skip_bad=skip_bad, test_fraction=0.0)
+        )
+    except UserError:
+        return
+    images = data.splits["train"].images
+    assert images.dtype == torch.uint8 and images.shape[1:] in {(1, 16, 16), (3, 16, 16)}
