@@ -286,6 +286,8 @@ def _run_loglik(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(LoglikConfig, args)
     report = loglik(cfg)
+    if not report:  # another rank of a torchrun job: rank 0 prints
+        return 0
     if cfg.json:
         print((Path(report["out"]) / "loglik.json").read_text(), end="")
     else:

@@ -1,6 +1,6 @@
 """Throughput of probgen's hot paths, each measured side by side with its reference in one run.
 
-Sections (``--sections``, default all, in this order): ``train``, ``fid``.
+Sections (``--sections``, default all, in this order): ``train``, ``loglik``, ``fid``.
 
 Section ``train``: training images per second of the default dSprites VAE (Burgess et al. conv
 nets, latent 10, batch 64, Bernoulli, Adam). Candidates, timed in interleaved blocks so that machine
@@ -16,6 +16,13 @@ noise hits all alike (medians of the per-block step times):
 
 It prints images/s, ms/step, the projected time of one dSprites epoch (737,280 images) and, on a
 GPU, the distance to the goals (epoch < 15 s, probgen step <= 1.05x plain).
+
+Section ``loglik``: data points per second of IWAE (k = 5000, chunks of 4096 decoder calls) and
+AIS (8 chains, 10 leapfrog steps; 1000 temperatures on a GPU, 20 on the CPU), run as `probgen
+loglik` runs them (``elbo_iwae``/``ais`` on the Pyro model's log joint and the encoder proposal),
+against a hand-written IWAE of the same chunking and, for AIS, the bare cost of its decoder
+forward+backward passes (the gradient-evaluation ceiling). Prints the projected time of IWAE
+k = 5000 on 10,000 points (goal on a GPU: under 2 minutes).
 
 Section ``fid``: images per second into FID statistics through Inception (299 px), probgen's
 harness against torchmetrics' own ``FrechetInceptionDistance.update`` loop (the passes of
@@ -217,6 +224,96 @@ def train_section(args: argparse.Namespace, device: torch.device) -> dict[str, A
     return result
 
 
+# --- section: log-likelihood ------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def plain_iwae(vae: VAE, x: torch.Tensor, k: int, max_batch: int) -> torch.Tensor:
+    """IWAE_k by hand, chunked as probgen's: encoder q, k draws, Bernoulli decoder, log-mean-exp. (N,)"""
+    loc, scale = vae.encoder(x)  # (N, D)
+    n = x.shape[0]
+    per_chunk = max(1, max_batch // n)
+    log_w = []
+    for start in range(0, k, per_chunk):
+        eps = torch.randn((min(per_chunk, k - start), *loc.shape), device=x.device)
+        z = loc + scale * eps  # (k', N, D)
+        logits = vae.decoder(z)  # (k', N, C, H, W)
+        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(2).sum(-1)
+        log_p = (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+        log_q = (-0.5 * eps**2 - scale.log() - 0.5 * LOG_2PI).sum(-1)
+        log_w.append(ll + log_p - log_q)
+    lw = torch.cat(log_w)
+    return torch.logsumexp(lw, 0) - math.log(k)
+
+
+def plain_grad_evals(vae: VAE, x: torch.Tensor, chains: int, evals: int) -> None:
+    """The ceiling of AIS: ``evals`` decoder forward+backward passes over (chains, N) latents, nothing else."""
+    z = torch.randn((chains, x.shape[0], vae.latent_dim), device=x.device, requires_grad=True)
+    for _ in range(evals):
+        logits = vae.decoder(z)
+        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="sum")
+        (grad,) = torch.autograd.grad(ll - 0.5 * (z**2).sum(), z)
+        z = (z.detach() + 1e-3 * grad).requires_grad_(True)
+
+
+def loglik_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Data points/s of IWAE (k=5000) and AIS, as `probgen loglik` runs them, against plain-PyTorch references."""
+    from probgen.inference.loglik import ais, elbo_iwae
+    from probgen.inference.potential import encoder_proposal, from_pyro_model
+
+    cpu = device.type == "cpu"
+    n = args.loglik_points or (4 if cpu else 128)  # points per batch (`--points-per-batch`, default 128)
+    k, max_batch, chains, leapfrog = args.iwae_k, 4096, 8, 10
+    ais_steps = args.ais_steps or (20 if cpu else 1000)
+    data = load_dataset(DataConfig(dataset="dsprites", limit=n + 10, test_fraction=0.0))
+    x = (data.split("train").images[:n].float() / 255).to(device)
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(likelihood="bernoulli"), data.image_shape).to(device).eval().requires_grad_(False)
+
+    def ours_iwae() -> None:
+        elbo_iwae(from_pyro_model(vae.model, x), encoder_proposal(vae.guide, x), k, max_batch)
+
+    def ours_ais() -> None:
+        ais(from_pyro_model(vae.model, x), chains, ais_steps, leapfrog)
+
+    evals = (ais_steps - 1) * (leapfrog + 1)  # an HMC transition: leapfrog_steps + 1 gradients
+    candidates = {
+        "probgen IWAE": ours_iwae,
+        "plain IWAE": lambda: plain_iwae(vae, x, k, max_batch),
+        "probgen AIS": ours_ais,
+        "plain AIS ceiling": lambda: plain_grad_evals(vae, x, chains, evals),
+    }
+    for fn in candidates.values():
+        fn()  # warm-up
+    times = interleaved(candidates, args.loglik_rounds, 1, device)
+    rows = {name: {"points_per_s": n / statistics.median(t), "iqr_rel": spread(t)} for name, t in times.items()}
+    iwae_ratio = rows["probgen IWAE"]["points_per_s"] / rows["plain IWAE"]["points_per_s"]
+    ais_ratio = rows["probgen AIS"]["points_per_s"] / rows["plain AIS ceiling"]["points_per_s"]
+    print(
+        f"\n[loglik] default dSprites VAE, {n} points per batch, IWAE k={k} (chunks of {max_batch} decodes), "
+        f"AIS {chains} chains x {ais_steps} temperatures x {leapfrog} leapfrog steps, "
+        f"{args.loglik_rounds} rounds, medians"
+    )
+    for name, r in rows.items():
+        print(f"{name:<26}{r['points_per_s']:>12.3f} points/s  (IQR {100 * r['iqr_rel']:.0f}%)")
+    print(f"probgen / plain: IWAE {iwae_ratio:.2f}, AIS {ais_ratio:.2f} (of the gradient-evaluation ceiling)")
+    iwae_10k = 10_000 / rows["probgen IWAE"]["points_per_s"]
+    if device.type == "cuda":
+        verdict = "met" if iwae_10k < 120 else f"MISSED by {iwae_10k / 120:.2f}x"
+        print(f"goal: IWAE k=5000 on 10,000 points in < 2 min: k={k} takes {iwae_10k:.0f} s, {verdict}")
+    else:
+        print(f"IWAE k={k} on 10,000 points would take {iwae_10k / 3600:.1f} h here (the 2-min goal is for a GPU)")
+    return {
+        "points_per_batch": n,
+        "iwae_k": k,
+        "ais": {"chains": chains, "steps": ais_steps, "leapfrog_steps": leapfrog},
+        "rows": rows,
+        "iwae_vs_plain": iwae_ratio,
+        "ais_vs_ceiling": ais_ratio,
+        "iwae_10k_points_s": iwae_10k,
+    }
+
+
 # --- section: FID -------------------------------------------------------------------------------------
 
 
@@ -266,7 +363,7 @@ def fid_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     return {"num_images": n, "batch_size": b, "weights": label, "rows": rows, "harness_vs_torchmetrics": ratio}
 
 
-SECTIONS = {"train": train_section, "fid": fid_section}
+SECTIONS = {"train": train_section, "loglik": loglik_section, "fid": fid_section}
 
 
 def main() -> None:
@@ -279,6 +376,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--block", type=int, default=5, help="steps per timed block")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per candidate first")
+    ap.add_argument("--loglik-points", type=int, default=None, help="loglik section: points per batch (CPU 4, GPU 128)")
+    ap.add_argument("--iwae-k", type=int, default=5000)
+    ap.add_argument("--ais-steps", type=int, default=None, help="AIS temperatures (CPU 20, GPU 1000 = the default)")
+    ap.add_argument("--loglik-rounds", type=int, default=3)
     ap.add_argument("--fid-images", type=int, default=None, help="FID section: images per pass (CPU 64, GPU 5000)")
     ap.add_argument("--fid-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")

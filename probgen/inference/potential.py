@@ -119,7 +119,9 @@ def encoder_proposal(guide: Callable, *args: Any, latent: str = "z", **kwargs: A
 
     Evaluated once, without gradients; sampling it with ``sample((K,))`` gives z shaped (K, N, D).
     """
-    with torch.no_grad():
+    # built without argument validation: IWAE scores thousands of its own draws, and each validated
+    # log_prob call would read a flag back from the device (a GPU sync per chunk)
+    with torch.no_grad(), pyro.validation_enabled(False):
         tr = poutine.trace(guide).get_trace(*args, **kwargs)
     if latent not in tr.nodes:
         raise ValueError(f"guide has no sample site {latent!r}")

@@ -28,6 +28,7 @@ So parameters after N steps equal a single-process run's up to the order of floa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -371,6 +372,23 @@ def shard_range(n: int, rank: int, world_size: int) -> range:
     base, extra = divmod(n, world_size)
     lo = rank * base + min(rank, extra)
     return range(lo, lo + base + (rank < extra))
+
+
+def to_host(obj: Any) -> Any:
+    """``obj`` with every tensor moved to the CPU (in dicts, lists, tuples and dataclasses).
+
+    Pickled GPU tensors would come back on the sender's GPU; results are gathered on the host.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: to_host(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **fields)
+    if isinstance(obj, dict):
+        return {k: to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_host(v) for v in obj)
+    return obj
 
 
 def gather_rows(local: torch.Tensor, dist: Dist) -> torch.Tensor:

@@ -7,6 +7,11 @@ Output directory (default ``<checkpoint's folder>/loglik``):
 - ``loglik.csv``: one row per data point: log p(x) and bits/dim per method, R-hat, ESS, divergences;
 - ``chains.nc``: the Appendix D HMC chains as ArviZ InferenceData (when appendix-d ran);
 - ``trace_dp<i>.png``, ``rank_dp<i>.png``: trace and rank plots of chosen data points.
+
+Under ``torchrun --nproc-per-node N -m probgen loglik ...`` the batches of ``--points-per-batch``
+data points are shared out among the N ranks (contiguous runs of batches), and rank 0 gathers the
+per-point results and writes everything. Each batch draws from its own seed (``--seed`` and the
+index of its first point), so the per-point numbers do not depend on how many processes ran them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from probgen.inference.loglik import (
 )
 from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
+from probgen.pipelines.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.pipelines.fit_vae import load_vae
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
@@ -142,14 +148,27 @@ def _table(results: dict[str, LoglikResult], n: int) -> str:
     return "\n".join(lines)
 
 
+def batch_seed(seed: int, first_point: int) -> int:
+    """The RNG seed of the batch that starts at data point ``first_point``."""
+    return seed * 1_000_003 + first_point
+
+
 def loglik(cfg: LoglikConfig) -> dict[str, Any]:
-    """Run the configured estimators on a VAE checkpoint; writes the output directory, returns loglik.json."""
+    """Run the configured estimators on a VAE checkpoint; writes the output directory, returns loglik.json.
+
+    On ranks other than 0 of a torchrun job it returns an empty dict (rank 0 reports).
+    """
     if not cfg.ckpt:
         raise UserError("--ckpt: a VAE checkpoint is required")
+    with distributed_session(resolve_device(cfg.device)) as dist:  # a no-op outside torchrun
+        return _loglik(cfg, dist)
+
+
+def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     ckpt_path = Path(cfg.ckpt)
-    ckpt = load_checkpoint(ckpt_path, kind="vae")
-    out = _prepare_out(cfg, ckpt_path)
-    device = resolve_device(cfg.device)
+    ckpt = dist.from_main(lambda: load_checkpoint(ckpt_path, kind="vae"))
+    out = dist.from_main(lambda: _prepare_out(cfg, ckpt_path))
+    device = dist.device(resolve_device(cfg.device))
     pyro.set_rng_seed(cfg.seed)
     vae, fit_cfg = load_vae(ckpt, device)
     vae.requires_grad_(False)  # gradients w.r.t. z only
@@ -171,8 +190,11 @@ def loglik(cfg: LoglikConfig) -> dict[str, Any]:
     parts: dict[str, list[LoglikResult]] = {}
     runs: list[HMCResult] = []
     batches = range(0, n, cfg.points_per_batch)
-    with progress(total=len(batches), desc="data batches", enabled=cfg.progress) as bar:
+    mine = shard_range(len(batches), dist.rank, dist.world_size)
+    batches = batches[mine.start : mine.stop]  # this rank's batches (all of them in a single process)
+    with progress(total=len(batches), desc="data batches", enabled=cfg.progress and dist.is_main) as bar:
         for lo in batches:
+            pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
             x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
             res, run = _run_batch(cfg, vae, x)
             for m, r in res.items():
@@ -180,6 +202,15 @@ def loglik(cfg: LoglikConfig) -> dict[str, Any]:
             if run is not None:
                 runs.append(run)
             bar.update()
+    if dist.enabled:  # rank 0 collects every rank's per-point results, in the order of the points
+        gathered = dist.gather_to_main(to_host((parts, runs)))
+        if gathered is None:
+            return {}
+        parts, runs = {}, []
+        for rank_parts, rank_runs in gathered:
+            for m, rs in rank_parts.items():
+                parts.setdefault(m, []).extend(rs)
+            runs.extend(rank_runs)
     results = {m: _cat_results(parts[m]) for m in ("elbo", "iwae", "appendix-d", "ais") if m in parts}
     seconds = time.perf_counter() - start
 
@@ -222,6 +253,7 @@ def loglik(cfg: LoglikConfig) -> dict[str, Any]:
         {
             "warnings": warnings,
             "seconds": seconds,
+            "world_size": dist.world_size,
             "config": to_dict(cfg),
             "environment": environment_info(device),
         }
