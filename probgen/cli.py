@@ -517,11 +517,14 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _setup_logging(quiet: bool) -> None:
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+    # the logger passes INFO (log.txt keeps it); -q filters only what reaches stderr
+    log.setLevel(logging.INFO)
+    handler = next((h for h in log.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("probgen: %(message)s"))
         log.addHandler(handler)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
 
 

@@ -59,3 +59,15 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("probgen: error:") and needle in err[0]
+
+
+def test_quiet_silences_info_on_stderr_but_log_txt_keeps_it(tmp_path, capsys):
+    from tests.conftest import TINY_FLAGS
+
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["-q", "fit", "vae", *TINY_FLAGS, "--max-steps", "1", "--out", str(out)]) == 0
+    assert "probgen:" not in capsys.readouterr().err
+    assert "run directory" in (out / "log.txt").read_text()
+    main(["fit", "vae", *TINY_FLAGS, "--max-steps", "1", "--out", str(tmp_path / "run2")])  # not quiet again
+    assert "run directory" in capsys.readouterr().err
