@@ -18,8 +18,9 @@ from typing import Any
 import pyro
 import torch
 
-from probgen.inference.hmc import HMCResult, find_reasonable_step_size, hmc_transition, init_state, run_hmc
+from probgen.inference.hmc import HMCResult, run_hmc
 from probgen.inference.potential import LatentTarget
+from probgen.inference.transition import find_reasonable_step_size, hmc_transition, init_state
 from probgen.utils.progress import progress as progress_bar
 
 __all__ = [

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from pyro.infer import MCMC, NUTS
 
-from probgen.inference.hmc import HMCResult, PotentialFn
+from probgen.inference.hmc import HMCResult
+from probgen.inference.transition import PotentialFn
 from probgen.utils.progress import progress as progress_bar
 
 __all__ = ["run_nuts"]
