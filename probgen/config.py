@@ -144,6 +144,10 @@ class RunConfig:
     resume: bool = _help("continue the run in --out from its checkpoint", default=False)
     overwrite: bool = _help("delete an existing run directory at --out and start again", default=False)
     progress: bool = _help("show a progress bar (only on a terminal)", default=True)
+    tensorboard: bool = _help(
+        "also log losses and image grids to <out>/tensorboard (needs: pip install 'probgen[tensorboard]')",
+        default=False,
+    )
 
     def __post_init__(self) -> None:
         _check(not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite")

@@ -17,10 +17,15 @@ import torchvision.utils as vutils  # noqa: E402
 from probgen.checkpoint import atomic_write  # noqa: E402
 
 
+def grid_tensor(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:
+    """Images in [0, 1], (N, C, H, W) -> one grid (3, H', W') on the CPU, ``nrow`` images per row."""
+    return vutils.make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=0.5)
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10) -> Path:
     """Save images in [0, 1], (N, C, H, W), as one PNG grid with ``nrow`` images per row."""
     path = Path(path)
-    grid = vutils.make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=0.5)
+    grid = grid_tensor(images, nrow)
     atomic_write(path, lambda f: vutils.save_image(grid, f, format="png"))
     return path
 

@@ -95,19 +95,28 @@ class AETrainer(Trainer):
         self.ae.eval()
         self.ae.fit_code_density(torch.cat(self._batches(self.train_images, self.ae.encode)))
 
-    def _reconstructions(self, path: Path) -> None:
+    def _reconstruction_pairs(self) -> torch.Tensor:
+        """10 inputs above their 10 reconstructions, twice: (40, C, H, W) for a 10-wide grid."""
         ref = self.test_images if self.test_images is not None else self.train_images
-        x = to_unit(ref[:20])
+        x = to_unit(ref[:20].to(self.device))
         recon = self.ae.reconstruct(x)
-        save_grid(torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]]), path, nrow=10)
+        return torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
+
+    def _samples(self) -> torch.Tensor:
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 1)
+        return self.ae.sample(100, generator=gen)
 
     def epoch_figures(self) -> None:
-        self._reconstructions(self.out / f"reconstructions_epoch_{self.epoch}.png")
+        save_grid(self._reconstruction_pairs(), self.out / f"reconstructions_epoch_{self.epoch}.png", nrow=10)
 
     def final_figures(self) -> None:
-        self._reconstructions(self.out / "reconstructions.png")
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 1)
-        save_grid(self.ae.sample(100, generator=gen), self.out / "samples.png", nrow=10)
+        save_grid(self._reconstruction_pairs(), self.out / "reconstructions.png", nrow=10)
+        save_grid(self._samples(), self.out / "samples.png", nrow=10)
+
+    def tensorboard_images(self, final: bool) -> dict[str, tuple[torch.Tensor, int]]:
+        # samples need the code density, fitted once training is done
+        images = {"reconstructions": (self._reconstruction_pairs(), 10)}
+        return {**images, "samples": (self._samples(), 10)} if final else images
 
 
 def fit_ae(cfg: FitAEConfig) -> Path:

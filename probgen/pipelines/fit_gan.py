@@ -2,7 +2,8 @@
 
 Run directory: config.json, checkpoint.pt, best.pt (with --eval-every), losses.csv (per step: G and D
 losses, D(x), D(G(z))), loss_curves.png, samples_epoch_K.png, samples.png (10x10, fixed noise),
-eval_history.csv + eval_curve.png + eval.json (with --eval-every), metrics.json, log.txt.
+eval_history.csv + eval_curve.png + eval.json (with --eval-every), metrics.json, log.txt; with
+--tensorboard, tensorboard/ (the rows of losses.csv and eval_history.csv, the samples grid every epoch).
 
 Exact resume: the data order of epoch e is a permutation seeded by (seed, e); the checkpoint holds
 G, D, both optimisers, the EMA generator, RNG states, the fixed noise, the position inside the
@@ -36,6 +37,7 @@ from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, read_csv, write_csv, write_json
 from probgen.utils.progress import progress
 from probgen.utils.rundir import CHECKPOINT, prepare_run_dir
+from probgen.utils.tensorboard import TensorBoard, require_tensorboard
 
 log = logging.getLogger("probgen")
 
@@ -43,7 +45,7 @@ RESUMABLE_FIELDS = {
     "train": ("epochs", "max_steps", "checkpoint_every", "sample_epochs", "device", "eval_every")
     + ("early_stop_patience",),
     "eval": ("feature_batch_size", "cache_dir", "inception_weights"),
-    "run": ("progress", "out", "resume", "overwrite"),
+    "run": ("progress", "out", "resume", "overwrite", "tensorboard"),
 }
 LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")  # d_*: mean D output (probability) on real / generated
 
@@ -91,10 +93,12 @@ def generator_sampler(g: Generator, cfg: GANConfig) -> Any:
 
 class LossLog:
     """Per-step losses: kept on the device between flushes (no host sync per step), appended to
-    losses.csv at checkpoints and epoch ends, and truncated to the checkpoint's step on resume."""
+    losses.csv (and TensorBoard's ``train/<loss>``) at checkpoints and epoch ends, and truncated to
+    the checkpoint's step on resume."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.tb = TensorBoard()
         self.pending: list[torch.Tensor] = []
         self.pending_meta: list[tuple[int, int]] = []
         self.columns: dict[str, list[float]] = {k: [] for k in ("step", "epoch", *LOSS_FIELDS)}
@@ -116,6 +120,7 @@ class LossLog:
                 w.writerow([step, epoch, *(f"{v:.6g}" for v in row)])
                 for k, v in zip(self.columns, (step, epoch, *row)):
                     self.columns[k].append(v)
+                self.tb.scalars("train", dict(zip(LOSS_FIELDS, row)), step)
         self.pending, self.pending_meta = [], []
 
     def truncate(self, step: int) -> None:
@@ -174,6 +179,8 @@ class GANTrainer:
         self.early = {"best": None, "best_epoch": None, "bad_evals": 0, "stopped": False}
         self.elapsed = 0.0
         self.losses = LossLog(out / "losses.csv")
+        self.tb = TensorBoard()  # the run's writer while :meth:`run` runs (--tensorboard)
+        self.resumed_at: int | None = None  # the checkpoint's step on --resume
         if ckpt is not None:
             self._restore(ckpt)
             log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
@@ -222,10 +229,12 @@ class GANTrainer:
         self.early = dict(ckpt["early_stop"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         self.losses.truncate(self.step)
+        self.resumed_at = self.step
         set_rng_state(ckpt["rng"])
 
     def save(self, name: str = CHECKPOINT) -> None:
-        self.losses.flush()  # losses.csv never lags the checkpoint
+        self.losses.flush()  # losses.csv (and TensorBoard's events) never lag the checkpoint
+        self.tb.flush()
         save_checkpoint(self.out / name, self._payload())
 
     # --- training -------------------------------------------------------------------------------
@@ -260,6 +269,26 @@ class GANTrainer:
         return x01 * 2 - 1 if self.cfg.model.output == "tanh" else x01
 
     def run(self) -> dict[str, Any]:
+        """Train to the end (or to a signal, a NaN or early stopping); returns metrics.json's content."""
+        # --resume: TensorBoard drops what the interrupted run logged at or after the checkpoint's step
+        with TensorBoard.for_run(self.out, self.cfg.run.tensorboard, purge_step=self.resumed_at) as self.tb:
+            self.losses.tb = self.tb  # closed (a no-op) once the run is over
+            if self.resumed_at is not None and self.tb.enabled:
+                self._log_checkpoint_step()
+            return self._train()
+
+    def _log_checkpoint_step(self) -> None:
+        """On --resume: log again what the interrupted run logged at the checkpoint's step (purged)."""
+        c = self.losses.columns
+        if c["step"] and int(c["step"][-1]) == self.step:
+            self.tb.scalars("train", {k: c[k][-1] for k in LOSS_FIELDS}, self.step)
+        for row in self.eval_history:
+            if row["step"] == self.step:
+                self._log_eval(row)
+        if self.batch == 0 and self.epoch >= 1:  # the checkpoint is an epoch's end
+            self.tb.images("samples", self._grid(), self.step)
+
+    def _train(self) -> dict[str, Any]:
         t = self.cfg.train
         guard = NonFiniteGuard(self.device)
         bar = progress(self.total_steps, desc="fit gan", enabled=self.cfg.run.progress, initial=self.step)
@@ -302,8 +331,11 @@ class GANTrainer:
         self.batch = 0
         self.losses.flush()
         self.losses.plot(self.out / "loss_curves.png", f"DCGAN on {self.data.name}")
-        if self.epoch in t.sample_epochs:
-            save_grid(self._grid(), self.out / f"samples_epoch_{self.epoch}.png")
+        if self.epoch in t.sample_epochs or self.tb.enabled:
+            grid = self._grid()
+            if self.epoch in t.sample_epochs:
+                save_grid(grid, self.out / f"samples_epoch_{self.epoch}.png")
+            self.tb.images("samples", grid, self.step)
         line = ""
         if self.harness is not None and self.epoch % t.eval_every == 0:
             line = self._evaluate()
@@ -327,6 +359,7 @@ class GANTrainer:
             if "mean" in entry:
                 row[f"{label}_mean"], row[f"{label}_std"] = entry["mean"], entry["std"]
         self.eval_history.append(row)
+        self._log_eval(row)
         improved = self.early["best"] is None or value < self.early["best"]
         if improved:
             self.early.update(best=value, best_epoch=self.epoch, bad_evals=0)
@@ -345,6 +378,11 @@ class GANTrainer:
         if improved:
             self.save("best.pt")
         return f"  {name} {value:.3f}" + (" (best)" if improved else "")
+
+    def _log_eval(self, row: dict[str, Any]) -> None:
+        """An eval_history.csv row to TensorBoard: ``eval/<metric>`` (e.g. eval/FD-dsprites) and KID's mean and std."""
+        values = {row["metric"]: row["value"], **{k: v for k, v in row.items() if k.endswith(("_mean", "_std"))}}
+        self.tb.scalars("eval", values, row["step"])
 
     def _eval_record(self, result: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -375,7 +413,9 @@ class GANTrainer:
     def _finish(self) -> dict[str, Any]:
         self.losses.flush()
         self.losses.plot(self.out / "loss_curves.png", f"DCGAN on {self.data.name}")
-        save_grid(self._grid(), self.out / "samples.png")
+        grid = self._grid()
+        save_grid(grid, self.out / "samples.png")
+        self.tb.images("samples", grid, self.step)
         c = self.losses.columns
         n = min(len(c["step"]), self.steps_per_epoch)
         final = {k: sum(c[k][-n:]) / max(n, 1) for k in LOSS_FIELDS}
@@ -399,6 +439,7 @@ class GANTrainer:
 
 def fit_gan(cfg: FitGANConfig) -> Path:
     """Train a DCGAN as configured; returns the run directory."""
+    require_tensorboard(cfg.run.tensorboard)  # before anything is created
     out, resuming = prepare_run_dir(cfg.run, "gan", cfg.data.dataset)
     with log_to_file(out / "log.txt"):
         trainer = GANTrainer(cfg, out, resuming)

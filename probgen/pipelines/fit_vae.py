@@ -190,16 +190,25 @@ class VAETrainer(Trainer):
         images, nrow = self.samples()
         save_grid(images, self.out / f"samples_epoch_{self.epoch}.png", nrow=nrow)
 
-    def final_figures(self) -> None:
-        images, nrow = self.samples()
-        save_grid(images, self.out / "samples.png", nrow=nrow)
+    def reconstruction_pairs(self) -> torch.Tensor:
+        """20 test images (training images without a test split) and their reconstructions, (40, C, H, W).
+
+        Laid out for a 10-wide grid: 10 inputs above their 10 reconstructions, twice.
+        """
         test = self.test_images is not None
         ref = self.test_images if test else self.train_images
         labels = self.test_labels if test else self.train_labels
         x = to_unit(ref[:20].to(self.device))
         recon = self.reconstruct(x, None if labels is None else labels[:20])
-        pairs = torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
-        save_grid(pairs, self.out / "reconstructions.png", nrow=10)
+        return torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
+
+    def final_figures(self) -> None:
+        images, nrow = self.samples()
+        save_grid(images, self.out / "samples.png", nrow=nrow)
+        save_grid(self.reconstruction_pairs(), self.out / "reconstructions.png", nrow=10)
+
+    def tensorboard_images(self, final: bool) -> dict[str, tuple[torch.Tensor, int]]:
+        return {"samples": self.samples(), "reconstructions": (self.reconstruction_pairs(), 10)}
 
 
 def fit_vae(cfg: FitVAEConfig) -> Path:

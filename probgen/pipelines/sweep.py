@@ -41,6 +41,7 @@ from probgen.pipelines.training import Interrupted
 from probgen.plots import plot_runs
 from probgen.utils.io import read_csv, write_csv, write_json
 from probgen.utils.rundir import CHECKPOINT
+from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
@@ -229,6 +230,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
     """
     if kind not in CONFIGS:
         raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(CONFIGS)})")
+    require_tensorboard(base.run.tensorboard)  # not once per run
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a directory")

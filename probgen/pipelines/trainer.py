@@ -9,7 +9,9 @@ figures. The base class owns everything else, so every model kind gets the same 
   epoch and the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on the
   CPU) to an uninterrupted one;
 - Ctrl-C saves a checkpoint at the next step; a NaN/Inf loss stops before the update;
-- ``losses.csv``, ``metrics.json``, ``loss_curves.png`` and the model's figures in the run directory.
+- ``losses.csv``, ``metrics.json``, ``loss_curves.png`` and the model's figures in the run directory;
+  with ``--tensorboard`` also the rows of losses.csv, the learning rates and the model's image grids
+  (every epoch) in ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -55,13 +57,14 @@ from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
 from probgen.utils.progress import progress
 from probgen.utils.rundir import CHECKPOINT, prepare_run_dir
+from probgen.utils.tensorboard import TensorBoard, require_tensorboard
 
 log = logging.getLogger("probgen")
 
 # Train-config fields a resumed run may change; everything else must match the stored run.
 RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
-    "run": ("progress", "out", "resume", "overwrite"),
+    "run": ("progress", "out", "resume", "overwrite", "tensorboard"),
     "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
 }
 
@@ -130,6 +133,9 @@ class Trainer:
         self.sums = torch.zeros(len(self.term_names), dtype=torch.float64, device=self.device)
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
+        self.tb = TensorBoard()  # the run's writer while :meth:`run` runs (--tensorboard, rank 0)
+        self.resumed_at: int | None = None  # the checkpoint's step on --resume
+        self._checkpoint_lrs: dict[str, float] = {}
         if ckpt is not None:
             self._restore(ckpt)
             log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
@@ -195,6 +201,13 @@ class Trainer:
     def final_figures(self) -> None:
         """Figures written at the end of the run."""
 
+    def tensorboard_images(self, final: bool) -> dict[str, tuple[torch.Tensor, int]]:
+        """``--tensorboard`` grids at every epoch's end (and the run's end when ``final``): tag -> (images, nrow).
+
+        Images are in [0, 1], (N, C, H, W); the modules are in eval mode and the RNG is restored afterwards.
+        """
+        return {}
+
     def before_final_save(self) -> None:
         """Runs once training is done, before the last checkpoint is written."""
 
@@ -234,6 +247,8 @@ class Trainer:
         for name, module in self.modules.items():
             module.load_state_dict(ckpt["state"][name])
         lrs = self.learning_rates()
+        self.resumed_at = ckpt["step"]
+        self._checkpoint_lrs = {name: ckpt["state"][name]["param_groups"][0]["lr"] for name in self.optimizers}
         for name, optim in self.optimizers.items():
             optim.load_state_dict(ckpt["state"][name])
             for group in optim.param_groups:
@@ -248,6 +263,7 @@ class Trainer:
             set_rng_state(ckpt["rng"])
 
     def save(self) -> None:
+        self.tb.flush()  # TensorBoard's events never lag the checkpoint (resume purges only what follows it)
         payload = self._payload()
         if self.dist.is_main:
             save_checkpoint(self.out / CHECKPOINT, payload)
@@ -259,6 +275,16 @@ class Trainer:
     # --- training -------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Train to the end (or to a signal or a NaN), writing the run directory; returns metrics.json's content."""
+        # --resume: TensorBoard drops what the interrupted run logged at or after the checkpoint's step
+        enabled = self.cfg.run.tensorboard and self.dist.is_main
+        with TensorBoard.for_run(self.out, enabled, purge_step=self.resumed_at) as self.tb:
+            if self.resumed_at is not None and self.batch == 0 and self.epoch >= 1:
+                # the checkpoint is an epoch's end: log again what that epoch logged at this step
+                self._log_epoch([r for r in self.history if r["step"] == self.step], self._checkpoint_lrs)
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
         t = self.cfg.train
         guard = self.dist.guard(self.device)
         show = self.cfg.run.progress and self.dist.is_main
@@ -321,7 +347,26 @@ class Trainer:
             self._train_mode(False)
             self.epoch_figures()
             self._train_mode(True)
+        self._log_epoch(rows, {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()})
         self.save()
+
+    def _log_epoch(self, rows: list[dict[str, Any]], lrs: dict[str, float]) -> None:
+        """--tensorboard: the epoch's rows of losses.csv, the learning rates and the image grids."""
+        if self.tb.enabled:
+            self.tb.rows(rows)
+            self.tb.scalars("lr", lrs, self.step)
+            self._log_images(final=False)
+
+    def _log_images(self, final: bool) -> None:
+        if not self.tb.enabled:
+            return
+        was = {k: m.training for k, m in self.modules.items()}
+        self._train_mode(False)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for tag, (images, nrow) in self.tensorboard_images(final).items():  # never moves the training RNG
+                self.tb.images(tag, images, self.step, nrow)
+        for k, m in self.modules.items():
+            m.train(was[k])
 
     # --- outputs --------------------------------------------------------------------------------
 
@@ -356,6 +401,8 @@ class Trainer:
             rows += self._rows(frac, sums, self.batch * self.cfg.train.batch_size)
             self._train_mode(False)
         self._write_logs(rows)
+        self.tb.rows(rows[len(self.history) :])  # the partial epoch's rows
+        self._log_images(final=True)
         final = {r["split"]: r for r in rows}  # the last row of each split
         metrics = {
             "kind": self.kind,
@@ -380,6 +427,7 @@ class Trainer:
 
 def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
     """Train ``trainer_cls``'s model as configured; returns the run directory."""
+    require_tensorboard(cfg.run.tensorboard)  # before anything is created
     with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
         out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, trainer_cls.kind, cfg.data.dataset))
         with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():

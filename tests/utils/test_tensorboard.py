@@ -1,0 +1,82 @@
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import probgen
+from probgen.cli import main
+from probgen.errors import UserError
+from probgen.plots import save_grid
+from probgen.utils.tensorboard import INSTALL_HINT, SUBDIR, TensorBoard, require_tensorboard
+from tests.conftest import TINY_FLAGS
+
+
+def read_events(log_dir):
+    """Every scalar (tag -> [(step, value)]) and image (tag -> [(step, (H, W, C) uint8)]) under ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0}).Reload()  # 0: keep all
+    tags = ea.Tags()
+    scalars = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in tags["scalars"]}
+    images = {t: [(e.step, read_png(io.BytesIO(e.encoded_image_string))) for e in ea.Images(t)] for t in tags["images"]}
+    return scalars, {t: v for t, v in images.items() if v}  # a purged tag stays listed, empty
+
+
+def read_png(file):
+    return np.asarray(Image.open(file))
+
+
+def test_scalars_and_grids_round_trip_and_grids_equal_the_pngs(tmp_path):
+    pytest.importorskip("tensorboard")
+    images = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with TensorBoard.for_run(tmp_path, enabled=True) as tb:
+        tb.scalars("train", {"loss": 2.5, "count": 3, "flag": True, "name": "x"}, step=7)  # numbers only
+        tb.rows([{"epoch": 1, "step": 9, "split": "test", "loss": 1.25, "kl": 0.5}])
+        tb.images("samples", images, step=7, nrow=4)
+        tb.images("samples", torch.zeros(12, 1, 8, 8), step=7, nrow=4)  # the same step again: kept once
+    assert not tb.enabled  # closed
+    scalars, grids = read_events(tmp_path / SUBDIR)
+    assert scalars == {"train/loss": [(7, 2.5)], "train/count": [(7, 3.0)], "test/loss": [(9, 1.25)],
+                       "test/kl": [(9, 0.5)]}  # fmt: skip
+    [(step, grid)] = grids["samples"]
+    assert step == 7 and grid.shape == (2 + 3 * 10, 2 + 4 * 10, 3)  # 3 rows x 4 of 8 px, 2 px padding
+    assert np.array_equal(grid, read_png(save_grid(images, tmp_path / "grid.png", nrow=4)))
+
+
+def test_a_disabled_writer_writes_nothing(tmp_path):
+    tb = TensorBoard.for_run(tmp_path, enabled=False)
+    tb.scalars("train", {"loss": 1.0}, 1)
+    tb.images("samples", torch.zeros(4, 1, 8, 8), 1)
+    tb.flush()
+    tb.close()
+    assert not tb.enabled and list(tmp_path.iterdir()) == []
+
+
+def test_missing_package_is_a_one_line_error_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # `import tensorboard` raises ImportError
+    require_tensorboard(False)  # off: nothing is imported
+    with pytest.raises(UserError, match=r"pip install 'probgen\[tensorboard\]'"):
+        require_tensorboard(True)
+    for kind, flags in (("vae", TINY_FLAGS), ("gan", ["--dataset", "dsprites", "--no-progress"])):
+        out = tmp_path / kind
+        assert main(["fit", kind, *flags, "--tensorboard", "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"probgen: error: {INSTALL_HINT}"]
+        assert not out.exists()  # failed before the run directory was made
+
+
+def test_without_the_flag_nothing_is_imported_or_written(tmp_path):
+    out = tmp_path / "run"
+    code = (
+        "import sys; from probgen.cli import main; "
+        f"assert main({['fit', 'vae', *TINY_FLAGS, '--max-steps', '1', '--out', str(out)]!r}) == 0; "
+        "assert 'torch.utils.tensorboard' not in sys.modules and 'tensorboard' not in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(probgen.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
+    assert (out / "checkpoint.pt").is_file() and not (out / SUBDIR).exists()
