@@ -248,7 +248,7 @@ class Trainer:
             module.load_state_dict(ckpt["state"][name])
         lrs = self.learning_rates()
         self.resumed_at = ckpt["step"]
-        self._checkpoint_lrs = {name: ckpt["state"][name]["param_groups"][0]["lr"] for name in self.optimizers}
+        self._checkpoint_lrs = {k: float(ckpt["state"][k]["param_groups"][0]["lr"]) for k in self.optimizers}
         for name, optim in self.optimizers.items():
             optim.load_state_dict(ckpt["state"][name])
             for group in optim.param_groups:
@@ -347,13 +347,14 @@ class Trainer:
             self._train_mode(False)
             self.epoch_figures()
             self._train_mode(True)
-        self._log_epoch(rows, {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()})
+        self._log_epoch(rows)
         self.save()
 
-    def _log_epoch(self, rows: list[dict[str, Any]], lrs: dict[str, float]) -> None:
-        """--tensorboard: the epoch's rows of losses.csv, the learning rates and the image grids."""
+    def _log_epoch(self, rows: list[dict[str, Any]], lrs: dict[str, float] | None = None) -> None:
+        """--tensorboard: the epoch's rows of losses.csv, the learning rates (default: the optimizers') and grids."""
         if self.tb.enabled:
             self.tb.rows(rows)
+            lrs = lrs or {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()}
             self.tb.scalars("lr", lrs, self.step)
             self._log_images(final=False)
 
