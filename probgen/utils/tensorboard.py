@@ -11,6 +11,8 @@ mechanism for hiding what an interrupted run logged after its last checkpoint (e
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from probgen.errors import UserError
 from probgen.plots import grid_tensor
 
 SUBDIR = "tensorboard"
+_EVENT_FILE = re.compile(r"events\.out\.tfevents\.(\d+)\.")
 INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install 'probgen[tensorboard]'"
 
 
@@ -31,6 +34,22 @@ def _summary_writer_class() -> type:
     except ImportError:
         raise UserError(INSTALL_HINT) from None
     return SummaryWriter
+
+
+def wait_for_a_later_second(log_dir: Path) -> None:
+    """Sleep (under 1 s) until the clock's second is past that of every event file in ``log_dir``.
+
+    TensorBoard reads a run's event files in the order of their names,
+    ``events.out.tfevents.<seconds>.<host>.<pid>.<counter>``. Two writers opened in the same second
+    by one process differ only in the counter, compared as text ("10" < "9"), so a resumed run's file
+    could be read before the file it purges. A later second makes the name order the time order.
+    """
+    stamps = [int(m.group(1)) for p in log_dir.glob("events.out.tfevents.*") if (m := _EVENT_FILE.match(p.name))]
+    if not stamps:
+        return
+    newest = max(stamps)
+    while int(time.time()) <= newest and time.time() > newest - 2:  # a clock set back: do not wait
+        time.sleep(0.05)
 
 
 def require_tensorboard(enabled: bool) -> None:
@@ -55,7 +74,9 @@ class TensorBoard:
         self._writer: Any = None
         self._image_steps: dict[str, int] = {}
         if log_dir is not None:
-            self._writer = _summary_writer_class()(log_dir=str(log_dir), purge_step=purge_step)
+            writer_cls = _summary_writer_class()
+            wait_for_a_later_second(Path(log_dir))
+            self._writer = writer_cls(log_dir=str(log_dir), purge_step=purge_step)
 
     @classmethod
     def for_run(cls, run_dir: Path, enabled: bool, purge_step: int | None = None) -> TensorBoard:

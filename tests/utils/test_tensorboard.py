@@ -80,3 +80,24 @@ def test_without_the_flag_nothing_is_imported_or_written(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(probgen.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
     assert (out / "checkpoint.pt").is_file() and not (out / SUBDIR).exists()
+
+
+def test_a_new_writer_sorts_after_the_files_already_there(tmp_path):
+    """TensorBoard reads event files in name order; same-second names differ only in a text-compared counter."""
+    import socket
+    import time
+
+    from probgen.utils.tensorboard import _summary_writer_class
+
+    _summary_writer_class()  # the first import takes seconds: do it before reading the clock
+    log_dir = tmp_path / "tb"
+    log_dir.mkdir()
+    now = int(time.time())  # this process's name for a file of this second, with a counter of 99
+    old = log_dir / f"events.out.tfevents.{now:010d}.{socket.gethostname()}.{os.getpid()}.99"
+    old.write_bytes(b"")
+    names = []
+    for step in range(3):
+        with TensorBoard(log_dir, purge_step=step) as tb:
+            tb.scalars("train", {"loss": 1.0}, step)
+        names.append(max(set(os.listdir(log_dir)) - {old.name, *names}))
+    assert sorted(os.listdir(log_dir)) == [old.name, *names]
