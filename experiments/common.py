@@ -2,7 +2,10 @@
 tiny on-disk smoke fixtures, CSV/Markdown tables, combined loss plots and ``summary.json``.
 
 Every experiment drives probgen only through its CLI (:func:`probgen`) and reads back the files the
-CLI writes (``losses.csv``, ``metrics.json``, ``eval.json``, ``loglik.json``)."""
+CLI writes (``losses.csv``, ``metrics.json``, ``eval.json``, ``loglik.json``). Re-running an experiment
+continues where it stopped: every fit goes through :func:`fit` (finished runs are skipped, interrupted
+ones resumed) and every loglik/eval through :func:`derived` (skipped while its output is up to date);
+``--overwrite`` starts over."""
 
 from __future__ import annotations
 
@@ -20,10 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python experiments/rX.py` from anywhere
     sys.path.insert(0, str(REPO))
 
+from probgen.cli import fit_config  # noqa: E402
 from probgen.cli import main as _probgen_main  # noqa: E402
 from probgen.config import DataConfig  # noqa: E402
 from probgen.data import load_dataset  # noqa: E402
 from probgen.errors import UserError  # noqa: E402
+from probgen.utils.io import write_json  # noqa: E402
+from probgen.utils.rundir import CHECKPOINT, run_state  # noqa: E402
 
 # --- arguments and CLI calls -------------------------------------------------------------------------
 
@@ -34,7 +40,11 @@ def parse_args(name: str, doc: str, argv: Sequence[str] | None) -> argparse.Name
     p.add_argument("--data-root", default=None, help="dataset folder (default: $PROBGEN_DATA, then ./data)")
     p.add_argument("--out", default=None, help=f"output folder (default: runs/{name})")
     p.add_argument("--smoke", action="store_true", help="tiny fixtures/procedural data, tiny nets, 1-2 epochs")
-    p.add_argument("--overwrite", action="store_true", help="replace existing run directories")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: replace existing run directories (default: skip finished runs, resume interrupted ones)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (smoke: cpu)")
     p.add_argument("--inception", action="store_true", help="Inception FID/IS (needs local weights); else FD-<dataset>")
     args = p.parse_args(argv)
@@ -53,10 +63,52 @@ def probgen(*argv: Any) -> None:
         raise RuntimeError(f"probgen {' '.join(args)} exited with {rc}")
 
 
-def run_flags(args: argparse.Namespace) -> list[str]:
-    """Flags common to every `probgen fit`: device, no progress bar, overwrite."""
+def _fit_config(argv: Sequence[Any]) -> Any:
+    cfg = fit_config([str(a) for a in argv])
+    if cfg.run.out is None:
+        raise ValueError("an experiment's fit needs --out")
+    return cfg
+
+
+def fit(args: argparse.Namespace, *argv: Any, overwrite: bool | None = None) -> None:
+    """``probgen fit <argv>`` (the model, its flags and ``--out``) on the experiment's device, no progress bar.
+
+    Without ``--overwrite`` a finished run is skipped, a started one (interrupted, or shorter than
+    asked) continues with ``--resume`` (probgen refuses changed model or data flags), a new one
+    starts: :func:`probgen.utils.rundir.run_state` decides, as for `probgen sweep`. With
+    ``--overwrite`` (``overwrite`` overrides the experiment's flag) it starts over.
+    """
     flags = ["--device", args.device, "--no-progress"]
-    return flags + (["--overwrite"] if args.overwrite else [])
+    if args.overwrite if overwrite is None else overwrite:
+        probgen("fit", *argv, *flags, "--overwrite")
+        return
+    cfg = _fit_config(argv)
+    state = run_state(cfg.run.out, cfg)
+    if state == "finished":
+        print(f"skipping finished run {cfg.run.out}", flush=True)
+    else:
+        probgen("fit", *argv, *flags, *(["--resume"] if state == "started" else []))
+
+
+def derived(args: argparse.Namespace, output: Path, *argv: Any) -> None:
+    """``probgen <argv>`` computed from a run's checkpoint (``--ckpt``; loglik, eval) that writes ``output``.
+
+    Without ``--overwrite`` it is skipped while ``output`` is newer than the checkpoint (a resumed or
+    replaced run rewrites it) and was written by the same command (``<out>/derived.json`` records each
+    output's command line).
+    """
+    cmd = [str(a) for a in argv]
+    ckpt = Path(cmd[cmd.index("--ckpt") + 1])
+    ckpt = ckpt / CHECKPOINT if ckpt.is_dir() else ckpt
+    ledger = args.out / "derived.json"
+    done = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    key = str(output)
+    fresh = output.is_file() and ckpt.is_file() and output.stat().st_mtime_ns > ckpt.stat().st_mtime_ns
+    if not args.overwrite and fresh and done.get(key) == cmd:
+        print(f"skipping up-to-date {output}", flush=True)
+        return
+    probgen(*argv)
+    write_json(ledger, {**done, key: cmd})
 
 
 def eval_flags(args: argparse.Namespace, num: int, smoke_num: int = 32) -> list[str]:

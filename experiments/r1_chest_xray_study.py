@@ -18,12 +18,12 @@ from collections.abc import Sequence
 
 from common import (
     data_root,
+    derived,
     eval_flags,
+    fit,
     parse_args,
     plot_runs,
-    probgen,
     read_eval,
-    run_flags,
     vae_curve,
     write_summary,
     write_table,
@@ -56,14 +56,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         tag = f"M{m}_L{dl}_E{epochs}_b{beta:g}_lr{lr:g}"
         run = args.out / tag
         last = epochs
-        probgen("fit", "vae", "--dataset", "chest-xray", "--data-root", root, "--image-size", m, "--channels", 3,
+        fit(args, "vae", "--dataset", "chest-xray", "--data-root", root, "--image-size", m, "--channels", 3,
                 "--latent-dim", dl, "--epochs", epochs, "--beta", beta, "--lr", lr, "--batch-size", batch,
                 "--eval-batch-size", 4, "--activation", "leaky_relu", "--negative-slope", 0.01,
                 "--likelihood", "gaussian", "--obs-scale", OBS_SCALE, "--sample-epochs", f"{min(5, last)},{last}",
-                *net, "--out", run, *run_flags(args))  # fmt: skip
+                *net, "--out", run)  # fmt: skip
         n = 1000 if not args.smoke else 32
-        probgen("eval", "--ckpt", run, "--data-root", root, "--device", args.device, "--no-progress", "--overwrite",
-                *eval_flags(args, n))  # fmt: skip
+        derived(args, run / "eval.json", "eval", "--ckpt", run, "--data-root", root, "--device", args.device,
+                "--no-progress", "--overwrite", *eval_flags(args, n))  # fmt: skip
         ev = read_eval(run / "eval.json")
         curves[tag] = vae_curve(run, "train", "loss")
         ep, loss = curves[tag]

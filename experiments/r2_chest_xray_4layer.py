@@ -18,12 +18,13 @@ from collections.abc import Sequence
 
 from common import (
     data_root,
+    derived,
     eval_flags,
+    fit,
     parse_args,
     plot_runs,
     probgen,
     read_eval,
-    run_flags,
     vae_curve,
     write_summary,
     write_table,
@@ -42,18 +43,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         size, chans, latent, epochs, batch, nrec = 256, "32,64,128,256", 256, 15, 32, 32
     common = ["--dataset", "chest-xray", "--data-root", root, "--image-size", size, "--channels", 1,
               "--conv-channels", chans, "--kernel-size", 4, "--activation", "relu", "--latent-dim", latent,
-              "--likelihood", "bernoulli", "--lr", 1e-3, "--batch-size", batch, "--epochs", epochs,
-              *run_flags(args)]  # fmt: skip
+              "--likelihood", "bernoulli", "--lr", 1e-3, "--batch-size", batch, "--epochs", epochs]  # fmt: skip
     vae, ae = args.out / "vae_bottleneck", args.out / "ae_no_bottleneck"
-    probgen("fit", "vae", *common, "--beta", 1e-4, "--out", vae)
-    probgen("fit", "ae", *common, "--no-bottleneck", "--out", ae)
+    fit(args, "vae", *common, "--beta", 1e-4, "--out", vae)
+    fit(args, "ae", *common, "--no-bottleneck", "--out", ae)
     rows, curves = [], {}
     for name, run, column in ((f"VAE (bottleneck {latent})", vae, "loss"), ("conv AE (no bottleneck)", ae, None)):
         rec = run / "reconstructions_test32.png"
         probgen("plot", "reconstructions", "--ckpt", run, "--split", "test", "--num-images", nrec, "--nrow", 8,
                 "--data-root", root, "--device", args.device, "--out", rec, "--overwrite")  # fmt: skip
-        probgen("eval", "--ckpt", run, "--data-root", root, "--device", args.device, "--no-progress", "--overwrite",
-                *eval_flags(args, 1000))  # fmt: skip
+        derived(args, run / "eval.json", "eval", "--ckpt", run, "--data-root", root, "--device", args.device,
+                "--no-progress", "--overwrite", *eval_flags(args, 1000))  # fmt: skip
         ev = read_eval(run / "eval.json")
         losses = vae_curve(run, "train", column or _ae_column(run))
         curves[name] = losses

@@ -30,11 +30,12 @@ from pathlib import Path
 from common import (
     data_present,
     data_root,
+    derived,
     eval_flags,
+    fit,
     parse_args,
     probgen,
     read_eval,
-    run_flags,
     write_summary,
     write_table,
 )
@@ -77,8 +78,8 @@ def loglik_rows(args, run: Path, root: str, dataset: str, config: str, latent: i
     rows = []
     for method in methods:
         out = run / f"loglik_{method}"
-        probgen("loglik", "--ckpt", run, "--method", method, "--num-data", points, *hmc, "--data-root", root,
-                "--device", args.device, "--no-progress", "--overwrite", "--out", out)  # fmt: skip
+        derived(args, out / "loglik.json", "loglik", "--ckpt", run, "--method", method, "--num-data", points, *hmc,
+                "--data-root", root, "--device", args.device, "--no-progress", "--overwrite", "--out", out)  # fmt: skip
         rep = json.loads((out / "loglik.json").read_text())
         r = rep["results"][method]
         rows.append({"dataset": dataset, "config": config, "method": method, "likelihood": rep["likelihood"],
@@ -93,8 +94,7 @@ def run_vaes(args, opts, dataset: str, root: str, configs: dict[str, list], comm
     points = opts["loglik_points"] or (2 if args.smoke else 100)
     for tag, flags in configs.items():
         run = args.out / dataset / tag
-        probgen("fit", "vae", "--dataset", dataset, "--data-root", root, *common, *flags, "--out", run,
-                *run_flags(args))  # fmt: skip
+        fit(args, "vae", "--dataset", dataset, "--data-root", root, *common, *flags, "--out", run)
         m = json.loads((run / "metrics.json").read_text())
         latent = int(flags[flags.index("--latent-dim") + 1])
         rows = loglik_rows(args, run, root, dataset, tag, latent, points)
@@ -118,18 +118,18 @@ def run_gans(args, root: str) -> list[dict]:
     rows = []
     for i, (tag, flags) in enumerate(variants.items()):
         run = args.out / "bitmoji" / tag
-        base = ["fit", "gan", "--dataset", "bitmoji", "--data-root", root, "--latent-dim", 128, "--latent-dist",
+        base = ["gan", "--dataset", "bitmoji", "--data-root", root, "--latent-dim", 128, "--latent-dist",
                 "uniform01", "--output", "sigmoid", *size, *flags, "--sample-epochs", epochs, "--out", run]  # fmt: skip
         resumed = None
         if i == 0:  # save, reload and resume: half the epochs, then --resume to the full length
-            probgen(*base, "--epochs", epochs // 2, *run_flags(args))
-            state = load_checkpoint(run / "checkpoint.pt", kind="gan")["state"]
-            resumed = sorted(state)
-            probgen(*base, "--epochs", epochs, "--resume", "--device", args.device, "--no-progress")
+            if args.overwrite or not (run / "checkpoint.pt").is_file():  # a re-run continues the checkpoint
+                fit(args, *base, "--epochs", epochs // 2)
+            resumed = sorted(load_checkpoint(run / "checkpoint.pt", kind="gan")["state"])
+            fit(args, *base, "--epochs", epochs, overwrite=False)  # resumes (or skips once finished)
         else:
-            probgen(*base, "--epochs", epochs, *run_flags(args))
-        probgen("eval", "--ckpt", run, "--data-root", root, "--device", args.device, "--no-progress", "--overwrite",
-                *eval_flags(args, 1000, smoke_num=16))  # fmt: skip
+            fit(args, *base, "--epochs", epochs)
+        derived(args, run / "eval.json", "eval", "--ckpt", run, "--data-root", root, "--device", args.device,
+                "--no-progress", "--overwrite", *eval_flags(args, 1000, smoke_num=16))  # fmt: skip
         ev = read_eval(run / "eval.json")
         rec = ev["metrics"][ev["primary"]]
         m = json.loads((run / "metrics.json").read_text())

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from common import data_root, eval_flags, parse_args, probgen, read_csv, run_flags, write_summary, write_table
+from common import data_root, eval_flags, fit, parse_args, read_csv, write_summary, write_table
 
 NAME = "r4_cifar10_gan_early_stop"
 
@@ -36,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         sizes = ["--batch-size", 128, "--epochs", 200, "--early-stop-patience", 5]
         epochs_grid = "10,20"
     run = args.out / "gan"
-    probgen("fit", "gan", "--dataset", "cifar10", "--data-root", root, "--latent-dim", 100, "--latent-dist", "normal",
+    fit(args, "gan", "--dataset", "cifar10", "--data-root", root, "--latent-dim", 100, "--latent-dist", "normal",
             "--output", "tanh", "--eval-every", 1, "--sample-epochs", epochs_grid, *sizes,
-            *eval_flags(args, 10000, smoke_num=16), "--out", run, *run_flags(args))  # fmt: skip
+            *eval_flags(args, 10000, smoke_num=16), "--out", run)  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     history = read_csv(run / "eval_history.csv")
     ev = json.loads((run / "eval.json").read_text())

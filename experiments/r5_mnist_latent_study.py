@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from common import data_root, parse_args, plot_runs, probgen, run_flags, vae_curve, write_summary, write_table
+from common import data_root, fit, parse_args, plot_runs, probgen, vae_curve, write_summary, write_table
 from digit_classifier import train_and_test
 
 from probgen.config import DataConfig
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows, curves = [], {}
     for tag, flags in variants.items():
         run = args.out / tag
-        probgen("fit", "vae", *data, *base, *flags, "--out", run, *run_flags(args))
+        fit(args, "vae", *data, *base, *flags, "--out", run)
         m = json.loads((run / "metrics.json").read_text())["final"]
         rows.append({"run": tag, "flags": " ".join(map(str, flags)), "train_elbo_nats": m["train"]["elbo"],
                      "test_elbo_nats": m.get("test", {}).get("elbo")})  # fmt: skip
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     # conditional VAE -> labelled generated digits -> classifier with 20/50/100 % of the real data
     cvae_run = args.out / "cvae"
-    probgen("fit", "cvae", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", cvae_run, *run_flags(args))
+    fit(args, "cvae", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", cvae_run)
     cvae, _ = load_cvae(cvae_run / "checkpoint.pt", "cpu")
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -92,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_table(clf_rows, args.out / "classifier")
 
     vaegan_run = args.out / "vaegan"
-    probgen("fit", "vaegan", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", vaegan_run,
-            *run_flags(args))  # fmt: skip
+    fit(args, "vaegan", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", vaegan_run)
     vg = json.loads((vaegan_run / "metrics.json").read_text())["final"]
     return write_summary(args.out, NAME, args, started, data_root=root, vae_variants=rows, classifier=clf_rows,
                          vaegan_final=vg, cvae_run=str(cvae_run))  # fmt: skip

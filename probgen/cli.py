@@ -528,15 +528,28 @@ def _setup_logging(quiet: bool) -> None:
     log.propagate = False
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``probgen`` argv -> namespace; a ``--config`` file's settings become defaults under the flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):  # re-parse with the file's settings as defaults
+        values = config_file_defaults(args._config_cls, read_config_file(args.config))
+        args._config_parser.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
+
+
+def fit_config(argv: Sequence[str]) -> Any:
+    """The config `probgen fit <argv>` is given (before ``--resume`` merges the run's own), e.g.
+    ``fit_config(["vae", "--epochs", "2", "--out", "runs/a"])`` -> a :class:`FitVAEConfig`."""
+    args = parse_args(["fit", *argv])
+    return config_from_args(args._config_cls, args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `probgen` console script; returns the exit code."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if getattr(args, "config", None):  # re-parse with the file's settings as defaults
-            values = config_file_defaults(args._config_cls, read_config_file(args.config))
-            args._config_parser.set_defaults(**values)
-            args = parser.parse_args(argv)
+        args = parse_args(argv)
         _setup_logging(args.quiet)
         return int(args.handler(args))
     except UserError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,12 @@ from probgen.config import DataConfig, FitVAEConfig, RunConfig, TrainConfig, VAE
 TINY_FLAGS = [
     "--dataset", "dsprites", "--limit", "320", "--conv-channels", "8,8,8,8", "--hidden-dims", "32",
     "--latent-dim", "4", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
+]  # fmt: skip
+
+#: `probgen fit` arguments of a 16 px dSprites VAE: 144 training images, 9 steps of 16 per epoch
+SMALL_FIT_VAE = [
+    "vae", "--dataset", "dsprites", "--limit", "160", "--image-size", "16", "--conv-channels", "4,4",
+    "--hidden-dims", "16", "--latent-dim", "2", "--batch-size", "16", "--no-progress",
 ]  # fmt: skip
 
 
@@ -44,3 +52,25 @@ def tiny_vae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run=RunConfig(out=str(out), progress=False),
     )
     return fit_vae(cfg) / "checkpoint.pt"
+
+
+@pytest.fixture
+def interrupt_fit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """``interrupt_fit(k)``: the next `fit vae` gets a Ctrl-C (SIGINT) during step k, so it saves its
+    checkpoint at step k and stops as an interrupted run does; later fits run normally."""
+    from probgen.pipelines.fit_vae import VAETrainer
+
+    def arm(step: int) -> None:
+        train_step = VAETrainer.train_step
+        fired = False
+
+        def interrupted(self: VAETrainer, idx: object, check: object) -> object:
+            nonlocal fired
+            if not fired and self.step == step - 1:
+                fired = True
+                signal.raise_signal(signal.SIGINT)
+            return train_step(self, idx, check)
+
+        monkeypatch.setattr(VAETrainer, "train_step", interrupted)
+
+    return arm

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from probgen.cli import build_parser, main
+from probgen.cli import build_parser, fit_config, main
+from probgen.config import FitGANConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -71,3 +72,11 @@ def test_quiet_silences_info_on_stderr_but_log_txt_keeps_it(tmp_path, capsys):
     assert "run directory" in (out / "log.txt").read_text()
     main(["fit", "vae", *TINY_FLAGS, "--max-steps", "1", "--out", str(tmp_path / "run2")])  # not quiet again
     assert "run directory" in capsys.readouterr().err
+
+
+def test_fit_config_is_the_config_a_fit_command_line_gives(tmp_path):
+    settings = tmp_path / "gan.toml"
+    settings.write_text("epochs = 7\nlatent_dim = 3\n")
+    cfg = fit_config(["gan", "--config", str(settings), "--latent-dim", "5", "--out", "runs/g"])
+    assert isinstance(cfg, FitGANConfig) and cfg.run.out == "runs/g"
+    assert (cfg.train.epochs, cfg.model.latent_dim) == (7, 5)  # the file's settings, overridden by the flags

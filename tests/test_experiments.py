@@ -1,15 +1,23 @@
-"""Every report experiment (experiments/r*.py) runs end to end with --smoke and writes sane outputs."""
+"""Every report experiment (experiments/r*.py) runs end to end with --smoke and writes sane outputs; run
+again, it continues where it stopped (experiments/common.py: fit, derived)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from torchvision.datasets import CIFAR10
+
+from probgen.checkpoint import load_checkpoint
+from probgen.utils.io import read_csv
+from tests.conftest import SMALL_FIT_VAE
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 CHECKED = [
@@ -45,6 +53,75 @@ def run_smoke(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
+@pytest.fixture
+def common(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    yield importlib.import_module("common")
+    sys.modules.pop("common", None)
+
+
+def _args(out: Path, overwrite: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(device="cpu", overwrite=overwrite, out=out)
+
+
+FIT = [*SMALL_FIT_VAE, "--epochs", 2, "--checkpoint-every", 4]  # 18 steps
+
+
+def _stamp(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def test_fit_skips_a_finished_run_refuses_a_changed_one_and_overwrite_starts_over(common, tmp_path, capsys):
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint.pt"
+    common.fit(_args(tmp_path), *FIT, "--out", run)
+    before = _stamp(ckpt)
+    common.fit(_args(tmp_path), *FIT, "--out", run)
+    assert f"skipping finished run {run}" in capsys.readouterr().out
+    assert _stamp(ckpt) == before
+    with pytest.raises(RuntimeError, match="exited with 2"):  # resumed, and probgen refuses the change
+        common.fit(_args(tmp_path), *FIT, "--latent-dim", 3, "--out", run)
+    assert "--latent-dim: cannot change on --resume" in capsys.readouterr().err
+    assert _stamp(ckpt) == before
+    common.fit(_args(tmp_path, overwrite=True), *FIT, "--latent-dim", 3, "--out", run)
+    assert load_checkpoint(ckpt)["config"]["model"]["latent_dim"] == 3
+    assert (run / "log.txt").read_text().count("run directory:") == 1  # replaced, not resumed
+
+
+def test_fit_resumes_an_interrupted_run_to_the_uninterrupted_result(common, tmp_path, interrupt_fit):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common.fit(_args(tmp_path), *FIT, "--out", full)
+    interrupt_fit(12)  # Ctrl-C in epoch 2: a checkpoint at step 12, no metrics.json
+    with pytest.raises(RuntimeError, match="exited with 130"):
+        common.fit(_args(tmp_path), *FIT, "--out", part)
+    assert load_checkpoint(part / "checkpoint.pt")["step"] == 12 and not (part / "metrics.json").exists()
+    common.fit(_args(tmp_path), *FIT, "--out", part)
+    assert "resuming" in (part / "log.txt").read_text()
+    a, b = (load_checkpoint(r / "checkpoint.pt") for r in (full, part))
+    assert a["step"] == b["step"] == 18
+    for k, v in a["state"]["model"].items():
+        assert torch.equal(v, b["state"]["model"][k]), k
+    assert read_csv(full / "losses.csv") == read_csv(part / "losses.csv")
+
+
+def test_derived_recomputes_only_an_output_that_is_stale_or_made_otherwise(common, tmp_path, tiny_vae_ckpt, capsys):
+    png = tmp_path / "samples.png"
+    cmd = ["sample", "--ckpt", tiny_vae_ckpt.parent, "--num", 4, "--out", png, "--device", "cpu", "--overwrite"]
+    common.derived(_args(tmp_path), png, *cmd)
+    made = png.stat().st_mtime_ns
+    common.derived(_args(tmp_path), png, *cmd)
+    assert f"skipping up-to-date {png}" in capsys.readouterr().out and png.stat().st_mtime_ns == made
+    for args, argv in [
+        (_args(tmp_path), [*cmd, "--nrow", 2]),  # another command line
+        (_args(tmp_path, overwrite=True), cmd),  # the experiment's --overwrite
+    ]:
+        common.derived(args, png, *argv)
+        assert "skipping" not in capsys.readouterr().out
+    os.utime(png, ns=(0, 0))  # older than the checkpoint: a resumed run has moved on
+    common.derived(_args(tmp_path), png, *cmd)
+    assert "skipping" not in capsys.readouterr().out and png.stat().st_mtime_ns > 0
+
+
 def _fd_ok(row: dict, metric: str) -> None:
     assert math.isfinite(row[metric]) and row[metric] >= 0
     assert row[f"{metric}_N"] >= 2 and row[f"{metric}_features"].startswith("domain-") and row[f"{metric}_resize"]
@@ -61,7 +138,7 @@ def test_r1(run_smoke):
     assert (out / "results.csv").exists() and (out / "results.md").read_text().startswith("| run |")
 
 
-def test_r2(run_smoke):
+def test_r2(run_smoke, capsys):
     s, out = run_smoke("r2_chest_xray_4layer")
     assert [r["run"] for r in s["runs"]] == ["vae_bottleneck", "ae_no_bottleneck"]
     for row in s["runs"]:
@@ -69,6 +146,14 @@ def test_r2(run_smoke):
         assert row["final_train_loss_nats"] > 0  # Bernoulli NLL of grey images is positive
         _fd_ok(row, "FD-chest-xray")
     assert (out / "combined_loss.png").exists()
+    # run again into the same --out: nothing is trained or evaluated again, the results are the same
+    files = [out / r["run"] / name for r in s["runs"] for name in ("checkpoint.pt", "eval.json")]
+    before = [_stamp(f) for f in files]
+    capsys.readouterr()
+    again, _ = run_smoke("r2_chest_xray_4layer")
+    assert [_stamp(f) for f in files] == before
+    assert capsys.readouterr().out.count("skipping finished run") == 2
+    assert again["runs"] == s["runs"]
 
 
 @pytest.mark.slow  # 3 VAE fits, 9 loglik estimates (HMC, IWAE, AIS), 3 GAN fits + evals: ~1-5 min on 2 cores
@@ -86,6 +171,12 @@ def test_r3(run_smoke):
     assert len(gans) == 2 and gans[0]["resumed_checkpoint_states"] == "discriminator,generator,opt_d,opt_g"
     assert all(g["metric"] == "FD-bitmoji" and g["N_generated"] == 16 and g["epochs"] == 2 for g in gans)
     assert (out / "loglik.md").exists() and (out / "gan_variants.csv").exists()
+    # run again: every fit (the half-then-resumed GAN too) and every loglik/eval is skipped
+    files = [*out.glob("*/*/checkpoint.pt"), *out.glob("*/*/loglik_*/loglik.json"), *out.glob("*/*/eval.json")]
+    before = [_stamp(f) for f in files]
+    again, _ = run_smoke("r3_celeba_dsprites_bitmoji")
+    assert len(files) >= 9 and [_stamp(f) for f in files] == before
+    assert again["gan_variants"] == gans and again["loglik"] == ll
 
 
 def test_r4(run_smoke):

@@ -4,8 +4,8 @@
 
 The grid ranges over config fields by name (any field of the fit config except the run section);
 every other setting is the base run's. Each grid point trains in ``<out>/<field=value_...>/`` with
-`probgen fit <kind>`. The sweep is resumable: a finished run (``sweep_run.json`` with the same
-config) is skipped, an interrupted one is resumed from its checkpoint, and a grid can be extended.
+`probgen fit <kind>`. The sweep is resumable: a finished run is skipped, an interrupted one is resumed
+from its checkpoint (both decided by :func:`probgen.utils.rundir.run_state`), and a grid can be extended.
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
 row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
@@ -40,13 +40,12 @@ from probgen.errors import UserError
 from probgen.pipelines.training import Interrupted
 from probgen.plots import plot_runs
 from probgen.utils.io import read_csv, write_csv, write_json
-from probgen.utils.rundir import CHECKPOINT
+from probgen.utils.rundir import run_state
 from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
 CONFIGS: dict[str, type] = {"vae": FitVAEConfig, "ae": FitAEConfig, "cvae": FitCVAEConfig, "vaegan": FitVAEGANConfig}
-MARKER = "sweep_run.json"
 _UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
 
 
@@ -209,15 +208,14 @@ def _check_sweep_dir(out: Path, kind: str, base: Any, grid: dict[str, list[Any]]
 
 
 def _run_one(kind: str, cfg: Any, run_dir: Path) -> str:
-    marker = run_dir / MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("config") == _comparable(cfg):
+    state = run_state(run_dir, cfg)
+    if state == "finished":
         log.info("sweep: %s is finished; skipped", run_dir.name)
         return "done (skipped)"
-    started = (run_dir / CHECKPOINT).is_file() or (run_dir / "config.json").is_file()
+    started = state == "started"
     run = dataclasses.replace(cfg.run, out=str(run_dir), resume=started, overwrite=False)
     log.info("sweep: %s %s", "resuming" if started else "starting", run_dir.name)
     _fit_function(kind)(dataclasses.replace(cfg, run=run))
-    write_json(marker, {"config": _comparable(cfg), "status": "done"})
     return "done"
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Literal
 
-from probgen.config import RunConfig
+from probgen.checkpoint import load_checkpoint
+from probgen.config import RunConfig, to_dict
 from probgen.errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
@@ -58,3 +62,39 @@ def prepare_run_dir(run: RunConfig, kind: str, dataset: str) -> tuple[Path, bool
     except OSError as exc:
         raise UserError(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
     return out, False
+
+
+RunState = Literal["new", "started", "finished"]
+
+
+def run_state(out: str | Path, cfg: Any) -> RunState:
+    """What a fit configured by ``cfg`` (a sectioned fit config) would find in ``out``; decides for
+    `probgen sweep` and the experiments whether to start, resume or skip a run.
+
+    - ``"new"``: no checkpoint and no ``config.json``: start it;
+    - ``"finished"``: the fit ended there (``metrics.json``, which a fit writes last, after its final
+      checkpoint, reports the checkpoint's step; a resumed run stopped later has moved the checkpoint
+      on) and ``cfg`` asks for nothing that run did not have: every setting outside the run section
+      is at its default (which ``--resume`` reads as "the run's own") or equal to the run's. Early
+      stopping counts as the end;
+    - ``"started"``: anything else begun there (interrupted, or asked to go further, e.g. more
+      ``--epochs``): continue with ``--resume``, which refuses changed model or data settings.
+    """
+    out = Path(out)
+    if not (out / CHECKPOINT).is_file():
+        return "started" if (out / "config.json").is_file() else "new"
+    try:
+        steps = json.loads((out / "metrics.json").read_text()).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return "started"
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    if steps != ckpt["step"]:
+        return "started"
+    for section in dataclasses.fields(cfg):
+        if section.name == "run":
+            continue
+        asked = getattr(cfg, section.name)
+        default, stored = to_dict(type(asked)()), ckpt["config"].get(section.name, {})
+        if any(v != default[k] and v != stored.get(k) for k, v in to_dict(asked).items()):
+            return "started"
+    return "finished"
