@@ -106,7 +106,10 @@ class TrainConfig:
     """How SVI runs: epochs, optimiser, beta and its schedule, checkpoints."""
 
     epochs: int = _help("training epochs", default=30)
-    max_steps: int | None = _help("stop after this many optimiser steps in total", default=None)
+    max_steps: int | None = _help(
+        "stop after this many optimiser steps in total (0: no limit, which lifts an earlier limit on --resume)",
+        default=None,
+    )
     batch_size: int = _help("training batch size", default=64)
     eval_batch_size: int = _help("batch size for test-set evaluation", default=512)
     lr: float = _help("Adam learning rate", default=5e-4)
@@ -122,7 +125,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
@@ -236,7 +239,10 @@ class GANTrainConfig:
     """How the DCGAN trains: Adam, non-saturating loss, EMA, checkpoints, evaluation and early stopping."""
 
     epochs: int = _help("training epochs (the maximum, with early stopping)", default=25)
-    max_steps: int | None = _help("stop after this many steps (one D and one G update each)", default=None)
+    max_steps: int | None = _help(
+        "stop after this many steps, one D and one G update each (0: no limit; lifts an earlier limit on --resume)",
+        default=None,
+    )
     batch_size: int = _help("training batch size", default=128)
     lr: float = _help("Adam learning rate of both networks", default=2e-4)
     beta1: float = _help("Adam beta1 of both networks", default=0.5)
@@ -253,7 +259,7 @@ class GANTrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         _check(0.0 <= self.beta1 < 1.0, "beta1", f"must be in [0, 1), got {self.beta1}")

@@ -102,3 +102,17 @@ def test_load_vae_refuses_other_kinds(tmp_path):
 def test_batch_larger_than_dataset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--batch-size"):
         fit_vae(tiny_vae_config(tmp_path / "run", batch_size=1000))
+
+
+def test_max_steps_0_on_resume_lifts_an_earlier_limit(tmp_path):
+    out = fit_vae(tiny_vae_config(tmp_path / "run", epochs=2, max_steps=3))  # 9 steps per epoch
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    cfg = tiny_vae_config(out, epochs=2)  # --max-steps left out: the run keeps its limit of 3
+    cfg.run.resume = True
+    fit_vae(cfg)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    cfg = tiny_vae_config(out, epochs=2, max_steps=0)  # --max-steps 0: no limit
+    cfg.run.resume = True
+    fit_vae(cfg)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 18 and ckpt["epoch"] == 2
