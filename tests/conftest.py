@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,20 @@ def tiny_vae_config(out: Path, **train: object) -> FitVAEConfig:
 def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never see a developer's $PROBGEN_DATA: the procedural/fixture paths are what is tested."""
     monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "probgen-data"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load).
+
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

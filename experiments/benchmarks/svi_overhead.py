@@ -103,7 +103,7 @@ def main() -> None:
         (t_plain, t_ours)[first is run_plain].append(b)
 
     m_ours, m_plain = statistics.median(t_ours), statistics.median(t_plain)
-    paired = sorted(o / p for o, p in zip(t_ours, t_plain, strict=True))
+    paired = [o / p for o, p in zip(t_ours, t_plain, strict=True)]
     q1, ratio, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
     print(f"device: {device}  batch: {args.batch_size}  rounds: {args.rounds} x {args.block} steps")
     print(f"torch threads: {torch.get_num_threads()}")

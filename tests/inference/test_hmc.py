@@ -12,14 +12,7 @@ from probgen.inference.potential import LatentTarget, from_pyro_model
 from probgen.inference.reference import run_nuts
 from tests.inference.ppca import PPCA
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _moment_zscores(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):

@@ -13,13 +13,7 @@ from probgen.inference.potential import encoder_proposal
 from tests.host_reads import count_host_reads
 from tests.inference.ppca import PPCA
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from probgen.inference.loglik import (
 from probgen.inference.potential import encoder_proposal
 from tests.inference.ppca import PPCA
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("latent_dim", [2, 4])

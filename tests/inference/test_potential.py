@@ -8,14 +8,7 @@ from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.models.vae import VAE
 from tests.inference.ppca import PPCA
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_ppca_log_joint_matches_closed_form_and_bayes_rule():

@@ -2,7 +2,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from probgen.checkpoint import save_checkpoint
 from probgen.cli import main
@@ -12,14 +11,7 @@ from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.loglik import loglik
 from probgen.utils.io import read_csv
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared 2-core machine (20x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = [
