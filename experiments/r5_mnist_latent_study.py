@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from common import data_root, derived, fit, parse_args, plot_runs, probgen, vae_curve, write_summary, write_table
+from common import data_root, fit, loglik_row, parse_args, plot_runs, probgen, vae_curve, write_summary, write_table
 from digit_classifier import train_and_test
 
 from probgen.config import DataConfig
@@ -48,25 +48,6 @@ def _extra(argv: Sequence[str] | None) -> tuple[list[str], dict]:
     p.add_argument("--loglik-points", type=int, default=None)
     ns, rest = p.parse_known_args(argv)
     return rest, vars(ns)
-
-
-def loglik_rows(args: argparse.Namespace, run, root: str, points: int) -> list[dict]:
-    """`probgen loglik` of one binarised VAE on ``points`` test digits, one row per method."""
-    if args.smoke:
-        hmc = ["--chains", 2, "--warmup", 10, "--samples", 10, "--ais-steps", 10, "-k", 10]
-    else:
-        hmc = ["--chains", 4, "--warmup", 200, "--samples", 200, "--ais-steps", 500, "-k", 1000]
-    rows = []
-    for method in LOGLIK_METHODS:
-        out = run / f"loglik_{method}"
-        derived(args, out / "loglik.json", "loglik", "--ckpt", run, "--method", method, "--num-data", points, *hmc,
-                "--data-root", root, "--device", args.device, "--no-progress", "--overwrite", "--out", out)  # fmt: skip
-        rep = json.loads((out / "loglik.json").read_text())
-        r = rep["results"][method]
-        rows.append({"method": method, "log_px_nats": r["log_px_mean"], "log_px_stderr": r["log_px_stderr"],
-                     "bits_per_dim": r["bits_per_dim_mean"], "N": r["num_data"], "split": rep["split"],
-                     "trusted": r.get("num_trusted"), "flagged": r.get("num_flagged")})  # fmt: skip
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -142,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     latent = 2 if args.smoke else 5
     fit(args, "vae", *data, "--binarize", "static", *base, "--latent-dim", latent, "--out", bin_run)
     points = opts["loglik_points"] or (4 if args.smoke else 1000)
-    ll_rows = loglik_rows(args, bin_run, root, points)
+    ll_rows = [loglik_row(args, bin_run, root, m, points) for m in LOGLIK_METHODS]
     bin_final = json.loads((bin_run / "metrics.json").read_text())["final"]
     for r in ll_rows:
         r["test_elbo_nats"] = bin_final.get("test", bin_final["train"])["elbo"]
