@@ -1,26 +1,15 @@
-"""Pieces every training pipeline shares: data order, interruption, numerical guards, resume, logs."""
+"""Guards of a training run: NaN/Inf losses stop before the update; signals stop at a step boundary."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from probgen.config import resume_config  # noqa: F401  (the walker's; imported from here by the trainers)
 from probgen.errors import NumericalError, UserError
-
-log = logging.getLogger("probgen")
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of epoch ``epoch``: a function of (seed, epoch) only, so resume can rebuild it."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 class NonFiniteGuard:
@@ -87,19 +76,3 @@ class Interrupted(UserError):
     """Training stopped on a signal after saving its checkpoint (exit code 130)."""
 
     exit_code = 130
-
-
-@contextlib.contextmanager
-def log_to_file(path: Path) -> Iterator[None]:
-    """Also send probgen's log lines to ``path`` (appending, so a resumed run keeps its history)."""
-    handler = logging.FileHandler(path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-        sys.stderr.flush()
