@@ -48,6 +48,7 @@ from probgen.inference.loglik import (
 )
 from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
+from probgen.inference.trust import cross_check
 from probgen.pipelines.fit_vae import load_vae
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
@@ -319,6 +320,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
         if "appendix-d" in results:
             flag_chain_failures(results["appendix-d"], checks)
+    cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
     report: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "dataset": data.name,

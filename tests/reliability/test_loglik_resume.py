@@ -6,6 +6,8 @@ import random
 import signal
 import time
 
+import pytest
+
 from tests.reliability.conftest import start
 
 FLAGS = [
@@ -33,6 +35,7 @@ def _finish(args, tmp_path):
     return err
 
 
+@pytest.mark.timeout(900)  # four process starts; minutes on a shared 2-core machine
 def test_loglik_continues_after_sigkill_and_ctrl_c(tmp_path, tiny_vae_ckpt):
     base = ["loglik", "--ckpt", str(tiny_vae_ckpt), *FLAGS, "--out"]
     ref, out = tmp_path / "ref", tmp_path / "out"
