@@ -326,11 +326,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(handler=_run_data_list)
     info = cmds.add_parser(
         "info",
-        help="source, images per split, shape and range, and a grid of samples",
-        description="Load a dataset as training would and describe it; writes a PNG grid of training images.",
+        help="source, images per split, shape and range (and, with --out, a grid of samples)",
+        description="Load a dataset as training would and describe it; writes nothing unless --out is given "
+        "(then a PNG grid of training images).",
     )
     add_config_args(info, DataConfig)
-    info.add_argument("--out", default=None, help="PNG grid to write (default: ./data_info_<dataset>.png)")
+    info.add_argument("--out", default=None, help="PNG grid of training images to write (default: none)")
     info.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     info.add_argument("--num", type=int, default=64, help="images in the grid (default: 64)")
     info.set_defaults(handler=_run_data_info)
