@@ -15,7 +15,9 @@ class SweepConfig:
     """`probgen sweep`: which model the grid trains; the grid itself is ``--grid`` or a config file's ``grid``."""
 
     kind: str = _help("model of every run: vae, ae, cvae or vaegan", default="vae")
-    grid: tuple[str, ...] = _help("FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=())
+    grid: tuple[str, ...] = _help(
+        "the settings to vary: FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=(), nargs="+", metavar="FIELD=V1,V2"
+    )
 
     def __post_init__(self) -> None:
         _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan"))

@@ -29,13 +29,12 @@ import torch
 
 from probgen import plots
 from probgen.checkpoint import load_checkpoint
-from probgen.config import PlotConfig
+from probgen.config import FIGURES, PlotConfig
 from probgen.data import ImageData, Split, load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.utils.device import resolve_device
 
 log = logging.getLogger("probgen")
-FIGURES = ("traversals", "manifold", "latents", "reconstructions")
 LATENT_KINDS = ("vae", "vaegan", "cvae")
 
 
