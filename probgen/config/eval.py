@@ -16,7 +16,9 @@ class EvalConfig:
         default="domain",
     )
     metrics: tuple[str, ...] = _help(
-        "any of fid, kid, is (default: fid,kid,is with inception; fid,kid with domain features)", default=()
+        "any of fid, kid, is, precision, recall, density, coverage "
+        "(default: fid,kid,is with inception; fid,kid with domain features)",
+        default=(),
     )
     num_samples: int = _help("number of generated images scored", default=1000)
     num_real: int | None = _help("number of real reference images (default: --num-samples)", default=None)
@@ -37,12 +39,20 @@ class EvalConfig:
         "cache of domain networks and reference statistics (default: $PROBGEN_CACHE, else ~/.cache/probgen)",
         default=None,
     )
-    eval_seed: int = _help("seed of the generated samples, the real subset and the KID/IS subsets", default=0)
+    eval_seed: int = _help(
+        "seed of the generated samples, the real subset, the KID/IS subsets and the bootstrap", default=0
+    )
+    nearest_k: int = _help("neighbours k that set the balls of precision, recall, density and coverage", default=5)
+    bootstrap: int = _help("bootstrap replicates behind each 95%% confidence interval (0: no intervals)", default=100)
+    fid_infinity: bool = _help(
+        "also report FID-infinity (FD-<dataset>-infinity): FID at several N extrapolated to 1/N = 0", default=False
+    )
+    fid_infinity_points: int = _help("subset sizes (20%% to 100%% of N) behind FID-infinity's fit", default=15)
 
     def __post_init__(self) -> None:
         _choice(self.features, "features", ("inception", "domain"))
         for m in self.metrics:
-            _choice(m, "metrics", ("fid", "kid", "is"))
+            _choice(m, "metrics", ("fid", "kid", "is", "precision", "recall", "density", "coverage"))
         _check(len(set(self.metrics)) == len(self.metrics), "metrics", f"repeated metric in {self.metrics}")
         _check(
             self.features == "inception" or "is" not in self.metrics,
@@ -58,6 +68,11 @@ class EvalConfig:
         _check(k is None or k >= 2, "kid_subset_size", f"must be >= 2, got {k}")
         _check(self.is_splits >= 1, "is_splits", f"must be >= 1, got {self.is_splits}")
         _check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
+        _check(self.nearest_k >= 1, "nearest_k", f"must be >= 1, got {self.nearest_k}")
+        _check(self.bootstrap == 0 or self.bootstrap >= 10, "bootstrap", f"must be 0 or >= 10, got {self.bootstrap}")
+        p = self.fid_infinity_points
+        _check(p >= 2, "fid_infinity_points", f"must be >= 2, got {p}")
+        _check(not self.fid_infinity or "fid" in self.metric_names(), "fid_infinity", "needs fid in --metrics")
 
     def metric_names(self) -> tuple[str, ...]:
         """The metrics to compute: ``--metrics``, else all that apply to the feature network."""

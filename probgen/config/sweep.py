@@ -16,7 +16,10 @@ class SweepConfig:
 
     kind: str = _help("model of every run: vae, ae, cvae or vaegan", default="vae")
     grid: tuple[str, ...] = _help(
-        "the settings to vary: FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=(), nargs="+", metavar="FIELD=V1,V2"
+        "the settings to vary: FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)",
+        default=(),
+        nargs="+",
+        metavar="FIELD=V1,V2",
     )
 
     def __post_init__(self) -> None:
