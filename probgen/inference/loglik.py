@@ -12,15 +12,15 @@ log is a stochastic *upper* bound; its authors trust it for latent dimension < 5
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyro
 import torch
 
+from probgen.inference.ais import ais, sigmoid_schedule
 from probgen.inference.hmc import HMCResult, run_hmc
 from probgen.inference.potential import LatentTarget
-from probgen.inference.transition import find_reasonable_step_size, hmc_transition, init_state
+from probgen.inference.result import FLAG_REASONS, LoglikResult, _logmeanexp, _result
 from probgen.utils.progress import progress as progress_bar
 
 __all__ = [
@@ -34,103 +34,6 @@ __all__ = [
     "ordering_warnings",
     "sigmoid_schedule",
 ]
-
-
-#: The reasons a per-point estimate can be flagged (``flag_<method>`` in loglik.csv).
-FLAG_REASONS = ("rhat", "ess", "divergences", "missed-mode", "heavy-tailed-weights", "ais-variance")
-
-
-@dataclass
-class LoglikResult:
-    """log p(x) per data point (N,) in nats (float64, CPU), with the settings that produced it.
-
-    ``se`` (N,) is each point's Monte Carlo standard error in nats (None: not known), and ``flags``
-    holds, per point, the reasons (from :data:`FLAG_REASONS`) its estimate is not trusted; an empty
-    list means trusted.
-    """
-
-    method: str
-    log_px: torch.Tensor
-    data_dim: int
-    info: dict[str, Any] = field(default_factory=dict)
-    se: torch.Tensor | None = None
-    flags: list[list[str]] | None = None
-
-    def __post_init__(self) -> None:
-        n = self.log_px.numel()
-        if self.flags is None:
-            self.flags = [[] for _ in range(n)]
-        if len(self.flags) != n:
-            raise ValueError(f"flags has {len(self.flags)} entries for {n} points")
-        for reasons in self.flags:
-            unknown = set(reasons) - set(FLAG_REASONS)
-            if unknown:
-                raise ValueError(f"unknown flag reasons {sorted(unknown)}; known: {FLAG_REASONS}")
-
-    def add_flag(self, index: int, reason: str) -> None:
-        """Flag point ``index`` with ``reason`` (once)."""
-        if reason not in FLAG_REASONS:
-            raise ValueError(f"unknown flag reason {reason!r}; known: {FLAG_REASONS}")
-        if reason not in self.flags[index]:
-            self.flags[index].append(reason)
-
-    @property
-    def trusted(self) -> torch.Tensor:
-        """(N,) bool: True where the point carries no flag."""
-        return torch.tensor([not f for f in self.flags], dtype=torch.bool)
-
-    def flag_strings(self) -> list[str]:
-        """Per point, its reasons joined by '+' ('' when trusted), as written to loglik.csv."""
-        return ["+".join(f) for f in self.flags]
-
-    def flag_counts(self) -> dict[str, int]:
-        """How many points carry each reason (reasons with no point are left out)."""
-        counts: dict[str, int] = {}
-        for reasons in self.flags:
-            for r in reasons:
-                counts[r] = counts.get(r, 0) + 1
-        return counts
-
-    @property
-    def mean(self) -> float:
-        return float(self.log_px.mean())
-
-    @property
-    def stderr(self) -> float:
-        """Standard error of the mean over data points (0 for one point)."""
-        n = self.log_px.numel()
-        return float(self.log_px.std() / math.sqrt(n)) if n > 1 else 0.0
-
-    @property
-    def bits_per_dim(self) -> torch.Tensor:
-        """-log2 p(x) / D per data point, D = pixels x channels."""
-        return -self.log_px / (self.data_dim * math.log(2.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        scale = self.data_dim * math.log(2.0)
-        trusted = self.trusted
-        return {
-            "method": self.method,
-            "log_px_mean": self.mean,
-            "log_px_stderr": self.stderr,
-            "bits_per_dim_mean": -self.mean / scale,
-            "bits_per_dim_stderr": self.stderr / scale,
-            "num_data": int(self.log_px.numel()),
-            "data_dim": self.data_dim,
-            "log_px_mean_trusted": float(self.log_px[trusted].mean()) if trusted.any() else None,
-            "num_trusted": int(trusted.sum()),
-            "num_flagged": int((~trusted).sum()),
-            "flag_counts": self.flag_counts(),
-            **self.info,
-        }
-
-
-def _result(method: str, log_px: torch.Tensor, target: LatentTarget, **info: Any) -> LoglikResult:
-    return LoglikResult(method, log_px.detach().double().cpu(), target.data_dim, info)
-
-
-def _logmeanexp(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
 @torch.no_grad()
@@ -247,60 +150,6 @@ def appendix_d(
     return appendix_d_from_samples(
         target, run, num_samples, shrink, warmup=num_warmup, leapfrog_steps=run.num_steps
     ), run
-
-
-def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> torch.Tensor:
-    """Inverse temperatures beta_0 = 0 < ... < beta_T = 1 (T + 1 values) spaced along a sigmoid
-    (Grosse et al. 2015; Wu et al. 2017): dense near 0 and 1, where the intermediate targets change fastest."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    s = torch.sigmoid(delta * (2.0 * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps - 1.0))
-    return (s - s[0]) / (s[-1] - s[0])
-
-
-def ais(
-    target: LatentTarget,
-    num_chains: int = 16,
-    num_steps: int = 1000,
-    leapfrog_steps: int = 10,
-    target_accept_prob: float = 0.65,
-    delta: float = 4.0,
-    progress: bool = False,
-) -> LoglikResult:
-    """Annealed importance sampling from the prior to the posterior, with HMC transitions (Wu et al. 2017).
-
-    Intermediate targets p(z) p(x | z)^beta_t with a :func:`sigmoid_schedule`; one HMC transition of
-    ``leapfrog_steps`` steps per temperature. After each temperature, each point's step size is
-    multiplied by exp(0.5 (a - target)), a = its acceptance averaged over chains: Wu et al. use a fixed
-    +-2%, which cannot follow a posterior that sharpens 100-fold within a few hundred temperatures.
-    log p(x) per point is the log mean of the ``num_chains`` importance weights.
-    """
-    betas = sigmoid_schedule(num_steps, delta).tolist()
-    z = target.sample_prior(num_chains)  # (C, N, D)
-    state = init_state(target.potential(0.0), z)
-    step = find_reasonable_step_size(state, target.potential(0.0), z.new_full((target.num_data,), 0.1))
-    log_w = torch.zeros(z.shape[:2], dtype=torch.float64, device=z.device)
-    accept_sum = torch.zeros_like(step)
-    bar = progress_bar(total=num_steps, desc="AIS", enabled=progress)
-    for t in range(1, num_steps + 1):
-        bar.update()
-        log_w += (betas[t] - betas[t - 1]) * state.aux.double()  # log f_t(z) - log f_{t-1}(z), aux = log p(x|z)
-        if t == num_steps:
-            break
-        potential = target.potential(betas[t])
-        state = init_state(potential, state.z)  # the gradient changes with beta
-        state, acc, _ = hmc_transition(state, potential, step, leapfrog_steps, jitter=0.1)
-        acc = acc.mean(0)
-        accept_sum += acc
-        step = step * torch.exp(0.5 * (acc - target_accept_prob))
-    bar.close()
-    info = {
-        "chains": num_chains,
-        "ais_steps": num_steps,
-        "leapfrog_steps": leapfrog_steps,
-        "accept_rate_mean": float(accept_sum.mean() / max(num_steps - 1, 1)),
-    }
-    return _result("ais", _logmeanexp(log_w, 0), target, **info)
 
 
 def _paired(a: LoglikResult, b: LoglikResult) -> tuple[float, float]:

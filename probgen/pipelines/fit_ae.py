@@ -24,8 +24,8 @@ from probgen.config import FitAEConfig, from_dict
 from probgen.data import to_unit
 from probgen.models.autoencoder import Autoencoder
 from probgen.models.vae import resolve_likelihood
-from probgen.pipelines.trainer import Trainer, fit
 from probgen.plots import save_grid
+from probgen.training.loop import Trainer, fit
 
 
 def load_autoencoder(

@@ -3,7 +3,7 @@
 Run directory: config.json, checkpoint.pt, losses.csv, metrics.json, samples.png,
 reconstructions.png, loss_curves.png, samples_epoch_K.png, log.txt.
 
-The loop, checkpoints and exact resume are the shared :class:`~probgen.pipelines.trainer.Trainer`'s:
+The loop, checkpoints and exact resume are the shared :class:`~probgen.training.loop.Trainer`'s:
 the data order of epoch e is a permutation seeded by (seed, e), the beta schedule is a function of
 the step, and the checkpoint holds model, optimizer, RNG states, the position inside the epoch and
 the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on CPU) to an
@@ -29,10 +29,10 @@ from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
-from probgen.pipelines.distributed import distributed_loss, sync_batchnorm
-from probgen.pipelines.speed import adam_kwargs, make_train_step
-from probgen.pipelines.trainer import RESUMABLE_FIELDS, Trainer, fit
 from probgen.plots import save_grid
+from probgen.training.distributed import distributed_loss, sync_batchnorm
+from probgen.training.loop import RESUMABLE_FIELDS, Trainer, fit
+from probgen.training.perf import adam_kwargs, make_train_step
 
 log = logging.getLogger("probgen")
 

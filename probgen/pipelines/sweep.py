@@ -37,8 +37,8 @@ from probgen.config import (
     to_dict,
 )
 from probgen.errors import UserError
-from probgen.pipelines.training import Interrupted
 from probgen.plots import plot_runs
+from probgen.training.guards import Interrupted
 from probgen.utils.io import read_csv, write_csv, write_json
 from probgen.utils.rundir import run_state
 from probgen.utils.tensorboard import require_tensorboard
