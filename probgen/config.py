@@ -117,7 +117,14 @@ class TrainConfig:
     beta_schedule: str = _help("constant, linear (warm-up) or cyclical", default="constant")
     beta_warmup_steps: int = _help("steps of the linear warm-up from 0 to --beta", default=10000)
     beta_cycle_steps: int = _help("period of the cyclical schedule, in steps", default=10000)
-    elbo: str = _help("trace (Trace_ELBO) or tracemeanfield (analytic KL)", default="trace")
+    elbo: str = _help(
+        "trace (Trace_ELBO), tracemeanfield (analytic KL) or iwae (RenyiELBO alpha=0: the IWAE bound of "
+        "Burda et al. 2016)",
+        default="trace",
+    )
+    particles: int = _help(
+        "samples of z per image: the K of --elbo iwae (the others average K ELBO samples)", default=1
+    )
     seed: int = _help("random seed", default=0)
     device: str = _help("auto, cpu or cuda", default="auto")
     checkpoint_every: int = _help("write checkpoint.pt every N steps (and at the end)", default=1000)
@@ -133,7 +140,8 @@ class TrainConfig:
         _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
         _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
         _check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")
-        _choice(self.elbo, "elbo", ("trace", "tracemeanfield"))
+        _choice(self.elbo, "elbo", ("trace", "tracemeanfield", "iwae"))
+        _check(self.particles >= 1, "particles", f"must be >= 1, got {self.particles}")
         _choice(self.device, "device", ("auto", "cpu", "cuda"))
         _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
@@ -197,6 +205,47 @@ class PerfConfig:
         _check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")
 
 
+OBJECTIVES = ("elbo", "beta-tcvae", "factor-vae", "dip-vae-ii", "capacity")
+
+
+@dataclass
+class ObjectiveConfig:
+    """The VAE's training objective beyond the (beta-)ELBO (docs/zoo.md); the generative model is the same."""
+
+    objective: str = _help(
+        "elbo (beta-VAE with --beta), beta-tcvae (Chen et al. 2018), factor-vae (Kim & Mnih 2018), "
+        "dip-vae-ii (Kumar et al. 2018) or capacity (Burgess et al. 2018)",
+        default="elbo",
+    )
+    tc_beta: float = _help("beta-tcvae: weight of the total correlation (1: the ELBO)", default=6.0)
+    factor_gamma: float = _help("factor-vae: weight of the discriminator's total-correlation estimate", default=10.0)
+    factor_disc_hidden: tuple[int, ...] = _help(
+        "factor-vae: hidden widths of the latent discriminator MLP", default=(1000, 1000, 1000, 1000, 1000, 1000)
+    )
+    factor_disc_lr: float = _help("factor-vae: Adam learning rate of the discriminator (betas 0.5, 0.9)", default=1e-4)
+    dip_lambda_od: float = _help("dip-vae-ii: weight of the off-diagonal covariance penalty", default=10.0)
+    dip_lambda_d: float = _help("dip-vae-ii: weight of the diagonal (variance - 1) penalty", default=10.0)
+    capacity_gamma: float = _help("capacity: weight gamma of |KL - C|", default=1000.0)
+    capacity_max: float = _help("capacity: final capacity C_max in nats per image", default=25.0)
+    capacity_steps: int = _help("capacity: steps of the linear increase of C from 0 to C_max", default=100000)
+
+    def __post_init__(self) -> None:
+        _choice(self.objective, "objective", OBJECTIVES)
+        _check(self.tc_beta >= 0, "tc_beta", f"must be >= 0, got {self.tc_beta}")
+        _check(self.factor_gamma >= 0, "factor_gamma", f"must be >= 0, got {self.factor_gamma}")
+        _check(
+            len(self.factor_disc_hidden) >= 1 and min(self.factor_disc_hidden) >= 1,
+            "factor_disc_hidden",
+            f"must be positive and non-empty: {self.factor_disc_hidden}",
+        )
+        _check(self.factor_disc_lr > 0, "factor_disc_lr", f"must be positive, got {self.factor_disc_lr}")
+        _check(self.dip_lambda_od >= 0, "dip_lambda_od", f"must be >= 0, got {self.dip_lambda_od}")
+        _check(self.dip_lambda_d >= 0, "dip_lambda_d", f"must be >= 0, got {self.dip_lambda_d}")
+        _check(self.capacity_gamma >= 0, "capacity_gamma", f"must be >= 0, got {self.capacity_gamma}")
+        _check(self.capacity_max >= 0, "capacity_max", f"must be >= 0, got {self.capacity_max}")
+        _check(self.capacity_steps >= 1, "capacity_steps", f"must be >= 1, got {self.capacity_steps}")
+
+
 @dataclass
 class FitVAEConfig:
     """Everything `probgen fit vae` needs; stored in config.json and in the checkpoint."""
@@ -204,6 +253,7 @@ class FitVAEConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
 
@@ -531,6 +581,7 @@ class SweepFlags:
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
     gan: VAEGANConfig = field(default_factory=VAEGANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 

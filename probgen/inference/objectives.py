@@ -33,8 +33,6 @@ from pyro.infer.util import get_dependent_plate_dims, torch_sum
 
 from probgen.inference.elbo import TermsTrace_ELBO, TermsTraceMeanField_ELBO
 
-OBJECTIVES = ("elbo", "beta-tcvae", "factor-vae", "dip-vae-ii", "capacity")
-
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -113,7 +111,10 @@ def discriminator_loss(discriminator: Callable[[torch.Tensor], torch.Tensor], z:
 def density_ratio_loss(
     discriminator: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-entropy of ``discriminator`` on samples ``a`` (label 1) and ``b`` (label 0); its optimal logit is log p_a / p_b."""
+    """Cross-entropy of ``discriminator`` on samples ``a`` (label 1) and ``b`` (label 0).
+
+    Its optimal logit is log p_a(z) / p_b(z).
+    """
     return 0.5 * (F.softplus(-discriminator(a)).mean() + F.softplus(discriminator(b)).mean())
 
 
@@ -133,11 +134,13 @@ class _Objective:
         """(z, loc, scale) of the guide's latent site, each (M, D); the guide must be a diagonal Normal."""
         site = guide_trace.nodes[self.latent_site]
         base = getattr(site["fn"], "base_dist", site["fn"])
-        if not (hasattr(base, "loc") and hasattr(base, "scale")):
+        if not isinstance(base, torch.distributions.Normal):
             raise ValueError(f"{type(self).__name__}: guide site {self.latent_site!r} must be a Normal, got {base}")
         z, loc, scale = site["value"], base.loc, base.scale
         if z.dim() != 2:
-            raise ValueError(f"{type(self).__name__}: latent {self.latent_site!r} must be (batch, dim), got {tuple(z.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: latent {self.latent_site!r} must be (batch, dim), got {tuple(z.shape)}"
+            )
         return z, loc.expand_as(z), scale.expand_as(z)
 
 
@@ -212,7 +215,10 @@ def BetaTCVAE(beta_tc: float, elbo: str = "trace", **kwargs) -> TermsTrace_ELBO:
 
 
 def FactorVAE(gamma: float, discriminator: Callable[[torch.Tensor], torch.Tensor], elbo: str = "trace", **kwargs):  # noqa: N802, ANN003, ANN201
-    """FactorVAE loss: -ELBO + gamma sum_i logit D(z_i); term tc. ``last_latent`` keeps the codes for the discriminator step."""
+    """FactorVAE loss: -ELBO + gamma sum_i logit D(z_i); term tc.
+
+    ``last_latent`` keeps the codes of the last call for the discriminator's step.
+    """
     return _make(_FactorVAE, elbo)(gamma=gamma, discriminator=discriminator, **kwargs)
 
 
