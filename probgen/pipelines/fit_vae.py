@@ -237,13 +237,16 @@ class VAETrainer(Trainer):
     def reconstruction_pairs(self) -> torch.Tensor:
         """20 test images (training images without a test split) and their reconstructions, (40, C, H, W).
 
-        Laid out for a 10-wide grid: 10 inputs above their 10 reconstructions, twice.
+        The images are a seeded draw that shows every label or dSprites shape (``display_indices``),
+        the same in every run on the same data. Laid out for a 10-wide grid: 10 inputs above their
+        10 reconstructions, twice.
         """
         test = self.test_images is not None
         ref = self.test_images if test else self.train_images
         labels = self.test_labels if test else self.train_labels
-        x = to_unit(ref[:20].to(self.device))
-        recon = self.reconstruct(x, None if labels is None else labels[:20])
+        idx = self.data.display_indices("test" if test else "train", 20)  # seeded; every shape / digit
+        x = to_unit(ref[idx.to(ref.device)].to(self.device))
+        recon = self.reconstruct(x, None if labels is None else labels[idx.to(labels.device)])
         return torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
 
     def final_figures(self) -> None:
