@@ -27,7 +27,8 @@ class LoglikResult:
 
     ``se`` (N,) is each point's Monte Carlo standard error in nats (None: not known), and ``flags``
     holds, per point, the reasons (from :data:`FLAG_REASONS`) its estimate is not trusted; an empty
-    list means trusted.
+    list means trusted. ``per_point`` holds further per-point diagnostics of the estimator, each (N,)
+    (e.g. ``khat``, ``ess_lp``, ``num_modes``): the pipeline may write them as ``<name>_<method>`` columns.
     """
 
     method: str
@@ -36,6 +37,7 @@ class LoglikResult:
     info: dict[str, Any] = field(default_factory=dict)
     se: torch.Tensor | None = None
     flags: list[list[str]] | None = None
+    per_point: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.log_px.numel()
