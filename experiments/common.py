@@ -111,6 +111,23 @@ def derived(args: argparse.Namespace, output: Path, *argv: Any) -> None:
     write_json(ledger, {**done, key: cmd})
 
 
+def loglik_row(args: argparse.Namespace, run: Path, root: str, method: str, points: int) -> dict[str, Any]:
+    """``probgen loglik --method method`` of one VAE run on ``points`` test points (smoke: tiny chains),
+    into ``run/loglik_<method>`` (skipped while up to date); its row: log p(x), stderr, bits/dim, N, split."""
+    if args.smoke:
+        hmc = ["--chains", 2, "--warmup", 10, "--samples", 10, "--ais-steps", 10, "-k", 10]
+    else:
+        hmc = ["--chains", 4, "--warmup", 200, "--samples", 200, "--ais-steps", 500, "-k", 1000]
+    out = run / f"loglik_{method}"
+    derived(args, out / "loglik.json", "loglik", "--ckpt", run, "--method", method, "--num-data", points, *hmc,
+            "--data-root", root, "--device", args.device, "--no-progress", "--overwrite", "--out", out)  # fmt: skip
+    rep = json.loads((out / "loglik.json").read_text())
+    r = rep["results"][method]
+    return {"method": method, "likelihood": rep["likelihood"], "log_px_nats": r["log_px_mean"],
+            "log_px_stderr": r["log_px_stderr"], "bits_per_dim": r["bits_per_dim_mean"], "N": r["num_data"],
+            "split": rep["split"], "trusted": r.get("num_trusted"), "flagged": r.get("num_flagged")}  # fmt: skip
+
+
 def eval_flags(args: argparse.Namespace, num: int, smoke_num: int = 32) -> list[str]:
     """`probgen eval` scoring flags: Inception FID/IS with --inception, else domain FD-<dataset>."""
     if args.smoke:

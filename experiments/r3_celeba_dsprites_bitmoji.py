@@ -33,6 +33,7 @@ from common import (
     derived,
     eval_flags,
     fit,
+    loglik_row,
     parse_args,
     probgen,
     read_eval,
@@ -70,22 +71,8 @@ def _extra(argv: Sequence[str] | None) -> tuple[list[str], dict]:
 
 def loglik_rows(args, run: Path, root: str, dataset: str, config: str, latent: int, points: int) -> list[dict]:
     """log p(x) and bits/dim of one VAE: appendix-d (latent <= 16), iwae and ais; one row per method."""
-    if args.smoke:
-        hmc = ["--chains", 2, "--warmup", 10, "--samples", 10, "--ais-steps", 10, "-k", 10]
-    else:
-        hmc = ["--chains", 4, "--warmup", 200, "--samples", 200, "--ais-steps", 500, "-k", 1000]
     methods = ["appendix-d", "iwae", "ais"] if latent <= 16 else ["iwae", "ais"]
-    rows = []
-    for method in methods:
-        out = run / f"loglik_{method}"
-        derived(args, out / "loglik.json", "loglik", "--ckpt", run, "--method", method, "--num-data", points, *hmc,
-                "--data-root", root, "--device", args.device, "--no-progress", "--overwrite", "--out", out)  # fmt: skip
-        rep = json.loads((out / "loglik.json").read_text())
-        r = rep["results"][method]
-        rows.append({"dataset": dataset, "config": config, "method": method, "likelihood": rep["likelihood"],
-                     "log_px_nats": r["log_px_mean"], "log_px_stderr": r["log_px_stderr"],
-                     "bits_per_dim": r["bits_per_dim_mean"], "N": r["num_data"], "split": rep["split"]})  # fmt: skip
-    return rows
+    return [{"dataset": dataset, "config": config, **loglik_row(args, run, root, m, points)} for m in methods]
 
 
 def run_vaes(args, opts, dataset: str, root: str, configs: dict[str, list], common: list) -> tuple[list, list]:

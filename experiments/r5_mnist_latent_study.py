@@ -7,19 +7,27 @@ conditional VAE (`fit cvae`) generates chosen digits; a small CNN (digit_classif
 cvae-generated labelled digits mixed with 20 / 50 / 100 % of the real training set, and its test
 accuracy reported per fraction. A VAE-GAN (`fit vaegan`) makes the report's discussion item real.
 
+A binarised (static) latent-5 VAE gets `probgen loglik`: Appendix D (HMC), IWAE and AIS on the test set.
+
     python experiments/r5_mnist_latent_study.py --data-root DATA
+    python experiments/r5_mnist_latent_study.py --data-root DATA --epochs 30 --loglik-points 200   # CPU-sized
     python experiments/r5_mnist_latent_study.py --smoke --out /tmp/r5
+
+Own flags: --epochs (every VAE, cVAE and VAE-GAN; default 20), --num-generated (cVAE digits for the
+classifier; default: as many as real training digits), --classifier-epochs (default 5),
+--loglik-points (test points for loglik; default 1000).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from collections.abc import Sequence
 
 import torch
-from common import data_root, fit, parse_args, plot_runs, probgen, vae_curve, write_summary, write_table
+from common import data_root, fit, loglik_row, parse_args, plot_runs, probgen, vae_curve, write_summary, write_table
 from digit_classifier import train_and_test
 
 from probgen.config import DataConfig
@@ -28,10 +36,23 @@ from probgen.pipelines.fit_cvae import load_cvae
 
 NAME = "r5_mnist_latent_study"
 FRACTIONS = (0.2, 0.5, 1.0)
+LOGLIK_METHODS = ("appendix-d", "iwae", "ais")
+
+
+def _extra(argv: Sequence[str] | None) -> tuple[list[str], dict]:
+    """R5's own flags: --epochs, --num-generated, --classifier-epochs, --loglik-points."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--num-generated", type=int, default=None)
+    p.add_argument("--classifier-epochs", type=int, default=None)
+    p.add_argument("--loglik-points", type=int, default=None)
+    ns, rest = p.parse_known_args(argv)
+    return rest, vars(ns)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(NAME, __doc__, argv)
+    rest, opts = _extra(argv)
+    args = parse_args(NAME, __doc__, rest)
     started = time.perf_counter()
     root = data_root(args, "mnist")
     if args.smoke:
@@ -40,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                                      "--dropout-in", "both"]}  # fmt: skip
         n_gen, clf_epochs, grid = 200, 1, 5
     else:
-        base = ["--conv-channels", "32,64", "--epochs", 20, "--batch-size", 128]
+        base = ["--conv-channels", "32,64", "--epochs", opts["epochs"] or 20, "--batch-size", 128]
         variants = {
             "latent2": ["--latent-dim", 2],
             "latent5": ["--latent-dim", 5],
@@ -51,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "latent2_dropout_encoder": ["--latent-dim", 2, "--dropout", 0.2, "--dropout-in", "encoder"],
             "latent2_dropout_both": ["--latent-dim", 2, "--dropout", 0.2, "--dropout-in", "both"],
         }
-        n_gen, clf_epochs, grid = 60000, 5, 20
+        n_gen, clf_epochs, grid = None, 5, 20  # n_gen None: as many as real training digits
     data = ["--dataset", "mnist", "--data-root", root, "--likelihood", "bernoulli"]
     rows, curves = [], {}
     for tag, flags in variants.items():
@@ -72,12 +93,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cvae_run = args.out / "cvae"
     fit(args, "cvae", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", cvae_run)
     cvae, _ = load_cvae(cvae_run / "checkpoint.pt", "cpu")
+    mnist = load_dataset(DataConfig(dataset="mnist", data_root=root))
+    tr, te = mnist.split("train"), mnist.split("test")
+    n_gen = opts["num_generated"] or n_gen or len(tr)
+    clf_epochs = opts["classifier_epochs"] or clf_epochs
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         x_gen = torch.cat([cvae.sample(min(1000, n_gen - i), generator=gen) for i in range(0, n_gen, 1000)]).cpu()
     y_gen = torch.arange(len(x_gen)) % cvae.num_classes  # sample() cycles through the classes
-    mnist = load_dataset(DataConfig(dataset="mnist", data_root=root))
-    tr, te = mnist.split("train"), mnist.split("test")
     x_real, y_real = to_unit(tr.images), tr.labels.long()
     x_test, y_test = to_unit(te.images), te.labels.long()
     clf_rows = []
@@ -94,8 +117,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     vaegan_run = args.out / "vaegan"
     fit(args, "vaegan", *data, *base, "--latent-dim", 2 if args.smoke else 5, "--out", vaegan_run)
     vg = json.loads((vaegan_run / "metrics.json").read_text())["final"]
-    return write_summary(args.out, NAME, args, started, data_root=root, vae_variants=rows, classifier=clf_rows,
-                         vaegan_final=vg, cvae_run=str(cvae_run))  # fmt: skip
+
+    # log p(x) needs a likelihood that is a density of the data: a binarised (static) MNIST model
+    bin_run = args.out / "binarized_latent5"
+    latent = 2 if args.smoke else 5
+    fit(args, "vae", *data, "--binarize", "static", *base, "--latent-dim", latent, "--out", bin_run)
+    points = opts["loglik_points"] or (4 if args.smoke else 1000)
+    ll_rows = [loglik_row(args, bin_run, root, m, points) for m in LOGLIK_METHODS]
+    bin_final = json.loads((bin_run / "metrics.json").read_text())["final"]
+    for r in ll_rows:
+        r["test_elbo_nats"] = bin_final.get("test", bin_final["train"])["elbo"]
+    write_table(ll_rows, args.out / "loglik")
+    return write_summary(args.out, NAME, args, started, data_root=root, options=opts, vae_variants=rows,
+                         classifier=clf_rows, vaegan_final=vg, cvae_run=str(cvae_run), loglik=ll_rows)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -198,3 +198,6 @@ def test_r5(run_smoke):
     assert [r["num_real"] for r in clf] == [24, 60, 120] and all(r["num_generated"] == 200 for r in clf)
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["num_test"] == 40 for r in clf)
     assert math.isfinite(s["vaegan_final"]["train"]["elbo"])
+    ll = {r["method"]: r for r in s["loglik"]}
+    assert sorted(ll) == ["ais", "appendix-d", "iwae"] and all(r["N"] == 4 for r in ll.values())
+    assert all(r["log_px_nats"] < 0 for r in ll.values())  # binarised data: log p(x) is never positive

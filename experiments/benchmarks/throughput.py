@@ -54,9 +54,10 @@ from probgen.data import load_dataset
 from probgen.inference.elbo import make_elbo
 from probgen.inference.svi import hot_loop
 from probgen.models.vae import VAE
-from probgen.pipelines.batches import make_batches
-from probgen.pipelines.speed import adam_kwargs, apply_speed_options, make_train_step
-from probgen.pipelines.training import NonFiniteGuard, epoch_permutation
+from probgen.training.batches import make_batches
+from probgen.training.guards import NonFiniteGuard
+from probgen.training.perf import adam_kwargs, apply_speed_options, make_train_step
+from probgen.training.resume import epoch_permutation
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info
 

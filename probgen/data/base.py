@@ -61,6 +61,39 @@ class ImageData:
             raise UserError(f"dataset {self.name!r} has no split {name!r} (has: {', '.join(self.splits)})")
         return self.splits[name]
 
+    def display_indices(self, split: str, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` indices into ``split`` for a figure that should show the data's variety (reconstructions).
+
+        A seeded random draw (the same for every run of the same data, whatever the training seed),
+        interleaved by group so that every group appears: by label when the split has labels, else by
+        the ``shape`` factor (dSprites), else no grouping. Datasets stored in factor order (dSprites puts
+        every small square first) would otherwise show one kind of image.
+        """
+        s = self.split(split)
+        perm = torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))
+        groups = None
+        if s.labels is not None and s.labels.dim() == 1:
+            groups = s.labels
+        elif s.factor_classes is not None and "shape" in self.factor_names:
+            groups = s.factor_classes[:, self.factor_names.index("shape")]
+        if groups is None:
+            return perm[:n]
+        per_group: dict[int, list[int]] = {}
+        num_groups = len(torch.unique(groups))
+        want = -(-n // num_groups)  # members per group for round-robin rows
+        for i, g in zip(perm.tolist(), groups[perm].tolist()):
+            members = per_group.setdefault(g, [])
+            if len(members) < want:
+                members.append(i)
+                if len(per_group) == num_groups and all(len(m) == want for m in per_group.values()):
+                    break
+        order = sorted(per_group)
+        picked = [per_group[g][r] for r in range(want) for g in order if r < len(per_group[g])]
+        if len(picked) < n:  # small groups ran out: fill with the next images of the draw
+            taken = set(picked)
+            picked += [i for i in perm.tolist() if i not in taken][: n - len(picked)]
+        return torch.tensor(picked[:n], dtype=torch.long)
+
 
 def register(name: str) -> Callable[[Loader], Loader]:
     """Decorator: make a loader available as ``--dataset name``."""

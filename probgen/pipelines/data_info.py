@@ -20,10 +20,6 @@ def dataset_list() -> list[tuple[str, str]]:
     return [(name, dataset_description(name)) for name in dataset_names()]
 
 
-def default_info_path(name: str) -> Path:
-    return Path(f"data_info_{name}.png")
-
-
 def summarize(data: ImageData) -> dict[str, Any]:
     """Counts, shape, observed pixel range, labels and skipped files of a loaded dataset (JSON-ready)."""
     c, h, w = data.image_shape
@@ -82,15 +78,25 @@ def format_summary(info: dict[str, Any], grid: Path | None) -> str:
     return "\n".join(lines)
 
 
-def data_info(cfg: DataConfig, out: Path | None = None, overwrite: bool = False, num: int = 64) -> str:
-    """Load a dataset, write a grid of ``num`` random training images to ``out``, return the summary text."""
-    out = out or default_info_path(cfg.dataset)
+def check_out(out: Path, overwrite: bool) -> None:
+    """``--out`` must be a .png, and an existing file is replaced only with ``overwrite``."""
     if out.suffix.lower() != ".png":
         raise UserError(f"--out: must be a .png file, got {out}")
     if out.exists() and not overwrite:
         raise UserError(f"--out: {out} exists; pass --overwrite to replace it or choose another --out")
+
+
+def data_info(cfg: DataConfig, out: Path | None = None, overwrite: bool = False, num: int = 64) -> str:
+    """Load a dataset and return the summary text; with ``out``, also write a grid of ``num`` training images.
+
+    Read-only unless ``out`` is given: inspecting a dataset writes nothing, so it can be run any number
+    of times. The dataset is loaded before ``out`` is checked, so a data problem is the error reported.
+    """
     data = load_dataset(cfg)
     info = summarize(data)
+    if out is None:
+        return format_summary(info, None)
+    check_out(out, overwrite)
     train = data.split("train").images
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:num]
     out.parent.mkdir(parents=True, exist_ok=True)

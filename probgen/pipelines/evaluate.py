@@ -70,6 +70,8 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     lines = []
     for name, m in record["metrics"].items():
         value = f"{m['value']:.4g}" if "value" in m else f"{m['mean']:.4g} +- {m['std']:.2g}"
+        if "ci95" in m:
+            value += f" (95% CI {m['ci95'][0]:.4g} to {m['ci95'][1]:.4g})"
         ref = f" vs {m['num_real']} real ({m['ref_split']} split)" if "num_real" in m else ""
         lines.append(f"{name} {value}  [{m['num_generated']} generated{ref}; {m['feature_network']}; {m['resize']}]")
     return lines

@@ -24,8 +24,8 @@ from probgen.config import FitAEConfig, from_dict
 from probgen.data import to_unit
 from probgen.models.autoencoder import Autoencoder
 from probgen.models.vae import resolve_likelihood
-from probgen.pipelines.trainer import Trainer, fit
 from probgen.plots import save_grid
+from probgen.training.loop import Trainer, fit
 
 
 def load_autoencoder(
@@ -97,8 +97,10 @@ class AETrainer(Trainer):
 
     def _reconstruction_pairs(self) -> torch.Tensor:
         """10 inputs above their 10 reconstructions, twice: (40, C, H, W) for a 10-wide grid."""
-        ref = self.test_images if self.test_images is not None else self.train_images
-        x = to_unit(ref[:20].to(self.device))
+        test = self.test_images is not None
+        ref = self.test_images if test else self.train_images
+        idx = self.data.display_indices("test" if test else "train", 20)  # seeded; every shape / digit
+        x = to_unit(ref[idx.to(ref.device)].to(self.device))
         recon = self.ae.reconstruct(x)
         return torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
 

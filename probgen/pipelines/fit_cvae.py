@@ -20,7 +20,7 @@ from probgen.data import ImageData, Split
 from probgen.errors import UserError
 from probgen.models.cvae import CVAE
 from probgen.pipelines.fit_vae import VAETrainer
-from probgen.pipelines.trainer import fit
+from probgen.training.loop import fit
 
 
 def split_labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor:

@@ -30,9 +30,11 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.metrics.harness import Harness
 from probgen.models.dcgan import Discriminator, Generator, output_range, sample_latent
-from probgen.pipelines.ema import DeviceEMA
-from probgen.pipelines.training import GracefulStop, NonFiniteGuard, epoch_permutation, log_to_file, resume_config
 from probgen.plots import plot_curves, save_grid
+from probgen.training.ema import DeviceEMA
+from probgen.training.guards import GracefulStop, NonFiniteGuard
+from probgen.training.resume import epoch_permutation, resume_config
+from probgen.training.runlog import log_to_file
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, read_csv, write_csv, write_json
 from probgen.utils.progress import progress

@@ -3,7 +3,7 @@
 Run directory: config.json, checkpoint.pt, losses.csv, metrics.json, samples.png,
 reconstructions.png, loss_curves.png, samples_epoch_K.png, log.txt.
 
-The loop, checkpoints and exact resume are the shared :class:`~probgen.pipelines.trainer.Trainer`'s:
+The loop, checkpoints and exact resume are the shared :class:`~probgen.training.loop.Trainer`'s:
 the data order of epoch e is a permutation seeded by (seed, e), the beta schedule is a function of
 the step, and the checkpoint holds model, optimizer, RNG states, the position inside the epoch and
 the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on CPU) to an
@@ -29,10 +29,10 @@ from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
-from probgen.pipelines.distributed import distributed_loss, sync_batchnorm
-from probgen.pipelines.speed import adam_kwargs, make_train_step
-from probgen.pipelines.trainer import RESUMABLE_FIELDS, Trainer, fit
 from probgen.plots import save_grid
+from probgen.training.distributed import distributed_loss, sync_batchnorm
+from probgen.training.loop import RESUMABLE_FIELDS, Trainer, fit
+from probgen.training.perf import adam_kwargs, make_train_step
 
 log = logging.getLogger("probgen")
 
@@ -193,13 +193,16 @@ class VAETrainer(Trainer):
     def reconstruction_pairs(self) -> torch.Tensor:
         """20 test images (training images without a test split) and their reconstructions, (40, C, H, W).
 
-        Laid out for a 10-wide grid: 10 inputs above their 10 reconstructions, twice.
+        The images are a seeded draw that shows every label or dSprites shape (``display_indices``),
+        the same in every run on the same data. Laid out for a 10-wide grid: 10 inputs above their
+        10 reconstructions, twice.
         """
         test = self.test_images is not None
         ref = self.test_images if test else self.train_images
         labels = self.test_labels if test else self.train_labels
-        x = to_unit(ref[:20].to(self.device))
-        recon = self.reconstruct(x, None if labels is None else labels[:20])
+        idx = self.data.display_indices("test" if test else "train", 20)  # seeded; every shape / digit
+        x = to_unit(ref[idx.to(ref.device)].to(self.device))
+        recon = self.reconstruct(x, None if labels is None else labels[idx.to(labels.device)])
         return torch.cat([x[:10], recon[:10], x[10:20], recon[10:20]])
 
     def final_figures(self) -> None:

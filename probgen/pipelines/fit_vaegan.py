@@ -18,7 +18,7 @@ import torch
 from probgen.config import FitVAEGANConfig
 from probgen.models.vaegan import Discriminator, adversarial_losses, generator_images
 from probgen.pipelines.fit_vae import VAETrainer
-from probgen.pipelines.trainer import fit
+from probgen.training.loop import fit
 
 
 class VAEGANTrainer(VAETrainer):

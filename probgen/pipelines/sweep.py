@@ -33,12 +33,15 @@ from probgen.config import (
     FitCVAEConfig,
     FitVAEConfig,
     FitVAEGANConfig,
-    strip_optional,
+    Leaf,
+    leaf_map,
+    replace_leaves,
     to_dict,
 )
+from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
-from probgen.pipelines.training import Interrupted
 from probgen.plots import plot_runs
+from probgen.training.guards import Interrupted
 from probgen.utils.io import read_csv, write_csv, write_json
 from probgen.utils.rundir import run_state
 from probgen.utils.tensorboard import require_tensorboard
@@ -70,43 +73,30 @@ def _fit_function(kind: str) -> Callable[[Any], Path]:
 # --- the grid ---------------------------------------------------------------------------------------
 
 
-def config_fields(cls: type) -> dict[str, tuple[str, Any]]:
-    """Leaf field name -> (section, type) of a sectioned fit config class."""
-    out: dict[str, tuple[str, Any]] = {}
-    for section in dataclasses.fields(cls):
-        sec_cls = typing.get_type_hints(cls)[section.name]
-        hints = typing.get_type_hints(sec_cls)
-        for f in dataclasses.fields(sec_cls):
-            out[f.name] = (section.name, hints[f.name])
-    return out
-
-
-def _parse_value(text: str, tp: Any, key: str) -> Any:
-    optional = strip_optional(tp) is not tp
-    tp = strip_optional(tp)
-    if optional and text.lower() == "none":
+def _parse_value(text: str, leaf: Leaf, key: str) -> Any:
+    if leaf.optional and text.lower() == "none":
         return None
+    tp = leaf.type
     try:
         if tp is bool:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(text)
             return text.lower() in ("true", "1", "yes")
-        if typing.get_origin(tp) is tuple:
-            inner = typing.get_args(tp)[0]
-            return tuple(inner(p) for p in text.split(",") if p)
+        if leaf.is_tuple:
+            return parse_tuple(text, typing.get_args(tp)[0])
         return tp(text)
     except ValueError:
         raise UserError(f"--grid: {key}: cannot read {text!r} as {getattr(tp, '__name__', tp)}") from None
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, leaf: Leaf, key: str) -> Any:
     """A value from a JSON/TOML file -> the field's type (lists become tuples)."""
-    base = strip_optional(tp)
+    base = leaf.type
     if value is None:
-        if base is tp:
+        if not leaf.optional:
             raise UserError(f"--grid: {key}: None is not allowed")
         return None
-    if typing.get_origin(base) is tuple:
+    if leaf.is_tuple:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"--grid: {key}: each value must be a list, got {value!r}")
         return tuple(value)
@@ -123,7 +113,7 @@ def parse_grid(spec: dict[str, Any] | list[str] | tuple[str, ...], cls: type) ->
     On the command line values are separated by commas; for tuple fields (``conv_channels``) grid
     values are separated by ``/`` and the tuple's elements by commas: ``conv_channels=8,8/16,16``.
     """
-    fields = config_fields(cls)
+    fields = leaf_map(cls)
     items: list[tuple[str, Any]] = []
     if isinstance(spec, dict):
         items = list(spec.items())
@@ -138,16 +128,16 @@ def parse_grid(spec: dict[str, Any] | list[str] | tuple[str, ...], cls: type) ->
         name = key.strip().replace("-", "_")
         if name not in fields:
             raise UserError(f"--grid: unknown setting {key!r} for this model (see `probgen fit ... --help`)")
-        section, tp = fields[name]
-        if section == "run":
+        leaf = fields[name]
+        if leaf.section == "run":
             raise UserError(f"--grid: {key} is a run setting, which the sweep sets itself")
         if name in grid:
             raise UserError(f"--grid: {key} appears twice")
         if isinstance(raw, str):
-            sep = "/" if typing.get_origin(strip_optional(tp)) is tuple else ","
-            values = [_parse_value(t.strip(), tp, key) for t in raw.split(sep) if t.strip()]
+            sep = "/" if leaf.is_tuple else ","
+            values = [_parse_value(t.strip(), leaf, key) for t in raw.split(sep) if t.strip()]
         else:
-            values = [_coerce(v, tp, key) for v in (raw if isinstance(raw, list) else [raw])]
+            values = [_coerce(v, leaf, key) for v in (raw if isinstance(raw, list) else [raw])]
         if not values:
             raise UserError(f"--grid: {key} has no values")
         grid[name] = values
@@ -176,12 +166,7 @@ def run_name(point: dict[str, Any]) -> str:
 
 def with_point(base: Any, point: dict[str, Any]) -> Any:
     """``base`` with the grid point's fields replaced (each section validated again)."""
-    fields = config_fields(type(base))
-    cfg = base
-    for name, value in point.items():
-        section = fields[name][0]
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
-    return cfg
+    return replace_leaves(base, point)
 
 
 # --- running ----------------------------------------------------------------------------------------

@@ -15,23 +15,54 @@ def test_data_list_names_every_dataset(capsys):
         assert f"\n{name} " in "\n" + out
 
 
-def test_data_info_prints_source_splits_range_and_writes_grid(chest_root, tmp_path, capsys, monkeypatch):
+def test_data_info_prints_source_splits_range_and_writes_nothing(chest_root, tmp_path, capsys, monkeypatch):
     root, _ = chest_root
-    monkeypatch.chdir(tmp_path)
-    assert main(["data", "info", "--dataset", "chest-xray", "--data-root", str(root), "--channels", "3"]) == 0
-    out = capsys.readouterr().out
-    assert f"source:   {root / 'chest_xray'}" in out
-    assert "splits:   train 7, val 2, test 3 (official)" in out
-    assert "uint8 (3, 64, 64)" in out and "[0, 1]" in out and "[-1, 1]" in out
-    assert "0=NORMAL, 1=PNEUMONIA" in out and "skipped:  0" in out
-    grid = tmp_path / "data_info_chest-xray.png"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    argv = ["data", "info", "--dataset", "chest-xray", "--data-root", str(root), "--channels", "3"]
+    for _ in range(2):  # read-only: run twice, it works twice
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"source:   {root / 'chest_xray'}" in out
+        assert "splits:   train 7, val 2, test 3 (official)" in out
+        assert "uint8 (3, 64, 64)" in out and "[0, 1]" in out and "[-1, 1]" in out
+        assert "0=NORMAL, 1=PNEUMONIA" in out and "skipped:  0" in out and "grid:" not in out
+    assert list(cwd.iterdir()) == []
+
+
+def test_data_info_out_writes_grid_never_overwritten(chest_root, tmp_path, capsys):
+    root, _ = chest_root
+    grid = tmp_path / "sub" / "grid.png"
+    argv = ["data", "info", "--dataset", "chest-xray", "--data-root", str(root), "--channels", "3", "--out", str(grid)]
+    assert main(argv) == 0
+    assert f"grid:     {grid}" in capsys.readouterr().out
     with Image.open(grid) as img:
         assert img.size == (7 * 66 + 2, 66 + 2)  # 7 train images in one row, 2-px padding
-    # never overwritten silently
     before = grid.read_bytes()
-    assert main(["data", "info", "--dataset", "chest-xray", "--data-root", str(root)]) == 2
+    assert main(argv) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err and grid.read_bytes() == before
-    assert main(["data", "info", "--dataset", "chest-xray", "--data-root", str(root), "--overwrite"]) == 0
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_data_error_comes_before_out_checks(tmp_path, capsys):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"x")
+    for out in (taken, tmp_path / "grid.jpg"):  # an existing --out, a non-PNG --out
+        argv = ["data", "info", "--dataset", "mnist", "--data-root", str(tmp_path / "empty"), "--out", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "dataset 'mnist' not found" in err and "--out" not in err
+    assert taken.read_bytes() == b"x"
+
+
+def test_bad_out_still_refused_with_valid_data(chest_root, tmp_path, capsys):
+    root, _ = chest_root
+    assert (
+        main(["data", "info", "--dataset", "chest-xray", "--data-root", str(root), "--out", str(tmp_path / "g.jpg")])
+        == 2
+    )
+    assert "--out: must be a .png" in capsys.readouterr().err and list(tmp_path.glob("g.*")) == []
 
 
 def test_data_info_reports_skipped(tmp_path, capsys):

@@ -61,7 +61,7 @@ def test_fit_vae_one_epoch(fixture_data, tmp_path):
 
 
 def test_fit_vae_dynamic_binarisation_resamples_every_batch(mnist_root, tmp_path, monkeypatch):
-    import probgen.pipelines.trainer as fit_vae_mod  # the shared training loop draws the resample
+    import probgen.training.loop as fit_vae_mod  # the shared training loop draws the resample
 
     calls = []
     real = fit_vae_mod.bernoulli_resample

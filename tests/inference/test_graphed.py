@@ -14,7 +14,7 @@ from probgen.inference.graphed import GraphedSVIStep
 from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
 from probgen.pipelines.fit_vae import fit_vae
-from probgen.pipelines.speed import make_train_step
+from probgen.training.perf import make_train_step
 from tests.conftest import TINY_FLAGS, tiny_vae_config
 
 

@@ -11,8 +11,8 @@ from probgen.config import VAEConfig
 from probgen.inference.elbo import make_elbo
 from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
-from probgen.pipelines.batches import DeviceBatches
-from probgen.pipelines.training import NonFiniteGuard
+from probgen.training.batches import DeviceBatches
+from probgen.training.guards import NonFiniteGuard
 from tests.host_reads import count_host_reads
 
 

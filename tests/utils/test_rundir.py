@@ -4,7 +4,7 @@ import pytest
 
 from probgen.cli import fit_config
 from probgen.pipelines.fit_vae import fit_vae
-from probgen.pipelines.training import Interrupted
+from probgen.training.guards import Interrupted
 from probgen.utils.rundir import run_state
 from tests.conftest import SMALL_FIT_VAE
 

@@ -19,8 +19,9 @@ from probgen.cli import main
 from probgen.config import VAEConfig
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
-from probgen.pipelines.batches import batch_indices
-from probgen.pipelines.distributed import (
+from probgen.pipelines.fit_vae import VAETrainer, fit_vae
+from probgen.training.batches import batch_indices
+from probgen.training.distributed import (
     Dist,
     GlobalBatchNoise,
     gather_rows,
@@ -28,7 +29,6 @@ from probgen.pipelines.distributed import (
     shard_range,
     to_host,
 )
-from probgen.pipelines.fit_vae import VAETrainer, fit_vae
 from probgen.utils.io import read_csv
 from tests.conftest import TINY_FLAGS, tiny_vae_config
 
@@ -49,7 +49,7 @@ def _free_port() -> int:
 
 
 def torchrun(args: list[str], nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
-    """`torchrun --nproc-per-node nproc tests/pipelines/ddp_worker.py ARGS` (probgen's CLI on each rank)."""
+    """`torchrun --nproc-per-node nproc tests/training/ddp_worker.py ARGS` (probgen's CLI on each rank)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
     cmd += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(WORKER), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

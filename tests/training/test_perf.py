@@ -10,7 +10,7 @@ from probgen.cli import main
 from probgen.config import PerfConfig, VAEConfig
 from probgen.models.vae import VAE
 from probgen.pipelines.fit_vae import load_vae
-from probgen.pipelines.speed import apply_speed_options
+from probgen.training.perf import apply_speed_options
 from tests.conftest import TINY_FLAGS
 
 CPU = torch.device("cpu")

@@ -10,7 +10,8 @@ from probgen.checkpoint import load_checkpoint
 from probgen.config import PerfConfig
 from probgen.data import to_unit
 from probgen.errors import UserError
-from probgen.pipelines.batches import (
+from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.batches import (
     DeviceBatches,
     StreamBatches,
     make_batches,
@@ -18,7 +19,6 @@ from probgen.pipelines.batches import (
     plan_placement,
     unpack_bits,
 )
-from probgen.pipelines.fit_vae import fit_vae
 from tests.conftest import tiny_vae_config
 
 CPU = torch.device("cpu")
@@ -41,7 +41,7 @@ def test_pack_bits_is_numpy_packbits_and_unpacks_to_to_unit(shape):
 
 
 def test_pack_bits_in_chunks(monkeypatch):
-    monkeypatch.setattr("probgen.pipelines.batches._PACK_CHUNK", 7)
+    monkeypatch.setattr("probgen.training.batches._PACK_CHUNK", 7)
     images = _binary(30)
     assert torch.equal(unpack_bits(pack_bits(images), (1, 8, 8)), to_unit(images))
 

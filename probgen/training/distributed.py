@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from probgen.checkpoint import rng_state, set_rng_state
 from probgen.errors import UserError
-from probgen.pipelines.training import NonFiniteGuard
+from probgen.training.guards import NonFiniteGuard
 
 log = logging.getLogger("probgen")
 

@@ -1,27 +1,15 @@
-"""Pieces every training pipeline shares: data order, interruption, numerical guards, resume, logs."""
+"""Guards of a training run: NaN/Inf losses stop before the update; signals stop at a step boundary."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
 from probgen.errors import NumericalError, UserError
-
-log = logging.getLogger("probgen")
-T = TypeVar("T")
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of epoch ``epoch``: a function of (seed, epoch) only, so resume can rebuild it."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 class NonFiniteGuard:
@@ -88,44 +76,3 @@ class Interrupted(UserError):
     """Training stopped on a signal after saving its checkpoint (exit code 130)."""
 
     exit_code = 130
-
-
-def resume_config(stored: T, given: T, allowed: dict[str, tuple[str, ...]]) -> T:
-    """The stored run's config, with only the ``allowed`` fields taken from ``given``.
-
-    ``given`` comes from the resuming command; a field it sets away from its default that is not
-    allowed to change (say --latent-dim) is a UserError, since the checkpoint could not hold it.
-    """
-    updates: dict[str, Any] = {}
-    for section in dataclasses.fields(stored):  # type: ignore[arg-type]
-        old, new = getattr(stored, section.name), getattr(given, section.name)
-        default = type(new)()
-        changes = {}
-        for f in dataclasses.fields(new):
-            value = getattr(new, f.name)
-            if f.name in allowed.get(section.name, ()):
-                if value != getattr(default, f.name) or section.name == "run":
-                    changes[f.name] = value
-            elif value != getattr(default, f.name) and value != getattr(old, f.name):
-                raise UserError(
-                    f"--{f.name.replace('_', '-')}: cannot change on --resume (the run has "
-                    f"{getattr(old, f.name)!r}); start a new run instead"
-                )
-        updates[section.name] = dataclasses.replace(old, **changes) if changes else old
-    return dataclasses.replace(stored, **updates)
-
-
-@contextlib.contextmanager
-def log_to_file(path: Path) -> Iterator[None]:
-    """Also send probgen's log lines to ``path`` (appending, so a resumed run keeps its history)."""
-    handler = logging.FileHandler(path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-        sys.stderr.flush()

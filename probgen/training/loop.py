@@ -34,8 +34,9 @@ from probgen.data import ImageData, Split, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi import hot_loop
-from probgen.pipelines.batches import make_batches
-from probgen.pipelines.distributed import (
+from probgen.plots import plot_curves
+from probgen.training.batches import make_batches
+from probgen.training.distributed import (
     Dist,
     distributed_session,
     global_batch_draw,
@@ -44,15 +45,10 @@ from probgen.pipelines.distributed import (
     rank_rng_state,
     restore_rng,
 )
-from probgen.pipelines.speed import apply_speed_options
-from probgen.pipelines.training import (
-    GracefulStop,
-    NonFiniteGuard,
-    epoch_permutation,
-    log_to_file,
-    resume_config,
-)
-from probgen.plots import plot_curves
+from probgen.training.guards import GracefulStop, NonFiniteGuard
+from probgen.training.perf import apply_speed_options
+from probgen.training.resume import epoch_permutation, resume_config
+from probgen.training.runlog import log_to_file
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
 from probgen.utils.progress import progress

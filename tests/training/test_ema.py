@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from probgen.pipelines.ema import DeviceEMA
 from probgen.pipelines.fit_gan import GANTrainer
-from probgen.pipelines.training import NonFiniteGuard
+from probgen.training.ema import DeviceEMA
+from probgen.training.guards import NonFiniteGuard
 from tests.host_reads import count_host_reads
 from tests.pipelines.test_fit_gan import tiny_gan_config
 

@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from probgen.inference.result import LoglikResult
+from probgen.inference.trust import cross_check, disagreement_threshold
+
+
+def _res(method, values, se=None, flags=None):
+    t = lambda v: None if v is None else torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return LoglikResult(method, t(values), data_dim=1, se=t(se), flags=flags)
+
+
+def test_threshold_is_combined_noise_capped_by_the_markov_bound():
+    lo, up = _res("ais", [0.0, 0.0], se=[0.3, 100.0]), _res("appendix-d", [0.0, 0.0], se=[0.4, 0.1])
+    thr = disagreement_threshold(lo, up, num_se=3.0, tol=0.1, alpha=1e-3)
+    assert thr[0] == pytest.approx(3 * 0.5 + 0.1)
+    assert thr[1] == pytest.approx(2 * math.log(2000))  # ~15.2 nats whatever the standard errors say
+    unknown = disagreement_threshold(_res("ais", [0.0]), _res("appendix-d", [0.0]))
+    assert unknown[0] == pytest.approx(2 * math.log(2000))
+
+
+def test_missed_mode_fires_where_ais_is_above_appendix_d_beyond_noise():
+    # point 0: agree; point 1: AIS 3.9 nats above (the dSprites point of issue 12); point 2: 0.5 above
+    # but within 3 combined se (0.2 each: margin 0.95); point 3: 20 nats above with no usable se
+    ais = _res("ais", [-10.0, -20.0, -30.0, -40.0], se=[0.05, 0.05, 0.2, math.nan])
+    appd = _res("appendix-d", [-10.02, -23.9, -30.5, -60.0], se=[0.01, 0.01, 0.2, 0.01])
+    results = {"ais": ais, "appendix-d": appd}
+    cross_check(results)
+    assert appd.flags == [[], ["missed-mode"], [], ["missed-mode"]]
+    assert ais.flags == [[], [], [], []]  # AIS is not accused: its direction of error is known
+
+
+def test_a_correct_set_of_estimates_gets_no_flag():
+    ais = _res("ais", [-10.1, -20.0], se=[0.1, 0.1])
+    appd = _res("appendix-d", [-10.0, -19.9], se=[0.05, 0.05])
+    iwae = _res("iwae", [-10.5, -20.3], se=[0.1, 0.1])
+    elbo = _res("elbo", [-12.0, -22.0], se=[0.1, 0.1])
+    results = {"elbo": elbo, "iwae": iwae, "ais": ais, "appendix-d": appd}
+    cross_check(results)
+    assert all(r.trusted.all() for r in results.values())
+
+
+def test_a_lower_bound_above_a_trusted_upper_flags_both_but_not_an_untrusted_one():
+    appd = _res("appendix-d", [-10.0, -10.0], se=[0.05, 0.05], flags=[[], ["rhat"]])
+    iwae = _res("iwae", [-8.9, -8.9], se=[0.1, 0.1])  # 1.1 nats above on both points
+    cross_check({"iwae": iwae, "appendix-d": appd})
+    assert appd.flags == [["missed-mode"], ["rhat"]]
+    assert iwae.flags == [["heavy-tailed-weights"], []]  # point 1's upper estimate was not trusted
+
+
+def test_bdmc_bounds_are_checked_against_each_other():
+    lower = _res("bdmc-lower", [-10.0, -9.0], se=[0.05, 0.05])
+    upper = _res("bdmc-upper", [-9.9, -10.0], se=[0.05, 0.05])
+    cross_check({"bdmc-lower": lower, "bdmc-upper": upper})
+    assert lower.flags == [[], ["ais-variance"]] and upper.flags == [[], ["ais-variance"]]
+
+
+def test_results_on_different_points_are_refused():
+    with pytest.raises(ValueError, match="same points"):
+        cross_check({"ais": _res("ais", [0.0]), "appendix-d": _res("appendix-d", [0.0, 1.0])})

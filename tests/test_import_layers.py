@@ -1,0 +1,140 @@
+"""Imports flow one way: cli -> pipelines -> training -> {models, inference, metrics} -> {data, config, utils}.
+
+Every module under probgen/ is parsed with ``ast`` (imports inside functions included) and each
+``probgen.X`` import is checked against the layer of the importing module. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "probgen"
+
+# The first component under probgen/ -> its layer; a module may import its own layer and those below.
+LAYERS: dict[str, int] = {
+    "__main__": 6,
+    "cli": 5,
+    "pipelines": 4,
+    "training": 3,
+    "models": 2,
+    "inference": 2,
+    "metrics": 2,
+    # the foundations: anything above may use them
+    "data": 1,
+    "config": 1,
+    "utils": 1,
+    "checkpoint": 1,
+    "figures": 1,
+    "plots": 1,
+    "errors": 1,
+    "__version__": 1,  # `from probgen import __version__`
+}
+API = "__init__"  # probgen/__init__.py: the public API sits on top of everything and nothing imports it
+# Pairs inside one layer that must not import each other: inference receives callables, never a
+# concrete model; metrics never depends on a model class either.
+FORBIDDEN: set[tuple[str, str]] = {("inference", "models"), ("metrics", "models")}
+NEVER_IMPORTED = ("experiments", "tests")  # nothing under probgen/ imports these
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, dotted module) for every import in ``tree``; ``from probgen import X`` gives ``probgen.X``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "probgen":
+                found += [(node.lineno, f"probgen.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def component(module: str, root: Path) -> str | None:
+    """``probgen.training.loop`` -> ``training``; a name re-exported by the package root -> ``__init__``."""
+    parts = module.split(".")
+    if parts[0] != "probgen":
+        return None
+    if len(parts) == 1:
+        return API
+    known = parts[1] in LAYERS or (root / parts[1]).is_dir() or (root / f"{parts[1]}.py").exists()
+    return parts[1] if known else API
+
+
+def violations(root: Path) -> list[str]:
+    """Every import under ``root`` (a probgen/ tree) that runs up the layers, or that breaks a rule."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        src = rel.parts[0].removesuffix(".py")
+        for line, module in imported_modules(ast.parse(path.read_text(), filename=str(path))):
+            where = f"probgen/{rel.as_posix()}:{line} imports {module}"
+            if module.split(".")[0] in NEVER_IMPORTED:
+                bad.append(f"{where}: nothing under probgen/ imports {module.split('.')[0]}/")
+                continue
+            tgt = component(module, root)
+            if tgt is None or tgt == src or src == API:
+                continue
+            if tgt == API:
+                bad.append(f"{where}: the public API (probgen/__init__.py) is for users; import the module itself")
+            elif src not in LAYERS or tgt not in LAYERS:
+                unknown = src if src not in LAYERS else tgt
+                bad.append(f"{where}: probgen/{unknown} has no layer; add it to LAYERS in {Path(__file__).name}")
+            elif LAYERS[tgt] > LAYERS[src]:
+                bad.append(f"{where}: {src} (layer {LAYERS[src]}) must not import {tgt} (layer {LAYERS[tgt]})")
+            elif (src, tgt) in FORBIDDEN:
+                bad.append(f"{where}: {src} must not import {tgt}")
+    return bad
+
+
+def test_probgen_imports_flow_down_the_layers():
+    bad = violations(PACKAGE)
+    assert not bad, "imports that run back up:\n" + "\n".join(bad)
+
+
+def test_every_top_level_module_has_a_layer():
+    names = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert names - {API} <= set(LAYERS), f"no layer for {sorted(names - {API} - set(LAYERS))}"
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "path, source, reason",
+    [
+        (
+            "training/loop.py",
+            "from probgen.pipelines.fit_vae import load_vae\n",
+            "training (layer 3) must not import pipelines",
+        ),
+        ("models/vae.py", "def f():\n    import probgen.training.loop\n", "models (layer 2) must not import training"),
+        ("inference/hmc.py", "from probgen.models.vae import VAE\n", "inference must not import models"),
+        ("metrics/fid.py", "from probgen.models import dcgan\n", "metrics must not import models"),
+        ("data/base.py", "from probgen import pipelines\n", "data (layer 1) must not import pipelines"),
+        ("utils/io.py", "import experiments.r5\n", "nothing under probgen/ imports experiments"),
+        ("pipelines/sample.py", "from probgen import fit\n", "the public API"),
+        ("cli.py", "from probgen.newpkg import x\n", "probgen/newpkg has no layer"),
+    ],
+)
+def test_an_import_running_up_is_reported(tmp_path, path, source, reason):
+    bad = violations(_tree(tmp_path, {path: source, "newpkg/__init__.py": ""}))
+    assert len(bad) == 1 and reason in bad[0], bad
+
+
+def test_imports_down_or_sideways_are_allowed(tmp_path):
+    files = {
+        "pipelines/fit.py": "from probgen.training.loop import fit\nfrom probgen.models.vae import VAE\n",
+        "training/loop.py": "from probgen.inference.svi import svi_step\nfrom probgen.checkpoint import save\n",
+        "models/vae.py": "from probgen.inference import elbo\nfrom probgen.config import VAEConfig\n",
+        "checkpoint.py": "from probgen import __version__\nimport torch\n",
+        "__init__.py": "from probgen.pipelines.fit import fit\n",
+    }
+    assert violations(_tree(tmp_path, files)) == []
