@@ -27,8 +27,9 @@ class LoglikResult:
 
     ``se`` (N,) is each point's Monte Carlo standard error in nats (None: not known), and ``flags``
     holds, per point, the reasons (from :data:`FLAG_REASONS`) its estimate is not trusted; an empty
-    list means trusted. ``per_point`` holds further per-point diagnostics of the estimator, each (N,)
-    (e.g. ``khat``, ``ess_lp``, ``num_modes``): the pipeline may write them as ``<name>_<method>`` columns.
+    list means trusted. ``per_point`` holds further per-point diagnostics, each (N,) (for AIS:
+    ``log_weight_var`` and ``weights_ess``; for IWAE ``khat`` and ``weights_ess``; for Appendix D
+    ``num_modes``, ``rhat``, ``ess_per_chain``, ``ess_lp``, ``khat``), for loglik.csv columns ``<name>_<method>``.
     """
 
     method: str
@@ -41,6 +42,9 @@ class LoglikResult:
 
     def __post_init__(self) -> None:
         n = self.log_px.numel()
+        for name, values in self.per_point.items():
+            if values.numel() != n:
+                raise ValueError(f"per_point[{name!r}] has {values.numel()} entries for {n} points")
         if self.flags is None:
             self.flags = [[] for _ in range(n)]
         if len(self.flags) != n:
