@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from probgen.config.base import RunConfig, _choice, _help
 from probgen.config.data import DataConfig
 from probgen.config.models import AEConfig, CVAEConfig, VAEConfig, VAEGANConfig
+from probgen.config.objective import ObjectiveConfig
 from probgen.config.train import TrainConfig
 
 
@@ -32,4 +33,5 @@ class SweepFlags:
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
     gan: VAEGANConfig = field(default_factory=VAEGANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)
