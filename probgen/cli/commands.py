@@ -138,12 +138,12 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from probgen.pipelines.sweep import parse_grid, sweep
+    from probgen.pipelines.sweep import parse_grid, sweep, sweep_config_class
     from probgen.utils.rundir import default_run_dir
 
     # the grid may be a config file's [grid] table (a dict), so only the kind is validated here
     kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind
-    cls = model_kind(kind).config
+    cls = sweep_config_class(kind)
     base = config_from_args(cls, args)
     grid = parse_grid(args.grid, cls)
     out = base.run.out or str(default_run_dir(f"sweep-{kind}", base.data.dataset))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch is imported by the loaders, when a model is loaded
 #: ``(n, generator) -> images in [0, 1], (n, C, H, W)``: what `probgen sample` and `probgen eval` draw from
 Sampler = Callable[[int, "torch.Generator"], "torch.Tensor"]
 
-_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo", "particles")
 
 
 @dataclass(frozen=True)
