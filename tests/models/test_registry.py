@@ -50,7 +50,7 @@ def test_unknown_kind_and_wrong_kind_are_user_errors():
 
 def _fresh(name: str) -> tuple[object, object, dict]:
     """A tiny untrained model of kind ``name``, its fit config and its checkpoint ``state``."""
-    from probgen.config import CVAEConfig, VAEConfig
+    from probgen.config import AEConfig, CVAEConfig, VAEConfig
     from probgen.models.autoencoder import Autoencoder
     from probgen.models.cvae import CVAE
     from probgen.models.dcgan import build_gan
@@ -64,9 +64,12 @@ def _fresh(name: str) -> tuple[object, object, dict]:
     if name == "cvae":
         cfg = KINDS[name].config(model=net, cvae=CVAEConfig(num_classes=3))
         model = CVAE(net, SHAPE, 3)
+    elif name == "ae":
+        cfg = KINDS[name].config(model=net, ae=AEConfig(bottleneck=True))
+        model = Autoencoder(net, SHAPE, bottleneck=True)
     else:
         cfg = KINDS[name].config(model=net)
-        model = Autoencoder(net, SHAPE, cfg.ae.bottleneck) if name == "ae" else build_vae(cfg, SHAPE)
+        model = build_vae(cfg, SHAPE)
     return model, cfg, {"model": model.state_dict()}
 
 
