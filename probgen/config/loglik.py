@@ -52,6 +52,11 @@ class LoglikConfig:
     shrink: float = _help(
         "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)", default=0.8
     )
+    discretise: bool = _help(
+        "Gaussian likelihoods: score the 8-bit images under the discretised Gaussian (256 bins; a probability, "
+        "bits/dim comparable with the literature); --no-discretise: the continuous density",
+        default=True,
+    )
     iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
     ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)

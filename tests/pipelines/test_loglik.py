@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from probgen.checkpoint import save_checkpoint
+from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.errors import UserError
@@ -178,3 +178,21 @@ def test_an_interrupted_run_continues_and_ends_as_an_uninterrupted_one(ckpt, tmp
     computed[:] = []
     assert main([*argv, "--out", str(out), "--overwrite"]) == 0
     assert computed == [1, 1, 1, 1]
+
+
+def test_gaussian_likelihoods_give_bits_per_dim_of_the_8bit_images(ckpt, tmp_path, capsys):
+    """The same decoder as a Gaussian (scale 0.05): discretised to 256 bins (the default) it gives a
+    probability of the 8-bit image, so bits/dim >= 0 at every point; --no-discretise gives the density."""
+    data = load_checkpoint(ckpt)
+    data["config"]["model"].update(likelihood="gaussian", obs_scale=0.05)
+    gauss = save_checkpoint(tmp_path / "gauss.pt", data)
+    bpd = {}
+    for flag in ("--discretise", "--no-discretise"):
+        out = tmp_path / flag
+        argv = ["loglik", "--ckpt", str(gauss), *FAST, "--method", "elbo,iwae", flag, "--out", str(out), "--json"]
+        assert main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        bpd[flag] = [float(r["bits_per_dim_iwae"]) for r in read_csv(out / "loglik.csv")]
+        assert report["pixel_model"].startswith("discretised-gaussian-256" if flag == "--discretise" else "gaussian")
+    assert all(b >= 0 for b in bpd["--discretise"])
+    assert bpd["--discretise"] != bpd["--no-discretise"]
