@@ -32,7 +32,7 @@ def cache(tmp_path_factory, vae_run):
     """A cache holding the domain network (trained once for the module)."""
     path = tmp_path_factory.mktemp("cache")
     argv = ["eval", "--ckpt", str(vae_run), "--num-samples", "20", "--metrics", "fid", "--domain-steps", "5",
-            "--bootstrap", "0", "--cache-dir", str(path), "--out", str(path / "warm.json"), "--no-progress"]  # fmt: skip
+            "--bootstrap", "0", "--cache-dir", str(path), "--out", str(path / "w.json"), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     return path
 
