@@ -346,7 +346,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_s
 
 # --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
 
-_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo", "particles")
 
 
 def _add_fit_zoo(models: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ Defaults are full training settings for a GPU; the README shows the flags for a 
     data.py         DataConfig
     models.py       VAEConfig, AEConfig, CVAEConfig, VAEGANConfig, GANConfig
     train.py        TrainConfig, GANTrainConfig, PerfConfig
+    objective.py    ObjectiveConfig (the VAE objective: beta-TCVAE, FactorVAE, DIP-VAE-II, capacity)
     fit.py          FitVAEConfig, FitAEConfig, FitCVAEConfig, FitVAEGANConfig, FitGANConfig
     eval.py         EvalConfig, EvalTargetConfig, EvaluateConfig
     loglik.py       LoglikConfig, ChainCheckConfig, DiagnoseConfig
@@ -40,6 +41,7 @@ from probgen.config.fields import (
 from probgen.config.fit import FitAEConfig, FitCVAEConfig, FitGANConfig, FitVAEConfig, FitVAEGANConfig
 from probgen.config.loglik import LOGLIK_METHODS, ChainCheckConfig, DiagnoseConfig, LoglikConfig
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
+from probgen.config.objective import OBJECTIVES, ObjectiveConfig
 from probgen.config.plot import PlotConfig
 from probgen.config.sweep import SweepConfig, SweepFlags
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
@@ -65,6 +67,8 @@ __all__ = [
     "LOGLIK_METHODS",
     "Leaf",
     "LoglikConfig",
+    "OBJECTIVES",
+    "ObjectiveConfig",
     "PerfConfig",
     "PlotConfig",
     "RunConfig",

@@ -28,7 +28,8 @@ class LoglikResult:
     ``se`` (N,) is each point's Monte Carlo standard error in nats (None: not known), and ``flags``
     holds, per point, the reasons (from :data:`FLAG_REASONS`) its estimate is not trusted; an empty
     list means trusted. ``per_point`` holds further per-point diagnostics, each (N,) (for AIS:
-    ``log_weight_var`` and ``weights_ess``), for loglik.csv columns ``<name>_<method>``.
+    ``log_weight_var`` and ``weights_ess``; for IWAE ``khat`` and ``weights_ess``; for Appendix D
+    ``num_modes``, ``rhat``, ``ess_per_chain``, ``ess_lp``, ``khat``), for loglik.csv columns ``<name>_<method>``.
     """
 
     method: str
