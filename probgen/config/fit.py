@@ -64,3 +64,4 @@ class FitGANConfig:
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)

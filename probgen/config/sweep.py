@@ -15,11 +15,11 @@ from probgen.config.train import TrainConfig
 class SweepConfig:
     """`probgen sweep`: which model the grid trains; the grid itself is ``--grid`` or a config file's ``grid``."""
 
-    kind: str = _help("model of every run: vae, ae, cvae or vaegan", default="vae")
+    kind: str = _help("model of every run: vae, ae, cvae, vaegan or gan", default="vae")
     grid: tuple[str, ...] = _help("FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=())
 
     def __post_init__(self) -> None:
-        _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan"))
+        _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan", "gan"))
 
 
 @dataclass

@@ -29,7 +29,7 @@ from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
 from probgen.models.vae import VAE, resolve_likelihood
 from probgen.plots import save_grid
-from probgen.training.distributed import distributed_loss, sync_batchnorm
+from probgen.training.ddp import distributed_loss, sync_batchnorm
 from probgen.training.loop import RESUMABLE_FIELDS, Trainer, fit
 from probgen.training.objective import BASE_TERMS, make_objective
 from probgen.training.perf import adam_kwargs, make_train_step

@@ -8,12 +8,13 @@ every other setting is the base run's. Each grid point trains in ``<out>/<field=
 from its checkpoint (both decided by :func:`probgen.utils.rundir.run_state`), and a grid can be extended.
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
-row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
+row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json`` (a GAN's
+mean losses over its last epoch, ``train_loss_d`` ...; with ``--eval-every`` its ``eval.json``), and the
 log-likelihood / FID-FD columns when `probgen loglik` / `probgen eval` have written
 ``loglik/loglik.json`` / ``eval.json`` in the run directory: ``loglik_<method>`` and
 ``loglik_<method>_bpd`` per estimator, and one column per metric of ``eval.json``, e.g. ``FID`` or
 ``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
-an autoencoder, per epoch of every run, train and test panels).
+an autoencoder, or a GAN's generator loss, per epoch of every run, train and test panels).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from probgen.config import (
     FitAEConfig,
     FitCVAEConfig,
+    FitGANConfig,
     FitVAEConfig,
     FitVAEGANConfig,
     Leaf,
@@ -48,7 +50,13 @@ from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
-CONFIGS: dict[str, type] = {"vae": FitVAEConfig, "ae": FitAEConfig, "cvae": FitCVAEConfig, "vaegan": FitVAEGANConfig}
+CONFIGS: dict[str, type] = {
+    "vae": FitVAEConfig,
+    "ae": FitAEConfig,
+    "cvae": FitCVAEConfig,
+    "vaegan": FitVAEGANConfig,
+    "gan": FitGANConfig,
+}
 _UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
 
 
@@ -65,6 +73,10 @@ def _fit_function(kind: str) -> Callable[[Any], Path]:
         from probgen.pipelines.fit_cvae import fit_cvae
 
         return fit_cvae
+    if kind == "gan":
+        from probgen.pipelines.fit_gan import fit_gan
+
+        return fit_gan
     from probgen.pipelines.fit_vaegan import fit_vaegan
 
     return fit_vaegan
@@ -246,6 +258,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
 # --- the table and the plot ----------------------------------------------------------------------------
 
 _TERM_KEYS = ("elbo", "recon", "kl", "loss", "neg_elbo_bits_per_dim", "nll_bits_per_dim", "g_loss", "d_loss")
+_GAN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 def _read_json(path: Path) -> Any:
@@ -263,6 +276,9 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         for key in _TERM_KEYS:
             if key in final.get(split, {}):
                 row[f"{split}_{key}"] = final[split][key]
+    for key, value in metrics.get("final_losses", {}).items():  # a GAN: means over the last epoch's steps
+        if key in _GAN_KEYS:
+            row[f"train_{key}"] = value
     if metrics:
         row["steps"] = metrics.get("steps")
     # `probgen loglik` writes <run>/loglik/loglik.json by default: {"results": {method: {"log_px_mean", ...}}}
@@ -324,7 +340,15 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
         if not path.is_file():
             continue
         by_split: dict[str, tuple[list[float], list[float]]] = {}
-        for r in read_csv(path):
+        rows = read_csv(path)
+        if rows and "split" not in rows[0]:  # a GAN's rows are per step: the generator loss, per epoch
+            ylabel = "generator loss (mean per epoch)"
+            by_epoch: dict[float, list[float]] = {}
+            for r in rows:
+                by_epoch.setdefault(float(r["epoch"]), []).append(float(r["loss_g"]))
+            curves[name] = {"train": (list(by_epoch), [sum(v) / len(v) for v in by_epoch.values()])}
+            continue
+        for r in rows:
             key = "elbo" if r.get("elbo") not in (None, "") else "loss"
             if key == "loss":
                 ylabel = "-ELBO or reconstruction NLL (nats per image)"
