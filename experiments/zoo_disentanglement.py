@@ -11,7 +11,7 @@ dataset it trains on). What is reduced is stated in ``summary.json`` and docs/zo
 Each method is one `probgen sweep` over ``seed`` into ``<out>/<method>/``; every run is scored with
 `probgen disentangle`. Re-running continues: finished runs and scores are skipped, interrupted runs resume.
 
-    nice -n 5 python experiments/zoo_disentanglement.py --out runs/zoo            # ~35 min on 2 shared cores
+    nice -n 5 python experiments/zoo_disentanglement.py --steps 600 --out runs/zoo   # ~1 h on 2 shared cores
     python experiments/zoo_disentanglement.py --smoke --out /tmp/zoo
 
 Outputs in ``--out``: ``scores.csv`` / ``scores.md`` (one row per run), ``distribution.md`` (per
@@ -48,6 +48,7 @@ def _extra(argv: Sequence[str] | None) -> tuple[list[str], dict]:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 800; smoke 6)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; smoke 2)")
+    p.add_argument("--report-only", action="store_true", help="only tabulate the runs already trained and scored")
     ns, rest = p.parse_known_args(argv)
     return rest, vars(ns)
 
@@ -64,6 +65,8 @@ def _distribution(rows: list[dict]) -> list[dict]:
     table = []
     for method in METHODS:
         runs = [r for r in rows if r["method"] == method]
+        if not runs:
+            continue
         line: dict = {"method": method, "seeds": len(runs)}
         for s in SCORES:
             v = sorted(r[s] for r in runs)
@@ -107,9 +110,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = []
     for method, flags in METHODS.items():
         out = args.out / method
-        probgen("sweep", *grid, *base, *flags, "--out", out)
+        if not opts["report_only"]:
+            probgen("sweep", *grid, *base, *flags, "--out", out)
         for s in range(seeds):
             run = out / f"seed={s}"
+            if opts["report_only"] and not (run / "disentanglement.json").is_file():
+                continue
             metrics = json.loads((run / "metrics.json").read_text())
             test = metrics["final"].get("test", {})
             rows.append({"method": method, "seed": s, **_score(run, args.smoke, args.device),
