@@ -8,7 +8,6 @@ and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -27,8 +26,11 @@ from probgen.config import (
     PlotConfig,
     SweepFlags,
     flag,
-    strip_optional,
+    flatten,
+    from_flat,
+    leaves,
 )
+from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
 
 T = TypeVar("T")
@@ -47,9 +49,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _tuple_of(inner: type) -> Callable[[str], tuple]:
     def parse(text: str) -> tuple:
-        parts = [p for p in text.replace(" ", "").split(",") if p]
         try:
-            return tuple(inner(p) for p in parts)
+            return parse_tuple(text, inner)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {inner.__name__} values, got {text!r}"
@@ -60,29 +61,25 @@ def _tuple_of(inner: type) -> Callable[[str], tuple]:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """Add one flag per field of dataclass ``cls`` (nested dataclasses are flattened)."""
-    hints = typing.get_type_hints(cls)
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
+    """Add one flag per leaf of dataclass ``cls``; each nested section gets an argument group."""
+    groups: dict[tuple[str, ...], Any] = {(): parser}
+    for leaf in leaves(cls):
+        if leaf.name in skip:
             continue
-        tp = strip_optional(hints[f.name])
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            group = parser.add_argument_group(tp.__name__.replace("Config", "").lower() or tp.__name__)
-            add_config_args(group, tp, skip)  # type: ignore[arg-type]
-            continue
-        default = getattr(defaults, f.name)
-        kw: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
+        if leaf.path not in groups:
+            groups[leaf.path] = parser.add_argument_group(leaf.owner.__name__.replace("Config", "").lower())
+        tp, default = leaf.type, leaf.default
+        kw: dict[str, Any] = {"dest": leaf.name, "default": default, "help": leaf.help}
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(tp) is tuple:
+        elif leaf.is_tuple:
             kw["type"] = _tuple_of(typing.get_args(tp)[0])
             kw["metavar"] = "A,B,..."
         else:
             kw["type"] = tp
         if default is not None and tp is not bool:
             kw["help"] += f" (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
-        parser.add_argument(flag(f.name), **kw)
+        groups[leaf.path].add_argument(flag(leaf.name), **kw)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -106,47 +103,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _leaf_fields(cls: type) -> tuple[set[str], dict[str, type]]:
-    """Flag-level field names of ``cls`` (nested configs flattened) and its nested section types."""
-    hints = typing.get_type_hints(cls)
-    leaves: set[str] = set()
-    sections: dict[str, type] = {}
-    for f in dataclasses.fields(cls):
-        tp = strip_optional(hints[f.name])
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            sections[f.name] = tp
-            leaves |= _leaf_fields(tp)[0]
-        else:
-            leaves.add(f.name)
-    return leaves, sections
-
-
 def config_file_defaults(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Flatten ``{"model": {"latent_dim": 4}, "beta": 2}`` into flag defaults of dataclass ``cls``."""
-    leaves, sections = _leaf_fields(cls)
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        if name in sections and isinstance(value, dict):
-            out.update(config_file_defaults(sections[name], value))
-        elif name in leaves:
-            out[name] = tuple(value) if isinstance(value, list) else value
-        else:
-            raise UserError(f"--config: unknown setting {key!r}")
-    return out
+    return flatten(cls, data, "--config")
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:
     """Build dataclass ``cls`` (and its nested configs) from parsed flags; validation runs here."""
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        tp = strip_optional(hints[f.name])
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            kwargs[f.name] = config_from_args(tp, ns)
-        elif hasattr(ns, f.name):
-            kwargs[f.name] = getattr(ns, f.name)
-    return cls(**kwargs)
+    return from_flat(cls, vars(ns))
 
 
 # --- subcommands -------------------------------------------------------------------------------------
@@ -382,7 +346,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_fit, _add_s
 
 # --- the model zoo: fit ae | cvae | vaegan -------------------------------------------------------
 
-_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo")
+_NO_BETA = ("beta", "beta_schedule", "beta_warmup_steps", "beta_cycle_steps", "elbo", "particles")
 
 
 def _add_fit_zoo(models: argparse._SubParsersAction) -> None:

@@ -7,7 +7,11 @@ import pytest
 
 import probgen.config as config
 
-CLASSES = [c for _, c in inspect.getmembers(config, inspect.isclass) if c.__module__ == config.__name__]
+CLASSES = [
+    c
+    for _, c in inspect.getmembers(config, inspect.isclass)
+    if c.__module__.startswith(config.__name__ + ".") and c is not config.Leaf  # every config module's classes
+]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=[c.__name__ for c in CLASSES])

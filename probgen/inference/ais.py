@@ -1,10 +1,25 @@
 """Annealed importance sampling (AIS) from the prior to the posterior, with HMC transitions.
 
-Neal (2001); Wu et al. (2017) for decoders. AIS gives an unbiased estimate of p(x), so its log is a
-stochastic lower bound of log p(x).
+Neal (2001); Wu et al. (2017) for decoders. The intermediate targets are f_t(z) = p(z) p(x | z)^beta_t
+for 0 = beta_0 < ... < beta_T = 1. Each chain starts at a prior draw, moves by one HMC transition that
+leaves f_t invariant at every intermediate temperature, and carries the log weight
+sum_t (beta_t - beta_{t-1}) log p(x | z_{t-1}). The mean of the weights over chains is an unbiased
+estimate of p(x), so its log is a stochastic lower bound of log p(x). Run backwards from an exact
+posterior draw (:func:`anneal` with decreasing betas, as BDMC does), the weights are unbiased for
+1 / p(x) instead.
+
+Unbiasedness needs every transition to be fixed before the weighted chains run: a step size adapted
+on the chains' own acceptances makes the transition at temperature t depend on the chains' past,
+and the weights are no longer importance weights. :func:`ais` therefore adapts the per-point step
+sizes on a separate pilot run, discarded, and replays that frozen schedule of step sizes on the
+weighted chains (``pilot_chains`` / ``num_chains`` of extra work; 1/4 by default).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -13,7 +28,26 @@ from probgen.inference.result import LoglikResult, _logmeanexp, _result
 from probgen.inference.transition import find_reasonable_step_size, hmc_transition, init_state
 from probgen.utils.progress import progress as progress_bar
 
-__all__ = ["ais", "sigmoid_schedule"]
+__all__ = [
+    "AISPlan",
+    "AISRun",
+    "ais",
+    "ais_schedule",
+    "anneal",
+    "geometric_schedule",
+    "geometric_sigmoid_schedule",
+    "interpolate_steps",
+    "log_weight_summary",
+    "pilot_plan",
+    "respace_schedule",
+    "sigmoid_schedule",
+    "tempered_inverse_mass",
+]
+
+#: A point is flagged ``ais-variance`` when the variance of its chains' log weights exceeds this ...
+MAX_LOG_WEIGHT_VAR = 1.0
+#: ... or when the effective number of chains, (sum w)^2 / sum w^2, is below this fraction of them.
+MIN_ESS_FRACTION = 0.25
 
 
 def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> torch.Tensor:
@@ -25,6 +59,285 @@ def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> torch.Tensor:
     return (s - s[0]) / (s[-1] - s[0])
 
 
+def geometric_sigmoid_schedule(
+    num_steps: int, start: float = 1e-7, join: float = 1e-3, delta: float = 4.0, max_fraction: float = 0.5
+) -> torch.Tensor:
+    """Inverse temperatures that rise geometrically from ``start`` to ``join``, then follow a sigmoid to 1.
+
+    The plain sigmoid's first step is already ~0.15 / T (1.5e-4 at T = 1000). On a sharp posterior (a
+    decoder with a small observation scale), log p(x | z) varies over prior draws by thousands of nats,
+    so that first step alone changes the log weights by several nats, and the next steps, each
+    doubling beta, leave the chains far from equilibrium. Here beta_1 = ``start`` and the first k
+    steps multiply beta by a constant factor r up to ``join``; the remaining T - k steps follow the
+    sigmoid schedule of T - k steps mapped onto [join, 1]. k is chosen so that r equals the ratio of
+    the sigmoid's first two values, so that log beta has no kink at the join (k is at most
+    ``max_fraction`` x T). Below ``join`` a broad posterior hardly changes, so those steps cost it
+    little; a sharp one gets steps of constant relative size where its likelihood takes over.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0.0 < start < join < 1.0:
+        raise ValueError(f"need 0 < start < join < 1, got start={start}, join={join}")
+    k = 0
+    for k_try in range(2, int(max_fraction * num_steps) + 1):  # the smallest k whose ratio is below the sigmoid's
+        first = sigmoid_schedule(num_steps - k_try, delta)[1].item() * (1.0 - join)
+        if (join / start) ** (1.0 / (k_try - 1)) <= 1.0 + first / join:
+            k = k_try
+            break
+    else:
+        k = int(max_fraction * num_steps)
+    if k < 2:
+        return sigmoid_schedule(num_steps, delta)
+    head = start * (join / start) ** (torch.arange(k, dtype=torch.float64) / (k - 1))  # beta_1 .. beta_k = join
+    tail = join + (1.0 - join) * sigmoid_schedule(num_steps - k, delta)[1:]
+    return torch.cat([torch.zeros(1, dtype=torch.float64), head, tail])
+
+
+def geometric_schedule(num_steps: int, start: float = 1e-7) -> torch.Tensor:
+    """beta_0 = 0, then ``num_steps`` values from ``start`` to 1 with a constant ratio."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0.0 < start < 1.0:
+        raise ValueError(f"start must be in (0, 1), got {start}")
+    if num_steps == 1:
+        return torch.tensor([0.0, 1.0], dtype=torch.float64)
+    exponent = torch.arange(num_steps, dtype=torch.float64) / (num_steps - 1)
+    return torch.cat([torch.zeros(1, dtype=torch.float64), start ** (1.0 - exponent)])
+
+
+def ais_schedule(
+    num_steps: int, schedule: str | torch.Tensor = "geometric-sigmoid", delta: float = 4.0
+) -> torch.Tensor:
+    """The named beta schedule of ``num_steps`` steps: ``geometric-sigmoid`` (the default) or ``sigmoid``;
+    a tensor of T + 1 increasing values from 0 to 1 is checked and returned as float64."""
+    if isinstance(schedule, torch.Tensor):
+        b = schedule.detach().double().cpu()
+        if b.shape != (num_steps + 1,) or b[0] != 0 or b[-1] != 1 or not bool((b.diff() > 0).all()):
+            raise ValueError(f"a schedule tensor must hold {num_steps + 1} increasing values from 0 to 1")
+        return b
+    if schedule == "geometric-sigmoid":
+        return geometric_sigmoid_schedule(num_steps, delta=delta)
+    if schedule in ("geometric", "adaptive"):  # adaptive: the pilot's grid, respaced after the pilot
+        return geometric_schedule(num_steps)
+    if schedule == "sigmoid":
+        return sigmoid_schedule(num_steps, delta)
+    raise ValueError(f"unknown AIS schedule {schedule!r}; known: geometric-sigmoid, sigmoid")
+
+
+def tempered_inverse_mass(posterior_variance: torch.Tensor) -> Callable[[float], torch.Tensor]:
+    """Diagonal inverse mass (N, D) at each temperature from an approximate posterior variance (N, D).
+
+    With a standard normal prior and a Gaussian approximation N(m, v) of the posterior (the encoder's
+    q), the likelihood contributes precision 1/v - 1, so f_beta has precision about
+    1 + beta (1/v - 1); its inverse is the variance that HMC's inverse mass should match.
+    """
+    lik_precision = (1.0 / posterior_variance - 1.0).clamp_min(0.0)
+
+    def at(beta: float) -> torch.Tensor:
+        return 1.0 / (1.0 + beta * lik_precision)
+
+    return at
+
+
+class AISRun(NamedTuple):
+    """One annealing run: log weights (C, N), final states (C, N, D), the step sizes used at each
+    temperature (T + 1, N; row t is the step of the transition at beta_t, rows 0 and T unused), the
+    mean acceptance probability of all transitions (N,), and the standard deviation over chains of
+    log p(x | z) where step t's weight increment is taken (T + 1, N; row 0 unused)."""
+
+    log_w: torch.Tensor
+    z: torch.Tensor
+    step_sizes: torch.Tensor
+    accept_rate: torch.Tensor
+    log_lik_sd: torch.Tensor
+
+
+def anneal(
+    target: LatentTarget,
+    z0: torch.Tensor,
+    betas: torch.Tensor,
+    step_size: torch.Tensor,
+    leapfrog_steps: int = 10,
+    adapt: bool = False,
+    target_accept_prob: float = 0.65,
+    inverse_mass: Callable[[float], torch.Tensor] | None = None,
+    jitter: float = 0.1,
+    progress: bool = False,
+    desc: str = "AIS",
+) -> AISRun:
+    """Move chains z0 (C, N, D) through the temperatures ``betas`` (T + 1 values), one HMC transition
+    per intermediate temperature, accumulating log weights sum_t (beta_t - beta_{t-1}) log p(x | z_{t-1}).
+
+    z0 must be exact draws from f at ``betas[0]``: prior draws for a forward run (betas 0 -> 1, the
+    weights are unbiased for p(x)), posterior draws for a reverse run (betas 1 -> 0, unbiased for
+    1 / p(x)). ``step_size`` is (T + 1, N), row t used at ``betas[t]``, or (N,) with ``adapt=True``:
+    then each point's step size is multiplied by exp(0.5 (a - target_accept_prob)) after every
+    temperature, a = its acceptance averaged over chains (Wu et al. use +-2%, too slow to follow a
+    posterior that sharpens 1000-fold). Adapting makes the weights depend on their own chains: use it
+    for pilot runs only. ``inverse_mass(beta)`` gives a diagonal inverse mass (N, D) per temperature.
+    Runs with no host synchronisation.
+    """
+    num_steps = betas.numel() - 1
+    if num_steps < 1:
+        raise ValueError(f"need at least 2 temperatures, got {betas.numel()}")
+    if adapt != (step_size.dim() == 1):
+        raise ValueError("give step_size (N,) with adapt=True or a schedule (T + 1, N) with adapt=False")
+    beta = betas.tolist()
+    state = init_state(target.potential(beta[0]), z0)
+    log_w = torch.zeros(z0.shape[:2], dtype=torch.float64, device=z0.device)
+    steps = step_size.new_zeros((num_steps + 1, z0.shape[1])) if adapt else step_size
+    step = step_size
+    accept_sum = z0.new_zeros(z0.shape[1])
+    ll_sd = log_w.new_zeros((num_steps + 1, z0.shape[1]))
+    with progress_bar(total=num_steps, desc=desc, enabled=progress) as bar:
+        for t in range(1, num_steps + 1):
+            bar.update()
+            log_w += (beta[t] - beta[t - 1]) * state.aux.double()  # log f_t(z) - log f_{t-1}(z), aux = log p(x|z)
+            if z0.shape[0] > 1:
+                ll_sd[t] = state.aux.double().std(0)
+            if t == num_steps:
+                break
+            potential = target.potential(beta[t])
+            state = init_state(potential, state.z)  # the gradient changes with beta
+            if adapt:
+                steps[t] = step
+            mass = None if inverse_mass is None else inverse_mass(beta[t])
+            state, acc, _ = hmc_transition(state, potential, steps[t], leapfrog_steps, mass, jitter=jitter)
+            acc = acc.mean(0)
+            accept_sum += acc
+            if adapt:
+                step = step * torch.exp(0.5 * (acc - target_accept_prob))
+    return AISRun(log_w, state.z, steps, accept_sum / max(num_steps - 1, 1), ll_sd)
+
+
+def respace_schedule(
+    betas: torch.Tensor, log_lik_sd: torch.Tensor, num_steps: int, uniform_share: float = 0.01
+) -> torch.Tensor:
+    """A schedule of ``num_steps`` steps on which every step adds about the same log-weight variance.
+
+    Step t adds (beta_t - beta_{t-1}) log p(x | z) to a chain's log weight; at equilibrium its standard
+    deviation is (beta_t - beta_{t-1}) sd_beta(log p(x | z)). Given a pilot run on ``betas`` and its
+    sd of log p(x | z) per step and point (T + 1, N), averaged over points, the "thermodynamic length"
+    L(beta) = integral of sd d beta is split into equal parts; equal parts minimise the summed
+    variance, L^2 / T (Gelman & Meng 1998; Grosse et al. 2013). ``uniform_share`` of the length is
+    spread uniformly in beta so that no region gets no steps.
+    """
+    g = log_lik_sd[1:].double().mean(-1).cpu()  # (T,) speed on each pilot interval
+    db = betas.diff()
+    length = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(db * g, 0)])
+    if not float(length[-1]) > 0:
+        return betas.clone()
+    length = (1.0 - uniform_share) * length / length[-1] + uniform_share * betas
+    grid = torch.linspace(0.0, 1.0, num_steps + 1, dtype=torch.float64)
+    i = torch.searchsorted(length, grid, right=True).clamp(1, betas.numel() - 1)
+    lo, hi = length[i - 1], length[i]
+    frac = ((grid - lo) / (hi - lo).clamp_min(1e-300)).clamp(0.0, 1.0)
+    out = betas[i - 1] + frac * db[i - 1]
+    out[0], out[-1] = 0.0, 1.0
+    return torch.cummax(out, 0).values
+
+
+def interpolate_steps(betas: torch.Tensor, steps: torch.Tensor, new_betas: torch.Tensor) -> torch.Tensor:
+    """Step sizes (T + 1, N) recorded at ``betas`` (rows 1..T-1 used), interpolated linearly in
+    log step over log beta at ``new_betas`` (T' + 1 values); returns (T' + 1, N)."""
+    if betas.numel() < 4:  # fewer than two recorded temperatures: nothing to interpolate
+        return steps[1].expand(new_betas.numel(), -1).clone()
+    x = betas[1:-1].log().to(steps.device, steps.dtype)
+    y = steps[1:-1].log()
+    q = new_betas.clamp_min(float(betas[1])).log().to(steps.device, steps.dtype)
+    i = torch.searchsorted(x, q).clamp(1, x.numel() - 1)
+    w = ((q - x[i - 1]) / (x[i] - x[i - 1])).clamp(0.0, 1.0).unsqueeze(-1)
+    return torch.exp(y[i - 1] * (1 - w) + y[i] * w)
+
+
+def log_weight_summary(log_w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per point, from log weights (C, N): the variance of the log weights, the weights' effective
+    number of chains (sum w)^2 / sum w^2, and the standard error of log mean(w) by the delta method.
+
+    With w normalised by the largest weight, se(log mean w) ~ sd(w) / (sqrt(C) mean(w)), which in
+    terms of the ESS is sqrt((C / ESS - 1) / (C - 1)). It is itself an estimate from C chains: with
+    few chains, or heavy-tailed weights whose large values no chain has drawn yet, it is noisy and
+    tends to be too small; that is why :func:`ais` also flags large log-weight variances.
+    """
+    c = log_w.shape[0]
+    lw = log_w.double()
+    ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
+    if c < 2:
+        nan = torch.full_like(ess, math.nan)
+        return {"log_weight_var": nan, "weights_ess": ess, "se": nan}
+    se = torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0))
+    return {"log_weight_var": lw.var(0), "weights_ess": ess, "se": se}
+
+
+def _result_with_flags(
+    method: str, target: LatentTarget, log_px: torch.Tensor, log_w: torch.Tensor, **info: object
+) -> LoglikResult:
+    summary = {k: v.detach().cpu() for k, v in log_weight_summary(log_w).items()}
+    result = _result(method, log_px, target, **info)
+    result.se = summary.pop("se")
+    result.per_point = summary
+    c = log_w.shape[0]
+    bad = (summary["log_weight_var"] > MAX_LOG_WEIGHT_VAR) | (summary["weights_ess"] < MIN_ESS_FRACTION * c)
+    bad |= ~torch.isfinite(result.log_px)
+    for i in torch.nonzero(bad).flatten().tolist():
+        result.add_flag(i, "ais-variance")
+    result.info["num_ais_variance"] = int(bad.sum())
+    return result
+
+
+class AISPlan(NamedTuple):
+    """A frozen annealing plan: inverse temperatures (T + 1,) and the step size of each (T + 1, N)."""
+
+    betas: torch.Tensor
+    step_sizes: torch.Tensor
+
+
+def _initial_step(target: LatentTarget, z: torch.Tensor) -> torch.Tensor:
+    prior = target.potential(0.0)
+    return find_reasonable_step_size(init_state(prior, z), prior, z.new_full((target.num_data,), 0.1))
+
+
+def pilot_plan(
+    target: LatentTarget,
+    num_steps: int,
+    pilot_chains: int,
+    schedule: str | torch.Tensor = "adaptive",
+    leapfrog_steps: int = 10,
+    target_accept_prob: float = 0.65,
+    inverse_mass: Callable[[float], torch.Tensor] | None = None,
+    delta: float = 4.0,
+    progress: bool = False,
+) -> AISPlan:
+    """Run a pilot AIS of ``pilot_chains`` chains that adapts each point's step size per temperature,
+    and return the frozen plan for the weighted runs; the pilot's chains and weights are discarded.
+
+    With ``schedule="adaptive"`` the pilot runs on :func:`geometric_schedule` and the plan's
+    temperatures are :func:`respace_schedule` of it (equal log-weight variance per step), with the
+    pilot's step sizes interpolated onto them. The plan depends on the pilot's random numbers only, so
+    weighted chains run on it keep unbiased weights.
+    """
+    if pilot_chains < 1:
+        raise ValueError(f"a pilot needs pilot_chains >= 1, got {pilot_chains}")
+    betas = ais_schedule(num_steps, schedule, delta)
+    z = target.sample_prior(pilot_chains)
+    run = anneal(
+        target,
+        z,
+        betas,
+        _initial_step(target, z),
+        leapfrog_steps,
+        adapt=True,
+        target_accept_prob=target_accept_prob,
+        inverse_mass=inverse_mass,
+        progress=progress,
+        desc="AIS pilot",
+    )
+    if isinstance(schedule, str) and schedule == "adaptive":
+        new = respace_schedule(betas, run.log_lik_sd, num_steps)
+        return AISPlan(new, interpolate_steps(betas, run.step_sizes, new))
+    return AISPlan(betas, run.step_sizes)
+
+
 def ais(
     target: LatentTarget,
     num_chains: int = 16,
@@ -33,38 +346,63 @@ def ais(
     target_accept_prob: float = 0.65,
     delta: float = 4.0,
     progress: bool = False,
-) -> LoglikResult:
+    *,
+    schedule: str | torch.Tensor = "adaptive",
+    pilot_chains: int | None = None,
+    posterior_variance: torch.Tensor | None = None,
+    return_states: bool = False,
+) -> LoglikResult | tuple[LoglikResult, torch.Tensor]:
     """Annealed importance sampling from the prior to the posterior, with HMC transitions (Wu et al. 2017).
 
-    Intermediate targets p(z) p(x | z)^beta_t with a :func:`sigmoid_schedule`; one HMC transition of
-    ``leapfrog_steps`` steps per temperature. After each temperature, each point's step size is
-    multiplied by exp(0.5 (a - target)), a = its acceptance averaged over chains: Wu et al. use a fixed
-    +-2%, which cannot follow a posterior that sharpens 100-fold within a few hundred temperatures.
-    log p(x) per point is the log mean of the ``num_chains`` importance weights.
+    Intermediate targets p(z) p(x | z)^beta_t; one HMC transition of ``leapfrog_steps`` steps per
+    temperature. A pilot run of ``pilot_chains`` chains (default max(2, num_chains // 4), i.e. 1/4 of
+    the work of the weighted chains at 16 chains) adapts each point's step size per temperature
+    towards ``target_accept_prob`` and, with ``schedule="adaptive"`` (the default), places the
+    temperatures so that every step adds the same log-weight variance (:func:`pilot_plan`); the
+    ``num_chains`` weighted chains then replay that frozen plan, so that the estimate stays unbiased
+    for p(x). ``schedule`` may also be ``geometric``, ``geometric-sigmoid``, ``sigmoid`` or a tensor
+    of T + 1 temperatures; ``pilot_chains=0`` adapts the step sizes on the weighted chains themselves
+    (biased; kept for comparison). ``posterior_variance`` (N, D), e.g. the encoder's variance, sets a
+    diagonal mass per temperature (:func:`tempered_inverse_mass`).
+
+    log p(x) per point is the log mean of the ``num_chains`` importance weights; ``se`` is its delta-
+    method standard error over the chains (noisy with few chains), ``per_point`` holds the variance of
+    the log weights and the weights' ESS over chains, and a point is flagged ``ais-variance`` when that
+    variance exceeds :data:`MAX_LOG_WEIGHT_VAR` = 1 or the ESS is below :data:`MIN_ESS_FRACTION` = 1/4 of
+    the chains. (For roughly log-normal weights with variance s^2 of log w, the delta-method se is
+    sqrt((e^{s^2} - 1) / C) and the bias of log mean(w) about -(e^{s^2} - 1) / (2C): at s^2 = 1 and
+    C = 16 these are 0.33 and 0.05 nats; beyond, the se itself is estimated from the few largest
+    weights and becomes unreliable, and ESS / C ~ e^{-s^2} falls below 1/4 at s^2 = 1.4.)
+
+    With ``return_states`` it also returns the chains' final states (C, N, D), approximate posterior
+    draws from every basin AIS found (e.g. overdispersed starts for Appendix D chains).
     """
-    betas = sigmoid_schedule(num_steps, delta).tolist()
-    z = target.sample_prior(num_chains)  # (C, N, D)
-    state = init_state(target.potential(0.0), z)
-    step = find_reasonable_step_size(state, target.potential(0.0), z.new_full((target.num_data,), 0.1))
-    log_w = torch.zeros(z.shape[:2], dtype=torch.float64, device=z.device)
-    accept_sum = torch.zeros_like(step)
-    bar = progress_bar(total=num_steps, desc="AIS", enabled=progress)
-    for t in range(1, num_steps + 1):
-        bar.update()
-        log_w += (betas[t] - betas[t - 1]) * state.aux.double()  # log f_t(z) - log f_{t-1}(z), aux = log p(x|z)
-        if t == num_steps:
-            break
-        potential = target.potential(betas[t])
-        state = init_state(potential, state.z)  # the gradient changes with beta
-        state, acc, _ = hmc_transition(state, potential, step, leapfrog_steps, jitter=0.1)
-        acc = acc.mean(0)
-        accept_sum += acc
-        step = step * torch.exp(0.5 * (acc - target_accept_prob))
-    bar.close()
+    if num_chains < 1 or num_steps < 1 or leapfrog_steps < 1:
+        raise ValueError(
+            f"need num_chains, num_steps, leapfrog_steps >= 1, got {num_chains}, {num_steps}, {leapfrog_steps}"
+        )
+    pilot = max(2, num_chains // 4) if pilot_chains is None else pilot_chains
+    if pilot < 0:
+        raise ValueError(f"pilot_chains must be >= 0, got {pilot_chains}")
+    mass = None if posterior_variance is None else tempered_inverse_mass(posterior_variance)
+    common = {"leapfrog_steps": leapfrog_steps, "inverse_mass": mass, "target_accept_prob": target_accept_prob}
+    if pilot > 0:
+        plan = pilot_plan(target, num_steps, pilot, schedule, delta=delta, progress=progress, **common)
+        run = anneal(target, target.sample_prior(num_chains), plan.betas, plan.step_sizes, progress=progress, **common)
+    elif isinstance(schedule, str) and schedule == "adaptive":
+        raise ValueError("the adaptive schedule is made by a pilot run: pilot_chains must be >= 1")
+    else:
+        z = target.sample_prior(num_chains)
+        betas = ais_schedule(num_steps, schedule, delta)
+        run = anneal(target, z, betas, _initial_step(target, z), adapt=True, progress=progress, **common)
     info = {
         "chains": num_chains,
+        "pilot_chains": pilot,
         "ais_steps": num_steps,
         "leapfrog_steps": leapfrog_steps,
-        "accept_rate_mean": float(accept_sum.mean() / max(num_steps - 1, 1)),
+        "schedule": schedule if isinstance(schedule, str) else "custom",
+        "diagonal_mass": posterior_variance is not None,
+        "accept_rate_mean": float(run.accept_rate.mean()),
     }
-    return _result("ais", _logmeanexp(log_w, 0), target, **info)
+    result = _result_with_flags("ais", target, _logmeanexp(run.log_w, 0), run.log_w, **info)
+    return (result, run.z) if return_states else result

@@ -256,15 +256,17 @@ class BatchedHMC(MCMCKernel):
             self._dual.step(self.target_accept_prob - accept_prob.mean(0))
             self.step_size = torch.exp(self._dual.get_state()[0])
         if mass_phase:
-            for zc in self._state.z:  # each chain is one more draw of each point's posterior
-                self._welford.update(zc)
+            # per chain (Welford is elementwise over the (C, N, D) state), averaged over chains when the
+            # window ends: Stan's within-chain estimate. Pooling chains instead would take the spread
+            # BETWEEN modes of a multimodal posterior for its scale and shrink the step size to match.
+            self._welford.update(self._state.z)
         if t != self._schedule[self._window].end:
             return
         if self._window == last:
             self.end_warmup()
         else:
             if mass_phase:
-                self.inverse_mass = self._welford.get_covariance(regularize=True)
+                self.inverse_mass = self._welford.get_covariance(regularize=True).mean(0)
                 self._welford.reset()
             self._window += 1
             if mass_phase and self.adapt_step_size:

@@ -12,15 +12,15 @@ log is a stochastic *upper* bound; its authors trust it for latent dimension < 5
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pyro
 import torch
 
 from probgen.inference.ais import ais, sigmoid_schedule
-from probgen.inference.hmc import HMCResult, run_hmc
+from probgen.inference.appendix_d import appendix_d, appendix_d_from_samples, fit_gaussian, overdispersed_init
 from probgen.inference.potential import LatentTarget
 from probgen.inference.result import FLAG_REASONS, LoglikResult, _logmeanexp, _result
+from probgen.inference.weights import KHAT_MAX, log_mean_se, pareto_khat
 from probgen.utils.progress import progress as progress_bar
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "elbo_iwae",
     "fit_gaussian",
     "ordering_warnings",
+    "overdispersed_init",
     "sigmoid_schedule",
 ]
 
@@ -65,6 +66,12 @@ def elbo_iwae(
     ``proposal`` has batch shape (N,) and event shape (D,). Draws are made and scored
     ``max_batch // N`` at a time, so that memory stays bounded whatever k is. ELBO = mean of the log
     weights; IWAE_k = log of their mean (Burda et al. 2016).
+
+    Standard errors: the ELBO's is sd(log w) / sqrt(k); IWAE's is the delta method's
+    sd(w) / (mean(w) sqrt(k)) (:func:`~probgen.inference.weights.log_mean_se`). IWAE points whose
+    weights have Pareto k-hat > 0.7 are flagged ``heavy-tailed-weights`` (their se is unreliable, and
+    a weight not yet drawn could move the estimate; per_point ``khat``, ``weights_ess``). The ELBO is
+    a bound however heavy the tails are (it averages log weights), so it is not flagged for them.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -78,78 +85,18 @@ def elbo_iwae(
             log_w.append(_log_weights(target, z, proposal.log_prob(z), k))
             done += k
             bar.update(k)
-    lw = torch.cat(log_w)  # (K, N)
+    lw = torch.cat(log_w).double()  # (K, N)
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
     info = {"num_samples": num_samples}
-    return (
-        _result("elbo", lw.mean(0), target, **info),
-        _result("iwae", _logmeanexp(lw, 0), target, **info, weights_ess_mean=float(ess.mean())),
-    )
-
-
-def fit_gaussian(samples: torch.Tensor, shrink: float) -> torch.distributions.MultivariateNormal:
-    """Per-point full-covariance Gaussian fit to samples (C, S, N, D), covariance scaled by ``shrink``.
-
-    ``shrink`` < 1 makes q lighter-tailed than a Gaussian posterior of the same covariance, which the
-    Appendix D estimator needs for finite variance (q^2 / p(z | x) must be integrable).
-    """
-    c, s, n, d = samples.shape
-    z = samples.reshape(c * s, n, d).double()
-    mean = z.mean(0)  # (N, D)
-    centred = z - mean
-    cov = torch.einsum("knd,kne->nde", centred, centred) / (c * s - 1)  # (N, D, D)
-    jitter = 1e-6 * cov.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
-    cov = cov + jitter[:, None, None] * torch.eye(d, dtype=cov.dtype, device=cov.device)
-    return torch.distributions.MultivariateNormal(mean, covariance_matrix=shrink * cov)
-
-
-def appendix_d_from_samples(
-    target: LatentTarget, run: HMCResult, num_fit: int, shrink: float = 0.8, **info: Any
-) -> LoglikResult:
-    """Stages 2 and 3 of Appendix D on posterior chains ``run`` (samples (C, S, N, D)).
-
-    The first ``num_fit`` draws of each chain fit q; the remaining ones estimate
-    log p(x) = -logmeanexp(log q(z) - log p(z) - log p(x|z)), with -log p(z, x) read from
-    ``run.potential``, so no decoder pass is needed.
-    """
-    if not 0 < shrink <= 1:
-        raise ValueError(f"shrink must be in (0, 1], got {shrink}")
-    c, s, n, _ = run.samples.shape
-    if not 2 <= num_fit < s:
-        raise ValueError(f"num_fit must be in [2, {s}), got {num_fit}")
-    q = fit_gaussian(run.samples[:, :num_fit], shrink)
-    fresh = run.samples[:, num_fit:]
-    log_q = q.log_prob(fresh.double())  # (C, S', N)
-    log_ratio = log_q + run.potential[:, num_fit:].double()  # log q - log p(z) - log p(x|z)
-    log_px = -_logmeanexp(log_ratio.reshape(-1, n), 0)
-    info = {"chains": c, "fit_draws": num_fit, "estimate_draws": s - num_fit, "shrink": shrink, **info}
-    return _result("appendix-d", log_px, target, **info)
-
-
-def appendix_d(
-    target: LatentTarget,
-    z0: torch.Tensor,
-    num_warmup: int,
-    num_samples: int,
-    shrink: float = 0.8,
-    progress: bool = False,
-    **hmc_options: Any,
-) -> tuple[LoglikResult, HMCResult]:
-    """Kingma & Welling (2013), Appendix D: log p(x) from posterior samples and a fitted density.
-
-    1. Run :func:`run_hmc` from z0 (C, N, D) for ``num_warmup`` + 2 x ``num_samples`` transitions.
-    2. Fit q(z) = N(mean, shrink x cov) per point to the first ``num_samples`` draws of each chain.
-    3. With the next ``num_samples`` draws (fresh, not used by the fit):
-       1/p(x) = E_{p(z|x)}[q(z) / (p(z) p(x|z))], so log p(x) = -logmeanexp(log q - log p(z) - log p(x|z)).
-
-    Returns the estimate and the HMC run of both stages (for diagnostics).
-    """
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
-    run = run_hmc(target.potential(), z0, num_warmup, 2 * num_samples, progress=progress, desc="HMC", **hmc_options)
-    return appendix_d_from_samples(
-        target, run, num_samples, shrink, warmup=num_warmup, leapfrog_steps=run.num_steps
-    ), run
+    elbo = _result("elbo", lw.mean(0), target, **info)
+    elbo.se = (lw.std(0) / math.sqrt(num_samples)).cpu() if num_samples > 1 else torch.full_like(elbo.log_px, math.nan)
+    iwae = _result("iwae", _logmeanexp(lw, 0), target, **info, weights_ess_mean=float(ess.mean()))
+    iwae.se = log_mean_se(lw, 0).cpu()
+    khat = pareto_khat(lw)
+    iwae.per_point = {"khat": khat, "weights_ess": ess.cpu()}
+    for i in (khat > KHAT_MAX).nonzero().flatten().tolist():
+        iwae.add_flag(i, "heavy-tailed-weights")
+    return elbo, iwae
 
 
 def _paired(a: LoglikResult, b: LoglikResult) -> tuple[float, float]:

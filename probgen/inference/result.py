@@ -27,7 +27,9 @@ class LoglikResult:
 
     ``se`` (N,) is each point's Monte Carlo standard error in nats (None: not known), and ``flags``
     holds, per point, the reasons (from :data:`FLAG_REASONS`) its estimate is not trusted; an empty
-    list means trusted.
+    list means trusted. ``per_point`` holds further per-point diagnostics, each (N,) (for AIS:
+    ``log_weight_var`` and ``weights_ess``; for IWAE ``khat`` and ``weights_ess``; for Appendix D
+    ``num_modes``, ``rhat``, ``ess_per_chain``, ``ess_lp``, ``khat``), for loglik.csv columns ``<name>_<method>``.
     """
 
     method: str
@@ -36,9 +38,13 @@ class LoglikResult:
     info: dict[str, Any] = field(default_factory=dict)
     se: torch.Tensor | None = None
     flags: list[list[str]] | None = None
+    per_point: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.log_px.numel()
+        for name, values in self.per_point.items():
+            if values.numel() != n:
+                raise ValueError(f"per_point[{name!r}] has {values.numel()} entries for {n} points")
         if self.flags is None:
             self.flags = [[] for _ in range(n)]
         if len(self.flags) != n:

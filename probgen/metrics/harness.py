@@ -11,18 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probgen.config import EvalConfig
 from probgen.data import ImageData
 from probgen.errors import UserError
-from probgen.metrics import scores
+from probgen.metrics import bootstrap, scores
 from probgen.metrics.cache import data_fingerprint, default_cache_dir, key_hash, load_entry, save_entry
 from probgen.metrics.domain import load_or_train_domain_net
-from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, load_inception
+from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, extract_resumable, load_inception
+from probgen.metrics.fid_infinity import fid_infinity
 from probgen.metrics.images import to_uint8
+from probgen.metrics.prdc import PRDC_METRICS, knn_radii, prdc_points
+
+if TYPE_CHECKING:
+    from probgen.utils.partial import PartialStore
 
 log = logging.getLogger("probgen")
 
@@ -40,9 +45,10 @@ def cache_dir(cfg: EvalConfig) -> Path:
 
 def metric_labels(net: FeatureNet, dataset: str) -> dict[str, str]:
     """Names under which results are reported: FID/KID/IS for Inception, FD-<dataset>/KD-<dataset> else."""
+    manifold = {m: m for m in PRDC_METRICS}  # named alike on any features; each entry names the network
     if net.name.startswith("inception"):
-        return {"fid": "FID", "kid": "KID", "is": "IS"}
-    return {"fid": f"FD-{dataset}", "kid": f"KD-{dataset}"}
+        return {"fid": "FID", "kid": "KID", "is": "IS", **manifold}
+    return {"fid": f"FD-{dataset}", "kid": f"KD-{dataset}", **manifold}
 
 
 class Harness:
@@ -53,6 +59,8 @@ class Harness:
         cfg: feature network, metrics, sample counts, seeds, cache.
         device: where features are computed (the GPU when there is one).
         net: a ready feature network (tests, benchmarks); built from ``cfg`` when None.
+        store: where the real images' feature batches are written as they are computed (and read
+            back after a kill), when they are not in the cache yet; see :meth:`evaluate`.
     """
 
     def __init__(
@@ -62,8 +70,10 @@ class Harness:
         device: torch.device,
         net: FeatureNet | None = None,
         show_progress: bool = True,
+        store: PartialStore | None = None,
     ):
         self.data, self.cfg, self.device, self.show_progress = data, cfg, device, show_progress
+        self.store = store
         if net is None:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 net = build_feature_net(data, cfg, device, show_progress)  # layer inits must not move the caller's RNG
@@ -75,6 +85,7 @@ class Harness:
         t0 = time.perf_counter()
         self.real_features = self._reference_features()  # (N_real, D) on device
         self.real_seconds = time.perf_counter() - t0
+        self._real_radii: torch.Tensor | None = None  # k-NN radii of the real features, once needed
 
     # --- real images -----------------------------------------------------------------------------
 
@@ -111,31 +122,49 @@ class Harness:
         idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.eval_seed))[:n]
         idx, _ = idx.sort()  # contiguous reads
         images = split.images[idx]
-        feats, _ = extract(
-            self.net, batches_of(images, cfg.feature_batch_size), n, self.device, "real features", self.show_progress
-        )
+        bs = cfg.feature_batch_size
+        if self.store is None:
+            feats, _ = extract(self.net, batches_of(images, bs), n, self.device, "real features", self.show_progress)
+        else:
+            feats, _ = extract_resumable(
+                self.net, lambda i, b: images[i : i + b], n, bs, self.device, self.store, "real",
+                desc="real features", show_progress=self.show_progress,
+            )  # fmt: skip
         save_entry(path, key, features=feats.cpu())
         return feats
 
     # --- generated images ------------------------------------------------------------------------
 
-    def _generated(self, sampler: Sampler, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _generated(
+        self, sampler: Sampler, n: int, store: PartialStore | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval_seed)
         bs = self.cfg.feature_batch_size
         shape = self.data.image_shape
 
-        def batches() -> Any:
-            for i in range(0, n, bs):
-                with torch.no_grad():
-                    imgs = to_uint8(sampler(min(bs, n - i), gen))  # (B, C, H, W) uint8
-                if tuple(imgs.shape[1:]) != shape:
-                    raise UserError(f"the model makes images of shape {tuple(imgs.shape[1:])}, the data {shape}")
-                yield imgs
+        def draw(size: int) -> torch.Tensor:
+            with torch.no_grad():
+                imgs = to_uint8(sampler(size, gen))  # (B, C, H, W) uint8
+            if tuple(imgs.shape[1:]) != shape:
+                raise UserError(f"the model makes images of shape {tuple(imgs.shape[1:])}, the data {shape}")
+            return imgs
 
-        return extract(self.net, batches(), n, self.device, "generated features", self.show_progress)
+        if store is not None:
+            return extract_resumable(
+                self.net, lambda i, b: draw(b), n, bs, self.device, store, "generated", gen,
+                desc="generated features", show_progress=self.show_progress,
+            )  # fmt: skip
+        batches = (draw(min(bs, n - i)) for i in range(0, n, bs))
+        return extract(self.net, batches, n, self.device, "generated features", self.show_progress)
 
-    def evaluate(self, sampler: Sampler, num_samples: int | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, sampler: Sampler, num_samples: int | None = None, store: PartialStore | None = None
+    ) -> dict[str, Any]:
         """Generate ``num_samples`` (default ``cfg.num_samples``) images and score them.
+
+        With a ``store`` (:class:`probgen.utils.partial.PartialStore`), each batch of generated
+        features is written as it is computed, and a re-run after a kill reads back what was written
+        and continues: its result equals an uninterrupted run's (same seed).
 
         Returns a JSON-ready dict: one entry per metric under ``metrics`` (each stating N generated,
         N real, the split, the feature network and the resize mode) plus timings.
@@ -143,7 +172,7 @@ class Harness:
         cfg = self.cfg
         n = num_samples or cfg.num_samples
         t0 = time.perf_counter()
-        fake, logits = self._generated(sampler, n)
+        fake, logits = self._generated(sampler, n, store)
         t_feat = time.perf_counter() - t0
         real = self.real_features
         common = {
@@ -156,19 +185,12 @@ class Harness:
         out: dict[str, dict[str, Any]] = {}
         names = cfg.metric_names()
         if "fid" in names:
-            out[self.labels["fid"]] = {"value": scores.frechet_distance(real, fake), **common}
+            out[self.labels["fid"]] = {**self._fd(real, fake), **common}
+            if cfg.fid_infinity:
+                inf = fid_infinity(real, fake, cfg.fid_infinity_points, seed=cfg.eval_seed)
+                out[self.labels["fid"] + "-infinity"] = {**inf, "method": "Chong & Forsyth 2020", **common}
         if "kid" in names:
-            size = cfg.kid_subset_size or min(1000, min(n, len(real)) // 2)
-            if size > min(n, len(real)):
-                raise UserError(f"--kid-subset-size: {size} exceeds the number of images ({min(n, len(real))})")
-            mean, std = scores.kernel_distance(real, fake, cfg.kid_subsets, max(size, 2), seed=cfg.eval_seed)
-            out[self.labels["kid"]] = {
-                "mean": mean,
-                "std": std,
-                "subsets": cfg.kid_subsets,
-                "subset_size": max(size, 2),
-                **common,
-            }
+            out[self.labels["kid"]] = {**self._kid(real, fake, n), **common}
         if "is" in names:
             if logits is None:
                 raise UserError(f"--metrics: is needs Inception, not {self.net.name}")
@@ -177,6 +199,10 @@ class Harness:
             mean, std = scores.inception_score(logits, cfg.is_splits, seed=cfg.eval_seed)
             gen_only = {k: v for k, v in common.items() if k not in ("num_real", "ref_split")}
             out[self.labels["is"]] = {"mean": mean, "std": std, "splits": cfg.is_splits, **gen_only}
+        wanted = [m for m in PRDC_METRICS if m in names]
+        if wanted:
+            for m, entry in self._manifold(real, fake, wanted).items():
+                out[self.labels[m]] = {**entry, **common}
         total = time.perf_counter() - t0
         return {
             "dataset": self.data.name,
@@ -188,6 +214,52 @@ class Harness:
             "seconds": {"real_features": self.real_seconds, "generated_features": t_feat, "total": total},
             "generated_images_per_second": n / max(t_feat, 1e-9),
         }
+
+    # --- the metrics' extras: intervals, the KID statistic, manifold metrics ------------------------
+
+    def _interval(self, replicates: torch.Tensor, estimate: float) -> dict[str, Any]:
+        """A 95% interval: percentiles of the replicates re-centred on the estimate, and their raw mean."""
+        info = {"replicates": len(replicates), "mean": float(replicates.mean()), "seed": self.cfg.eval_seed}
+        return {"ci95": bootstrap.percentile_interval(replicates, estimate), "bootstrap": info}
+
+    def _fd(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
+        value = scores.frechet_distance(real, fake)
+        if not self.cfg.bootstrap:
+            return {"value": value}
+        reps = bootstrap.bootstrap_fd(real, fake, self.cfg.bootstrap, seed=self.cfg.eval_seed)
+        return {"value": value, **self._interval(reps, value)}
+
+    def _kid(self, real: torch.Tensor, fake: torch.Tensor, n: int) -> dict[str, Any]:
+        cfg = self.cfg
+        size = cfg.kid_subset_size or min(1000, min(n, len(real)) // 2)
+        if size > min(n, len(real)):
+            raise UserError(f"--kid-subset-size: {size} exceeds the number of images ({min(n, len(real))})")
+        mean, std = scores.kernel_distance(real, fake, cfg.kid_subsets, max(size, 2), seed=cfg.eval_seed)
+        entry: dict[str, Any] = {"mean": mean, "std": std, "subsets": cfg.kid_subsets, "subset_size": max(size, 2)}
+        if cfg.bootstrap:
+            # the interval is the bootstrap's of the all-pairs unbiased MMD^2, the value the subset mean estimates
+            entry["u_statistic"] = u = bootstrap.kid_u_statistic(real, fake)
+            entry.update(self._interval(bootstrap.bootstrap_kid(real, fake, cfg.bootstrap, seed=cfg.eval_seed), u))
+        return entry
+
+    def _manifold(self, real: torch.Tensor, fake: torch.Tensor, wanted: list[str]) -> dict[str, dict[str, Any]]:
+        k = self.cfg.nearest_k
+        if min(len(real), len(fake)) <= k:
+            raise UserError(f"--nearest-k: {k} neighbours need more than {k} real and generated images")
+        if self._real_radii is None:
+            self._real_radii = knn_radii(real, k)
+        points = prdc_points(real, fake, k, real_radii=self._real_radii)
+        out = {}
+        for m in wanted:
+            value = float(points[m].double().mean())
+            entry: dict[str, Any] = {"value": value, "k": k}
+            if self.cfg.bootstrap:
+                # points resampled, the k-NN balls held fixed: resampling the balls' own sets would put
+                # duplicates at distance 0 and shrink every radius
+                reps = bootstrap.bootstrap_means(points[m], self.cfg.bootstrap, seed=self.cfg.eval_seed)
+                entry.update(self._interval(reps, value), ci95_resamples="scored points, balls fixed")
+            out[m] = entry
+        return out
 
     def primary_value(self, result: dict[str, Any]) -> float:
         """The number early stopping watches: FID / FD (lower is better)."""

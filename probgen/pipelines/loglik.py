@@ -4,7 +4,8 @@ Output directory (default ``<checkpoint's folder>/loglik``):
 
 - ``loglik.json``: settings, per-method mean and standard error (nats and bits/dim), chain
   diagnostics (how many points failed), warnings, environment;
-- ``loglik.csv``: one row per data point: log p(x) and bits/dim per method, R-hat, ESS, divergences;
+- ``loglik.csv``: one row per data point: log p(x), bits/dim, Monte Carlo standard error (``se_<method>``)
+  and flags (``flag_<method>``, reasons joined by '+', empty = trusted) per method; R-hat, ESS, divergences;
 - ``chains.nc``: the Appendix D HMC chains as ArviZ InferenceData (when appendix-d ran);
 - ``trace_dp<i>.png``, ``rank_dp<i>.png``: trace and rank plots of chosen data points.
 
@@ -12,12 +13,18 @@ Under ``torchrun --nproc-per-node N -m probgen loglik ...`` the batches of ``--p
 data points are shared out among the N ranks (contiguous runs of batches), and rank 0 gathers the
 per-point results and writes everything. Each batch draws from its own seed (``--seed`` and the
 index of its first point), so the per-point numbers do not depend on how many processes ran them.
+
+Resume: each finished batch is stored atomically in ``<out>/.partial`` (:class:`~probgen.utils.partial.PartialStore`)
+together with the settings. The same command run again after a kill or Ctrl-C computes only the
+missing batches; since every batch has its own seed, the final files equal an uninterrupted run's.
+``--overwrite`` starts over; other settings on a half-done ``--out`` are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -41,10 +48,13 @@ from probgen.inference.loglik import (
 )
 from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
+from probgen.inference.trust import cross_check
+from probgen.models.discretised import discretised_model
 from probgen.pipelines.fit_vae import load_vae
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
+from probgen.utils.partial import PartialStore
 from probgen.utils.progress import progress
 
 log = logging.getLogger("probgen")
@@ -52,12 +62,25 @@ log = logging.getLogger("probgen")
 NUTS_POINTS_WARN = 8
 
 
+PARTIAL = ".partial"
+#: LoglikConfig fields that do not change the numbers (left out of a resumed run's settings check)
+_NOT_RESULTS = ("out", "overwrite", "progress", "json", "plot_points")
+
+
+class Interrupted(UserError):
+    """Ctrl-C / SIGTERM during `probgen loglik`: the finished batches are kept (exit code 130)."""
+
+    exit_code = 130
+
+
 def _prepare_out(cfg: LoglikConfig, ckpt_path: Path) -> Path:
     base = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
     out = Path(cfg.out) if cfg.out else base / "loglik"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    # a half-done run (its .partial store is there) continues; finished or foreign results are kept
+    unfinished = (out / PARTIAL).is_dir()
+    if out.is_dir() and any(out.iterdir()) and not unfinished:
         if not cfg.overwrite:
             raise UserError(f"--out: {out} already holds results; pass --overwrite to replace them or choose --out")
         for child in out.iterdir():
@@ -69,16 +92,51 @@ def _prepare_out(cfg: LoglikConfig, ckpt_path: Path) -> Path:
     return out
 
 
+def _settings(cfg: LoglikConfig, ckpt_path: Path) -> dict[str, Any]:
+    """What decides the numbers of a run: its config and the checkpoint file (path, size, mtime)."""
+    path = ckpt_path / "checkpoint.pt" if ckpt_path.is_dir() else ckpt_path
+    stat = path.stat()
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_RESULTS}
+    settings["checkpoint"] = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return settings
+
+
+def _result_to_dict(r: LoglikResult) -> dict[str, Any]:
+    return {"method": r.method, "log_px": r.log_px, "data_dim": r.data_dim, "info": r.info, "se": r.se,
+            "flags": r.flags}  # fmt: skip
+
+
+def _result_from_dict(d: dict[str, Any]) -> LoglikResult:
+    return LoglikResult(d["method"], d["log_px"], d["data_dim"], d["info"], d["se"], d["flags"])
+
+
+def _batch_to_dict(res: dict[str, LoglikResult], run: HMCResult | None) -> dict[str, Any]:
+    return {
+        "results": {m: _result_to_dict(r) for m, r in res.items()},
+        "run": None if run is None else dataclasses.asdict(run),
+    }
+
+
+def _batch_from_dict(d: dict[str, Any]) -> tuple[dict[str, LoglikResult], HMCResult | None]:
+    run = None if d["run"] is None else HMCResult(**d["run"])
+    return {m: _result_from_dict(r) for m, r in d["results"].items()}, run
+
+
 def _cat_results(parts: list[LoglikResult]) -> LoglikResult:
+    """One result from per-batch ones: log p(x), se and flags concatenated in point order; numeric
+    ``*_mean`` entries of ``info`` (e.g. AIS acceptance, IWAE weight ESS) averaged weighted by batch size."""
     first = parts[0]
+    sizes = [p.log_px.numel() for p in parts]
     info = dict(first.info)
-    if "accept_rate_mean" in info:  # AIS: weight batches by their size
-        sizes = [p.log_px.numel() for p in parts]
-        info["accept_rate_mean"] = sum(p.info["accept_rate_mean"] * s for p, s in zip(parts, sizes)) / sum(sizes)
-    if "weights_ess_mean" in info:
-        sizes = [p.log_px.numel() for p in parts]
-        info["weights_ess_mean"] = sum(p.info["weights_ess_mean"] * s for p, s in zip(parts, sizes)) / sum(sizes)
-    return LoglikResult(first.method, torch.cat([p.log_px for p in parts]), first.data_dim, info)
+    for key, value in first.info.items():
+        if key.endswith("_mean") and isinstance(value, (int, float)) and all(key in p.info for p in parts):
+            info[key] = sum(float(p.info[key]) * s for p, s in zip(parts, sizes)) / sum(sizes)
+    se = None
+    if any(p.se is not None for p in parts):
+        nan = torch.tensor(math.nan, dtype=torch.float64)
+        se = torch.cat([p.se if p.se is not None else nan.expand(s) for p, s in zip(parts, sizes)])
+    flags = [list(f) for p in parts for f in p.flags]
+    return LoglikResult(first.method, torch.cat([p.log_px for p in parts]), first.data_dim, info, se, flags)
 
 
 def _cat_runs(runs: list[HMCResult]) -> HMCResult:
@@ -97,12 +155,39 @@ def _cat_runs(runs: list[HMCResult]) -> HMCResult:
     )
 
 
+def discretises(cfg: LoglikConfig, vae: Any) -> bool:
+    """Whether the estimators score the 8-bit images under the discretised Gaussian of the VAE's
+    Gaussian likelihood (a probability: bits/dim comparable with the literature, never negative)."""
+    return cfg.discretise and vae.cfg.likelihood != "bernoulli"
+
+
+def pixel_model(cfg: LoglikConfig, vae: Any) -> Any:
+    """The Pyro model whose p(x) is estimated: the VAE's own, or its discretised-Gaussian version."""
+    return discretised_model(vae) if discretises(cfg, vae) else vae.model
+
+
+def _pixel_model_note(cfg: LoglikConfig, vae: Any) -> str:
+    """What log p(x) is, in words, for loglik.json."""
+    if vae.cfg.likelihood == "bernoulli":
+        return "bernoulli: log p(x) is the probability of the binary image (never positive)"
+    if discretises(cfg, vae):
+        return (
+            "discretised-gaussian-256: P(x) of the 8-bit image, each pixel the Gaussian's mass over its bin "
+            "[(k - 1/2)/255, (k + 1/2)/255] (outer bins open); never positive, so bits/dim >= 0, comparable "
+            "with published bits/dim"
+        )
+    return (
+        "gaussian-density: log of the continuous density on [0, 1]^D (--no-discretise); not a probability: "
+        "it can be positive (bits/dim < 0) and is not comparable with published bits/dim"
+    )
+
+
 def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Tensor) -> HMCResult:
     n_draws = 2 * cfg.samples
     if cfg.sampler == "nuts":
-        fns = [from_pyro_model(vae.model, x[i : i + 1]).potential() for i in range(x.shape[0])]
+        fns = [from_pyro_model(pixel_model(cfg, vae), x[i : i + 1]).potential() for i in range(x.shape[0])]
         return run_nuts(fns, z0, cfg.warmup, n_draws, target_accept_prob=cfg.target_accept, progress=cfg.progress)
-    target = from_pyro_model(vae.model, x)
+    target = from_pyro_model(pixel_model(cfg, vae), x)
     return run_hmc(
         target.potential(),
         z0,
@@ -118,7 +203,7 @@ def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Te
 
 def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, LoglikResult], HMCResult | None]:
     methods = cfg.methods
-    target = from_pyro_model(vae.model, x)
+    target = from_pyro_model(pixel_model(cfg, vae), x)
     proposal = encoder_proposal(vae.guide, x)
     out: dict[str, LoglikResult] = {}
     run = None
@@ -137,15 +222,38 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
     return out, run
 
 
+def flag_chain_failures(result: LoglikResult, checks: diag.ChainDiagnostics) -> None:
+    """Flag the points whose chains failed: ``rhat`` (R-hat above the threshold or NaN), ``ess`` (bulk
+    or tail ESS below it), ``divergences`` (any divergent transition)."""
+    for i in range(len(checks.datapoint)):
+        if not checks.rhat[i] <= checks.rhat_max:
+            result.add_flag(i, "rhat")
+        if not (checks.ess_bulk[i] >= checks.min_ess and checks.ess_tail[i] >= checks.min_ess):
+            result.add_flag(i, "ess")
+        if checks.divergences[i] > 0:
+            result.add_flag(i, "divergences")
+
+
 def _table(results: dict[str, LoglikResult], n: int) -> str:
-    lines = [f"{'method':<12}{'log p(x) [nats]':>24}{'bits/dim':>22}   (N = {n}, mean +- standard error)"]
+    """The printed summary: per method, mean +- standard error over points, the trusted mean, flag counts."""
+    lines = [
+        f"{'method':<12}{'log p(x) [nats]':>24}{'bits/dim':>22}{'trusted mean':>15}  flagged"
+        f"   (N = {n}, mean +- standard error over points)"
+    ]
     for m, r in results.items():
         d = r.to_dict()
+        trusted = "-" if d["log_px_mean_trusted"] is None else f"{d['log_px_mean_trusted']:.3f}"
+        reasons = ", ".join(f"{k} {v}" for k, v in d["flag_counts"].items())
         lines.append(
             f"{m:<12}{d['log_px_mean']:>14.3f} +- {d['log_px_stderr']:<7.3f}"
-            f"{d['bits_per_dim_mean']:>12.5f} +- {d['bits_per_dim_stderr']:<8.5f}"
+            f"{d['bits_per_dim_mean']:>12.5f} +- {d['bits_per_dim_stderr']:<8.5f}{trusted:>14}"
+            f"  {d['num_flagged']}/{n}{f' ({reasons})' if reasons else ''}"
         )
     return "\n".join(lines)
+
+
+def _batch_key(first_point: int) -> str:
+    return f"batch-{first_point:09d}"
 
 
 def batch_seed(seed: int, first_point: int) -> int:
@@ -192,16 +300,34 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     batches = range(0, n, cfg.points_per_batch)
     mine = shard_range(len(batches), dist.rank, dist.world_size)
     batches = batches[mine.start : mine.stop]  # this rank's batches (all of them in a single process)
-    with progress(total=len(batches), desc="data batches", enabled=cfg.progress and dist.is_main) as bar:
-        for lo in batches:
-            pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
-            x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
-            res, run = _run_batch(cfg, vae, x)
-            for m, r in res.items():
-                parts.setdefault(m, []).append(r)
-            if run is not None:
-                runs.append(run)
-            bar.update()
+    settings = _settings(cfg, ckpt_path)
+    store = dist.from_main(lambda: PartialStore.open(out / PARTIAL, settings, overwrite=cfg.overwrite))
+    done = sum(store.get(_batch_key(lo)) is not None for lo in batches) if dist.is_main else 0
+    if done:
+        log.info("continuing %s: %d of %d batches were already done", out, done, len(batches))
+    finished = 0
+    try:
+        with progress(total=len(batches), desc="data batches", enabled=cfg.progress and dist.is_main) as bar:
+            for lo in batches:
+                stored = store.get(_batch_key(lo))
+                if stored is not None:
+                    res, run = _batch_from_dict(stored)
+                else:
+                    pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
+                    x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
+                    res, run = _run_batch(cfg, vae, x)
+                    store.put(_batch_key(lo), _batch_to_dict(res, run))
+                for m, r in res.items():
+                    parts.setdefault(m, []).append(r)
+                if run is not None:
+                    runs.append(run)
+                finished += 1
+                bar.update()
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted after {finished} of {len(batches)} batches; they are kept in {out / PARTIAL}: "
+            "run the same command again to continue"
+        ) from None
     if dist.enabled:  # rank 0 collects every rank's per-point results, in the order of the points
         gathered = dist.gather_to_main(to_host((parts, runs)))
         if gathered is None:
@@ -214,6 +340,15 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     results = {m: _cat_results(parts[m]) for m in ("elbo", "iwae", "appendix-d", "ais") if m in parts}
     seconds = time.perf_counter() - start
 
+    checks = None
+    if runs:
+        run = _cat_runs(runs)
+        idata = diag.to_inference_data(run, attrs={"sampler": cfg.sampler, "checkpoint": str(ckpt_path)})
+        diag.save_chains(idata, out / "chains.nc")
+        checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
+        if "appendix-d" in results:
+            flag_chain_failures(results["appendix-d"], checks)
+    cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
     report: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "dataset": data.name,
@@ -223,19 +358,17 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         "data_dim": vae.image_shape[0] * vae.image_shape[1] * vae.image_shape[2],
         "latent_dim": vae.latent_dim,
         "likelihood": vae.cfg.likelihood,
+        "pixel_model": _pixel_model_note(cfg, vae),
         "units": "log p(x) in nats per image; bits/dim = -log p(x) / (pixels x channels x ln 2)",
         "results": {m: r.to_dict() for m, r in results.items()},
     }
     rows: list[dict[str, Any]] = [{"datapoint": i} for i in range(n)]
     for m, r in results.items():
-        for row, lp, bpd in zip(rows, r.log_px.tolist(), r.bits_per_dim.tolist()):
-            row[f"log_px_{m}"], row[f"bits_per_dim_{m}"] = lp, bpd
+        se = r.se.tolist() if r.se is not None else [math.nan] * n
+        for row, lp, bpd, e, f in zip(rows, r.log_px.tolist(), r.bits_per_dim.tolist(), se, r.flag_strings()):
+            row.update({f"log_px_{m}": lp, f"bits_per_dim_{m}": bpd, f"se_{m}": e, f"flag_{m}": f})
     warnings = ordering_warnings(results, vae.latent_dim)
-    if runs:
-        run = _cat_runs(runs)
-        idata = diag.to_inference_data(run, attrs={"sampler": cfg.sampler, "checkpoint": str(ckpt_path)})
-        diag.save_chains(idata, out / "chains.nc")
-        checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
+    if checks is not None:
         report["diagnostics"] = checks.summary()
         for row, d in zip(rows, checks.rows()):
             row.update({k: v for k, v in d.items() if k != "datapoint"})
@@ -260,6 +393,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     )
     write_json(out / "loglik.json", report)
     write_csv(out / "loglik.csv", rows)
+    store.remove()  # finished: a new run into this --out needs --overwrite
     report["table"] = _table(results, n)
     report["out"] = str(out)
     log.info("wrote %s (loglik.json, loglik.csv%s)", out, ", chains.nc" if runs else "")

@@ -8,12 +8,13 @@ every other setting is the base run's. Each grid point trains in ``<out>/<field=
 from its checkpoint (both decided by :func:`probgen.utils.rundir.run_state`), and a grid can be extended.
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
-row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
+row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json`` (a GAN's
+mean losses over its last epoch, ``train_loss_d`` ...; with ``--eval-every`` its ``eval.json``), and the
 log-likelihood / FID-FD columns when `probgen loglik` / `probgen eval` have written
 ``loglik/loglik.json`` / ``eval.json`` in the run directory: ``loglik_<method>`` and
 ``loglik_<method>_bpd`` per estimator, and one column per metric of ``eval.json``, e.g. ``FID`` or
 ``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
-an autoencoder, per epoch of every run, train and test panels).
+an autoencoder, or a GAN's generator loss, per epoch of every run, train and test panels).
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ from typing import Any
 from probgen.config import (
     FitAEConfig,
     FitCVAEConfig,
+    FitGANConfig,
     FitVAEConfig,
     FitVAEGANConfig,
-    strip_optional,
+    Leaf,
+    leaf_map,
+    replace_leaves,
     to_dict,
 )
+from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
 from probgen.plots import plot_runs
 from probgen.training.guards import Interrupted
@@ -45,7 +50,13 @@ from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
-CONFIGS: dict[str, type] = {"vae": FitVAEConfig, "ae": FitAEConfig, "cvae": FitCVAEConfig, "vaegan": FitVAEGANConfig}
+CONFIGS: dict[str, type] = {
+    "vae": FitVAEConfig,
+    "ae": FitAEConfig,
+    "cvae": FitCVAEConfig,
+    "vaegan": FitVAEGANConfig,
+    "gan": FitGANConfig,
+}
 _UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
 
 
@@ -62,6 +73,10 @@ def _fit_function(kind: str) -> Callable[[Any], Path]:
         from probgen.pipelines.fit_cvae import fit_cvae
 
         return fit_cvae
+    if kind == "gan":
+        from probgen.pipelines.fit_gan import fit_gan
+
+        return fit_gan
     from probgen.pipelines.fit_vaegan import fit_vaegan
 
     return fit_vaegan
@@ -70,43 +85,30 @@ def _fit_function(kind: str) -> Callable[[Any], Path]:
 # --- the grid ---------------------------------------------------------------------------------------
 
 
-def config_fields(cls: type) -> dict[str, tuple[str, Any]]:
-    """Leaf field name -> (section, type) of a sectioned fit config class."""
-    out: dict[str, tuple[str, Any]] = {}
-    for section in dataclasses.fields(cls):
-        sec_cls = typing.get_type_hints(cls)[section.name]
-        hints = typing.get_type_hints(sec_cls)
-        for f in dataclasses.fields(sec_cls):
-            out[f.name] = (section.name, hints[f.name])
-    return out
-
-
-def _parse_value(text: str, tp: Any, key: str) -> Any:
-    optional = strip_optional(tp) is not tp
-    tp = strip_optional(tp)
-    if optional and text.lower() == "none":
+def _parse_value(text: str, leaf: Leaf, key: str) -> Any:
+    if leaf.optional and text.lower() == "none":
         return None
+    tp = leaf.type
     try:
         if tp is bool:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(text)
             return text.lower() in ("true", "1", "yes")
-        if typing.get_origin(tp) is tuple:
-            inner = typing.get_args(tp)[0]
-            return tuple(inner(p) for p in text.split(",") if p)
+        if leaf.is_tuple:
+            return parse_tuple(text, typing.get_args(tp)[0])
         return tp(text)
     except ValueError:
         raise UserError(f"--grid: {key}: cannot read {text!r} as {getattr(tp, '__name__', tp)}") from None
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, leaf: Leaf, key: str) -> Any:
     """A value from a JSON/TOML file -> the field's type (lists become tuples)."""
-    base = strip_optional(tp)
+    base = leaf.type
     if value is None:
-        if base is tp:
+        if not leaf.optional:
             raise UserError(f"--grid: {key}: None is not allowed")
         return None
-    if typing.get_origin(base) is tuple:
+    if leaf.is_tuple:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"--grid: {key}: each value must be a list, got {value!r}")
         return tuple(value)
@@ -123,7 +125,7 @@ def parse_grid(spec: dict[str, Any] | list[str] | tuple[str, ...], cls: type) ->
     On the command line values are separated by commas; for tuple fields (``conv_channels``) grid
     values are separated by ``/`` and the tuple's elements by commas: ``conv_channels=8,8/16,16``.
     """
-    fields = config_fields(cls)
+    fields = leaf_map(cls)
     items: list[tuple[str, Any]] = []
     if isinstance(spec, dict):
         items = list(spec.items())
@@ -138,16 +140,16 @@ def parse_grid(spec: dict[str, Any] | list[str] | tuple[str, ...], cls: type) ->
         name = key.strip().replace("-", "_")
         if name not in fields:
             raise UserError(f"--grid: unknown setting {key!r} for this model (see `probgen fit ... --help`)")
-        section, tp = fields[name]
-        if section == "run":
+        leaf = fields[name]
+        if leaf.section == "run":
             raise UserError(f"--grid: {key} is a run setting, which the sweep sets itself")
         if name in grid:
             raise UserError(f"--grid: {key} appears twice")
         if isinstance(raw, str):
-            sep = "/" if typing.get_origin(strip_optional(tp)) is tuple else ","
-            values = [_parse_value(t.strip(), tp, key) for t in raw.split(sep) if t.strip()]
+            sep = "/" if leaf.is_tuple else ","
+            values = [_parse_value(t.strip(), leaf, key) for t in raw.split(sep) if t.strip()]
         else:
-            values = [_coerce(v, tp, key) for v in (raw if isinstance(raw, list) else [raw])]
+            values = [_coerce(v, leaf, key) for v in (raw if isinstance(raw, list) else [raw])]
         if not values:
             raise UserError(f"--grid: {key} has no values")
         grid[name] = values
@@ -176,12 +178,7 @@ def run_name(point: dict[str, Any]) -> str:
 
 def with_point(base: Any, point: dict[str, Any]) -> Any:
     """``base`` with the grid point's fields replaced (each section validated again)."""
-    fields = config_fields(type(base))
-    cfg = base
-    for name, value in point.items():
-        section = fields[name][0]
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
-    return cfg
+    return replace_leaves(base, point)
 
 
 # --- running ----------------------------------------------------------------------------------------
@@ -261,6 +258,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
 # --- the table and the plot ----------------------------------------------------------------------------
 
 _TERM_KEYS = ("elbo", "recon", "kl", "loss", "neg_elbo_bits_per_dim", "nll_bits_per_dim", "g_loss", "d_loss")
+_GAN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 def _read_json(path: Path) -> Any:
@@ -278,6 +276,9 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         for key in _TERM_KEYS:
             if key in final.get(split, {}):
                 row[f"{split}_{key}"] = final[split][key]
+    for key, value in metrics.get("final_losses", {}).items():  # a GAN: means over the last epoch's steps
+        if key in _GAN_KEYS:
+            row[f"train_{key}"] = value
     if metrics:
         row["steps"] = metrics.get("steps")
     # `probgen loglik` writes <run>/loglik/loglik.json by default: {"results": {method: {"log_px_mean", ...}}}
@@ -339,7 +340,15 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
         if not path.is_file():
             continue
         by_split: dict[str, tuple[list[float], list[float]]] = {}
-        for r in read_csv(path):
+        rows = read_csv(path)
+        if rows and "split" not in rows[0]:  # a GAN's rows are per step: the generator loss, per epoch
+            ylabel = "generator loss (mean per epoch)"
+            by_epoch: dict[float, list[float]] = {}
+            for r in rows:
+                by_epoch.setdefault(float(r["epoch"]), []).append(float(r["loss_g"]))
+            curves[name] = {"train": (list(by_epoch), [sum(v) / len(v) for v in by_epoch.values()])}
+            continue
+        for r in rows:
             key = "elbo" if r.get("elbo") not in (None, "") else "loss"
             if key == "loss":
                 ylabel = "-ELBO or reconstruction NLL (nats per image)"

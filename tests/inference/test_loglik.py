@@ -134,3 +134,42 @@ def test_ordering_warnings():
     assert msg.startswith("iwae exceeds ais by 1.000")
     (msg,) = ordering_warnings({"appendix-d": _res("appendix-d", [-1.0])}, latent_dim=5)
     assert "appendix-d at latent dimension 5" in msg
+
+
+def test_iwae_and_elbo_se_match_the_spread_over_repeats_and_stay_below_the_evidence():
+    # one point repeated 300 times: the spread over copies is each estimator's Monte Carlo error
+    pyro.set_rng_seed(5)
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.5, seed=5)
+    x1 = m.simulate(1, seed=5)
+    x = x1.repeat(300, 1)
+    elbo, iwae = elbo_iwae(m.target(x), encoder_proposal(m.guide, x, inflate=1.3), num_samples=200)
+    for r in (elbo, iwae):
+        assert r.se is not None and r.se.shape == (300,)
+        ratio = float(r.log_px.std() / r.se.square().mean().sqrt())
+        assert 1 / 1.3 < ratio < 1.3, (r.method, ratio)
+    assert iwae.flags == [[]] * 300  # a Gaussian proposal wider than the posterior: light tails
+    assert float(iwae.per_point["khat"].max()) < 0.7
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lower_bounds_are_never_above_the_exact_evidence_beyond_their_error_bar(seed):
+    pyro.set_rng_seed(seed)
+    m = PPCA.random(obs_dim=10, latent_dim=3, s=0.5, seed=seed)
+    x = m.simulate(50, seed=seed + 10)
+    exact = m.log_evidence(x)
+    elbo, iwae = elbo_iwae(m.target(x), encoder_proposal(m.guide, x, inflate=1.3), num_samples=500)
+    for r in (elbo, iwae):
+        # 50 points x 4 seeds at 3.5 se: a false alarm has probability ~ 200 x 2e-4 = 0.05 at worst
+        assert (r.log_px - exact < 3.5 * r.se).all(), r.method
+    assert (elbo.log_px <= iwae.log_px + 1e-9).all()
+
+
+def test_iwae_flags_heavy_tailed_weights_of_a_too_narrow_proposal():
+    # a proposal 3x narrower than the posterior: w = p/q grows like exp(+c z^2) in the tails, infinite
+    # variance; k-hat sees it where the sample variance does not
+    pyro.set_rng_seed(6)
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.5, seed=6)
+    x = m.simulate(20, seed=6)
+    _, iwae = elbo_iwae(m.target(x), encoder_proposal(m.guide, x, inflate=0.33), num_samples=2000)
+    assert (iwae.per_point["khat"] > 0.7).float().mean() > 0.6  # k-hat is itself noisy at k = 2000
+    assert sum(f == ["heavy-tailed-weights"] for f in iwae.flags) == int((iwae.per_point["khat"] > 0.7).sum())

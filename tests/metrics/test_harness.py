@@ -55,7 +55,8 @@ def test_every_result_states_n_split_network_and_resize(sprites, cache):
     assert res["metrics"]["KD-dsprites"]["subset_size"] == 60
 
 
-def test_domain_net_and_reference_features_are_cached(sprites, cache, caplog):
+def test_domain_net_and_reference_features_are_cached(sprites, cache, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("probgen"), "propagate", True)  # an earlier CLI run may have cut it
     cfg = _cfg(cache, eval_seed=5)
     first = Harness(sprites, cfg, torch.device("cpu"), show_progress=False)
     with caplog.at_level(logging.INFO, logger="probgen"):
@@ -94,3 +95,43 @@ def test_targets_labels_then_rotation():
     bare = ImageData("x", "test", {"train": Split(imgs)})
     kind, heads, y = _targets(bare, bare.splits["train"])
     assert kind == "rotation" and heads == {"rotation": 4} and y is None
+
+
+def test_manifold_metrics_intervals_and_fid_infinity(sprites, cache):
+    metrics = ("fid", "kid", "precision", "recall", "density", "coverage")
+    cfg = _cfg(cache, metrics=metrics, bootstrap=50, fid_infinity=True, fid_infinity_points=5, nearest_k=3)
+    h = Harness(sprites, cfg, torch.device("cpu"), show_progress=False)
+    real = h.evaluate(_from(sprites.splits["test"].images))["metrics"]
+    noise = h.evaluate(lambda n, gen: torch.rand(n, 1, 32, 32, generator=gen))["metrics"]
+    for name in ("FD-dsprites", "precision", "recall", "density", "coverage"):
+        for res in (real, noise):
+            lo, hi = res[name]["ci95"]
+            assert lo <= res[name]["value"] <= hi and res[name]["bootstrap"]["replicates"] == 50, name
+    lo, hi = real["KD-dsprites"]["ci95"]
+    assert lo <= real["KD-dsprites"]["u_statistic"] <= hi
+    assert real["precision"]["k"] == 3 and real["precision"]["feature_network"] == "domain-dsprites"
+    assert real["precision"]["value"] > 0.8 and real["coverage"]["value"] > 0.6  # held-out images, drawn with repeats
+    assert noise["precision"]["value"] < 0.05 and noise["coverage"]["value"] < 0.05
+    inf = real["FD-dsprites-infinity"]
+    assert len(inf["points"]) == 5 and inf["points"][-1]["value"] == pytest.approx(real["FD-dsprites"]["value"])
+    assert inf["value"] < real["FD-dsprites"]["value"]  # FD's small-N bias is positive
+
+
+def test_intervals_can_be_switched_off(sprites, cache):
+    h = Harness(sprites, _cfg(cache, bootstrap=0), torch.device("cpu"), show_progress=False)
+    res = h.evaluate(_from(sprites.splits["test"].images), num_samples=100)["metrics"]
+    assert "ci95" not in res["FD-dsprites"] and "ci95" not in res["KD-dsprites"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"metrics": ("fid", "recall", "bogus")}, "--metrics"),
+        ({"nearest_k": 0}, "--nearest-k"),
+        ({"bootstrap": 3}, "--bootstrap"),
+        ({"fid_infinity": True, "metrics": ("kid",)}, "--fid-infinity"),
+    ],
+)
+def test_bad_metric_options_name_the_flag(kw, needle):
+    with pytest.raises(UserError, match=needle):
+        EvalConfig(**kw)

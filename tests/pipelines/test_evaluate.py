@@ -29,6 +29,21 @@ def test_eval_on_a_vae_checkpoint(vae_run, tmp_path, capsys):
     assert saved["eval_config"]["features"] == "domain" and "device" in saved["environment"]
 
 
+def test_eval_manifold_metrics_from_a_comma_list(vae_run, tmp_path, capsys):
+    argv = ["eval", "--ckpt", str(vae_run), "--num-samples", "40", "--domain-steps", "5",
+            "--metrics", "fid,precision,recall,density,coverage", "--nearest-k", "3", "--bootstrap", "20",
+            "--fid-infinity", "--fid-infinity-points", "4", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "e.json"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == [
+        "FD-dsprites", "FD-dsprites-infinity", "precision", "recall", "density", "coverage"
+    ]  # fmt: skip
+    assert "95% CI" in lines[0] and "95% CI" in lines[2]
+    saved = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert saved["coverage"]["k"] == 3 and 0 <= saved["coverage"]["value"] <= 1
+
+
 def test_eval_defaults_to_eval_json_next_to_the_checkpoint(vae_run, tmp_path):
     argv = ["eval", "--ckpt", str(vae_run / "checkpoint.pt"), "--num-samples", "20", "--metrics", "fid",
             "--domain-steps", "5", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip

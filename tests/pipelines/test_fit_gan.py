@@ -120,7 +120,7 @@ def test_non_power_of_two_images_are_a_user_error(tmp_path):
 
 
 def test_dynamic_binarisation_draws_every_batch(tmp_path, monkeypatch):
-    import probgen.pipelines.fit_gan as mod
+    import probgen.training.loop as mod  # the shared training loop loads the data and draws the resample
 
     real_load, real_draw, draws = mod.load_dataset, mod.bernoulli_resample, []
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from probgen.checkpoint import save_checkpoint
+from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.errors import UserError
@@ -56,6 +56,14 @@ def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path
     rows = read_csv(out / "loglik.csv")
     assert [int(r["datapoint"]) for r in rows] == list(range(4))
     assert {"log_px_ais", "bits_per_dim_iwae", "rhat", "ess_bulk", "failed"} <= set(rows[0])
+    for m, r in res.items():  # every method: a per-point error bar and flag, counted in loglik.json
+        assert {f"se_{m}", f"flag_{m}"} <= set(rows[0])
+        flagged = sum(bool(row[f"flag_{m}"]) for row in rows)
+        assert r["num_flagged"] == flagged and r["num_trusted"] == 4 - flagged
+        assert sum(r["flag_counts"].values()) >= flagged
+    failed = [bool(row["failed"] == "True") for row in rows]
+    assert all(row["flag_appendix-d"] for row, f in zip(rows, failed) if f)  # failed chains are flagged
+    assert "flagged" in printed and "trusted mean" in printed
     # `probgen diagnose` reads the chains back
     assert main(["diagnose", str(out / "chains.nc")]) == 0
     text = capsys.readouterr().out
@@ -98,7 +106,9 @@ def test_nuts_reference_path(ckpt, tmp_path):
 
 def test_bad_flags_name_themselves():
     with pytest.raises(UserError, match="--method"):
-        LoglikConfig(method="bdmc")
+        LoglikConfig(method="elbo,hmc")
+    with pytest.raises(UserError, match="--method"):
+        LoglikConfig(method="")
     with pytest.raises(UserError, match="--shrink"):
         LoglikConfig(shrink=1.5)
     with pytest.raises(UserError, match="--ckpt"):
@@ -124,3 +134,65 @@ def test_settings_from_a_config_file(ckpt, tmp_path, capsys):
     assert list(report["results"]) == ["iwae"] and report["results"]["iwae"]["num_samples"] == 7
     assert report["num_data"] == 2 and report["config"]["checks"]["rhat_max"] == 1.05
     assert "chains.nc" not in {p.name for p in out.iterdir()}  # no HMC ran
+
+
+def test_method_takes_a_comma_list_in_report_order():
+    assert LoglikConfig(method="iwae,elbo").methods == ("elbo", "iwae")
+    assert LoglikConfig(method="ais, elbo,ais").methods == ("elbo", "ais")
+    assert LoglikConfig(method="all").methods == ("elbo", "iwae", "appendix-d", "ais")
+    assert LoglikConfig(method=("ais", "iwae")).methods == ("iwae", "ais")  # a list in a config file
+
+
+def test_an_interrupted_run_continues_and_ends_as_an_uninterrupted_one(ckpt, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after two of four batches keeps them; the same command computes only the other two and
+    writes the same loglik.csv and results; other settings are refused; --overwrite starts over."""
+    import probgen.pipelines.loglik as pipeline
+
+    argv = ["loglik", "--ckpt", str(ckpt), *FAST, "--points-per-batch", "1", "--method", "elbo,ais"]
+    assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
+    real, computed = pipeline._run_batch, []
+
+    def counting(cfg, vae, x):
+        if len(computed) == stop_after:
+            raise KeyboardInterrupt
+        computed.append(x.shape[0])
+        return real(cfg, vae, x)
+
+    monkeypatch.setattr(pipeline, "_run_batch", counting)
+    out = tmp_path / "out"
+    stop_after = 2
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "after 2 of 4 batches" in err and "same command again" in err
+    assert len(list((out / ".partial").glob("batch-*.pt"))) == 2 and not (out / "loglik.json").exists()
+    assert main([*argv, "--seed", "1", "--out", str(out)]) == 2  # another job's results are not mixed in
+    assert "other settings (seed)" in capsys.readouterr().err
+    stop_after, computed[:] = None, []
+    assert main([*argv, "--out", str(out)]) == 0
+    assert computed == [1, 1]  # only the two missing batches ran
+    assert (out / "loglik.csv").read_bytes() == (tmp_path / "ref" / "loglik.csv").read_bytes()
+    report, ref = (json.loads((d / "loglik.json").read_text()) for d in (out, tmp_path / "ref"))
+    assert report["results"] == ref["results"] and not (out / ".partial").exists()
+    assert main([*argv, "--out", str(out)]) == 2  # finished: kept unless --overwrite
+    computed[:] = []
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0
+    assert computed == [1, 1, 1, 1]
+
+
+def test_gaussian_likelihoods_give_bits_per_dim_of_the_8bit_images(ckpt, tmp_path, capsys):
+    """The same decoder as a Gaussian (scale 0.05): discretised to 256 bins (the default) it gives a
+    probability of the 8-bit image, so bits/dim >= 0 at every point; --no-discretise gives the density."""
+    data = load_checkpoint(ckpt)
+    data["config"]["model"].update(likelihood="gaussian", obs_scale=0.05)
+    gauss = save_checkpoint(tmp_path / "gauss.pt", data)
+    bpd = {}
+    for flag in ("--discretise", "--no-discretise"):
+        out = tmp_path / flag
+        argv = ["loglik", "--ckpt", str(gauss), *FAST, "--method", "elbo,iwae", flag, "--out", str(out), "--json"]
+        assert main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        bpd[flag] = [float(r["bits_per_dim_iwae"]) for r in read_csv(out / "loglik.csv")]
+        assert report["pixel_model"].startswith("discretised-gaussian-256" if flag == "--discretise" else "gaussian")
+    assert all(b >= 0 for b in bpd["--discretise"])
+    assert bpd["--discretise"] != bpd["--no-discretise"]

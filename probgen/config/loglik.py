@@ -1,0 +1,113 @@
+"""`probgen loglik` and `probgen diagnose`: estimators, HMC/AIS settings and chain checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
+
+
+@dataclass
+class ChainCheckConfig:
+    """Thresholds that decide whether HMC chains mixed (Vehtari et al. 2021)."""
+
+    rhat_max: float = _help("a data point fails if any latent's rank-normalised R-hat exceeds this", default=1.01)
+    min_ess_per_chain: float = _help(
+        "a data point fails if any latent's bulk or tail ESS is below this x chains", default=100.0
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.rhat_max >= 1.0, "rhat_max", f"must be >= 1, got {self.rhat_max}")
+        _check(self.min_ess_per_chain >= 0, "min_ess_per_chain", f"must be >= 0, got {self.min_ess_per_chain}")
+
+
+#: the estimators of `probgen loglik`, in report order ("all" runs these four)
+LOGLIK_METHODS = ("elbo", "iwae", "appendix-d", "ais")
+
+
+@dataclass
+class LoglikConfig:
+    """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
+
+    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="")
+    split: str = _help("dataset split to evaluate", default="test")
+    num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
+    method: str = _help("estimators, comma-separated: elbo, iwae, appendix-d, ais; or all", default="all")
+    sampler: str = _help(
+        "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
+    )
+    chains: int = _help("HMC chains per data point, also the number of AIS chains", default=8)
+    warmup: int = _help("HMC warm-up (adaptation) transitions per chain", default=500)
+    samples: int = _help("HMC draws per chain in each Appendix D stage (fit, then estimate)", default=1000)
+    trajectory_length: float = _help(
+        "HMC trajectory length in units of the adapted posterior scale (leapfrog steps = this / median step size); "
+        "0: use --leapfrog-steps",
+        default=2.5,
+    )
+    leapfrog_steps: int = _help(
+        "leapfrog steps per AIS temperature (and per HMC transition if --trajectory-length 0)", default=10
+    )
+    target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8)
+    adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True)
+    shrink: float = _help(
+        "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)", default=0.8
+    )
+    discretise: bool = _help(
+        "Gaussian likelihoods: score the 8-bit images under the discretised Gaussian (256 bins; a probability, "
+        "bits/dim comparable with the literature); --no-discretise: the continuous density",
+        default=True,
+    )
+    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
+    max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
+    ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)
+    points_per_batch: int = _help(
+        "data points sampled together (all chains of a batch share each decoder call)", default=128
+    )
+    plot_points: tuple[int, ...] = _help(
+        "data points (indices into the split) that get trace and rank PNGs (default: the 2 with the worst R-hat)",
+        default=(),
+    )
+    data_root: str | None = data_root_field()
+    seed: int = _help("random seed", default=0)
+    device: str = device_field()
+    out: str | None = _help("output directory (default: <checkpoint's folder>/loglik)", default=None)
+    overwrite: bool = _help("replace the results in an existing --out", default=False)
+    progress: bool = progress_field()
+    json: bool = _help("print loglik.json to stdout instead of the table", default=False)
+    checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
+        if isinstance(self.method, (list, tuple)):  # a list in a config file
+            self.method = ",".join(self.method)
+        for m in self.method.replace(" ", "").split(","):
+            _choice(m, "method", (*LOGLIK_METHODS, "all"))
+        _choice(self.sampler, "sampler", ("hmc", "nuts"))
+        _check(self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
+        _check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        _check(self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
+        _check(self.leapfrog_steps >= 1, "leapfrog_steps", f"must be >= 1, got {self.leapfrog_steps}")
+        _check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
+        _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
+        _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
+        _check(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
+        _check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
+        _check(self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
+        _check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
+        _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
+        check_device(self.device)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The estimators to run, in report order (each once)."""
+        asked = set(self.method.replace(" ", "").split(","))
+        return LOGLIK_METHODS if "all" in asked else tuple(m for m in LOGLIK_METHODS if m in asked)
+
+
+@dataclass
+class DiagnoseConfig:
+    """`probgen diagnose`: R-hat/ESS of the chains in a chains.nc."""
+
+    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
+    json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
+    checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)

@@ -1,0 +1,45 @@
+"""`probgen plot`: latent-space figures of a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field
+
+
+@dataclass
+class PlotConfig:
+    """`probgen plot traversals|manifold|latents|reconstructions`: latent-space figures of a checkpoint."""
+
+    split: str = _help("data split whose images are encoded or reconstructed", default="test")
+    num_images: int = _help("reconstructions: images of the split, from its start (a fixed batch)", default=32)
+    nrow: int = _help("reconstructions: images per row", default=8)
+    num_points: int = _help("latents: encode at most this many images of the split", default=2000)
+    projection: str = _help("latents when latent_dim > 2: pca (of the means) or first (two dimensions)", default="pca")
+    label_factor: str = _help("latents: colour by this generative factor when the data have no labels", default="shape")
+    index: int = _help("traversals: the image of the split whose encoder mean is the starting point", default=0)
+    dims: tuple[int, ...] | None = _help(
+        "traversals: latent dimensions to vary (default: the 10 of largest mean KL)", default=None
+    )
+    span: float = _help(
+        "traversals: each dimension takes values in [-span, span] (prior sds); the others keep the start's", default=3.0
+    )
+    steps: int = _help("traversals: values per dimension", default=9)
+    grid: int = _help("manifold: images per side of the grid over the 2-D latent space", default=20)
+    label: int = _help("conditional VAE: the class to decode in traversals and the manifold", default=0)
+    data_root: str | None = data_root_field()
+    device: str = device_field()
+
+    def __post_init__(self) -> None:
+        _check(bool(self.split), "split", "must not be empty")
+        _check(self.num_images >= 1, "num_images", f"must be >= 1, got {self.num_images}")
+        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
+        _check(self.num_points >= 2, "num_points", f"must be >= 2, got {self.num_points}")
+        _choice(self.projection, "projection", ("pca", "first"))
+        _check(self.index >= 0, "index", f"must be >= 0, got {self.index}")
+        _check(self.dims is None or (len(self.dims) >= 1 and min(self.dims) >= 0), "dims", f"bad dims {self.dims}")
+        _check(self.span > 0, "span", f"must be positive, got {self.span}")
+        _check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
+        _check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
+        _check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
+        check_device(self.device)

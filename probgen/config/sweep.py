@@ -1,0 +1,37 @@
+"""`probgen sweep`: the grid and the base settings of its runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from probgen.config.base import RunConfig, _choice, _help
+from probgen.config.data import DataConfig
+from probgen.config.models import AEConfig, CVAEConfig, VAEConfig, VAEGANConfig
+from probgen.config.objective import ObjectiveConfig
+from probgen.config.train import TrainConfig
+
+
+@dataclass
+class SweepConfig:
+    """`probgen sweep`: which model the grid trains; the grid itself is ``--grid`` or a config file's ``grid``."""
+
+    kind: str = _help("model of every run: vae, ae, cvae, vaegan or gan", default="vae")
+    grid: tuple[str, ...] = _help("FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=())
+
+    def __post_init__(self) -> None:
+        _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan", "gan"))
+
+
+@dataclass
+class SweepFlags:
+    """Every setting `probgen sweep` accepts: the sweep's own and the base settings of each run."""
+
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: VAEConfig = field(default_factory=VAEConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+    gan: VAEGANConfig = field(default_factory=VAEGANConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    run: RunConfig = field(default_factory=RunConfig)
