@@ -105,10 +105,12 @@ def test_table_reads_loglik_and_eval_results_when_present(tmp_path):
     (run / "loglik" / "loglik.json").write_text(json.dumps({"results": results}))
     metrics = {"FD-dsprites": {"value": 3.25, "num_generated": 1000}, "KD-dsprites": {"mean": 0.5, "std": 0.1}}
     (run / "eval.json").write_text(json.dumps({"metrics": metrics}))
+    (run / "disentanglement.json").write_text(json.dumps({"scores": {"mig": 0.25, "beta_vae": 0.75}}))
     write_table(tmp_path, [{"beta": 1.0}], ["beta=1"], {"beta=1": "done"})
     (row,) = read_csv(tmp_path / "sweep.csv")
     assert float(row["loglik_iwae"]) == -52.5 and float(row["loglik_iwae_bpd"]) == 0.018
     assert float(row["loglik_elbo"]) == -55.0 and "loglik_elbo_bpd" not in row
+    assert float(row["mig"]) == 0.25 and float(row["beta_vae"]) == 0.75
     assert float(row["FD-dsprites"]) == 3.25 and row["FD-dsprites_n"] == "1000" and float(row["KD-dsprites"]) == 0.5
 
 
