@@ -71,10 +71,7 @@ class GANTrainer(Trainer):
         self.G, self.D = (net.to(self.device) for net in build_gan(m, self.data.image_shape))
         if self.dist.enabled:
             self.G, self.D = sync_batchnorm(self.G, self.device), sync_batchnorm(self.D, self.device)
-        self.g_step, self.d_step = (
-            ddp_module(self.G, self.dist, self.device),
-            ddp_module(self.D, self.dist, self.device),
-        )
+        self._ddp: tuple[torch.nn.Module, torch.nn.Module] | None = None  # wrapped at the first step (below)
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr, betas=betas)
@@ -102,8 +99,11 @@ class GANTrainer(Trainer):
             x = x * 2 - 1
         b = len(x)
         z = global_batch_rows(lambda n: sample_latent(n, self.cfg.model, self.device), b, self.dist)
-        fake = self.g_step(z)  # (B, C, H, W)
-        d_real, d_fake = self.d_step(x), self.d_step(fake.detach())  # logits (B,)
+        if self._ddp is None:  # after the speed options and a restore changed the parameters (DDP must come last)
+            self._ddp = ddp_module(self.G, self.dist, self.device), ddp_module(self.D, self.dist, self.device)
+        g_step, d_step = self._ddp  # the plain modules in a single process
+        fake = g_step(z)  # (B, C, H, W)
+        d_real, d_fake = d_step(x), d_step(fake.detach())  # logits (B,)
         bce = F.binary_cross_entropy_with_logits
         loss_d = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         self.opt_d.zero_grad(set_to_none=True)
