@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         variants = {
             "latent2": ["--latent-dim", 2],
             "latent5": ["--latent-dim", 5],
-            "latent2_deeper": ["--latent-dim", 2, "--conv-channels", "32,64,128"],
+            "latent2_deeper": ["--latent-dim", 2, "--conv-channels", "32,64,128", "--image-size", 32],
             "latent2_lr1e-2": ["--latent-dim", 2, "--lr", 1e-2],
             "latent2_lr1e-3": ["--latent-dim", 2, "--lr", 1e-3],
             "latent2_lr1e-4": ["--latent-dim", 2, "--lr", 1e-4],

@@ -10,8 +10,9 @@ checkpoint's dataset (its own split and seed). Figures (functions in :mod:`probg
 - ``latents``: encoder means of the split coloured by label (dSprites: the shape factor), with 1-sd
   ellipses of q(z|x); for latent_dim > 2 the means are projected on their first two principal
   components (``--projection pca``, the ellipses projected alike) or the first two dimensions.
-- ``reconstructions``: a fixed batch of the split (its first images), rows of originals each
-  followed by their reconstructions (decoded encoder means).
+- ``reconstructions``: a fixed batch of the split (a seeded draw that shows every label or dSprites
+  shape, :meth:`ImageData.display_indices`), rows of originals each followed by their
+  reconstructions (decoded encoder means).
 
 Outputs default to ``<run dir>/{traversals,manifold,latents}.png`` and ``reconstructions_<split>.png``.
 """
@@ -224,9 +225,9 @@ class _Figures:
     def reconstructions(self, out: Path) -> Path:
         c = self.cfg
         split, labels = self._split()
-        n = min(c.num_images, len(split))
-        x = to_unit(split.images[:n].to(self.device))
-        y = None if labels is None else labels[:n].to(self.device)
+        idx = self.data.display_indices(c.split, min(c.num_images, len(split)))  # seeded; every label / shape
+        x = to_unit(split.images[idx].to(self.device))
+        y = None if labels is None else labels[idx].to(self.device)
         recon = self.m.reconstruct(x, y)
         return plots.save_reconstructions(x.cpu(), recon.cpu(), out, nrow=c.nrow)
 

@@ -290,6 +290,10 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
                 row[f"loglik_{method}"] = float(r["log_px_mean"])
                 if isinstance(r.get("bits_per_dim_mean"), (int, float)):
                     row[f"loglik_{method}_bpd"] = float(r["bits_per_dim_mean"])
+    dis = _read_json(run_dir / "disentanglement.json")  # `probgen disentangle`: {"scores": {"mig": ...}}
+    scores = dis.get("scores") if isinstance(dis, dict) else None
+    if isinstance(scores, dict):
+        row.update({k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     ev = _read_json(run_dir / "eval.json")  # `probgen eval`: {"metrics": {"FID": {"value"}, "KID": {"mean"}, ...}}
     metrics_ev = ev.get("metrics") if isinstance(ev, dict) else None
     if isinstance(metrics_ev, dict):
