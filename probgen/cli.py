@@ -230,14 +230,13 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
         "diagnostics of the chains. Writes loglik.json, loglik.csv, chains.nc and trace/rank PNGs.",
     )
     p.add_argument("--ckpt", required=True, help="VAE checkpoint file (or its run directory)")
-    default_k = LoglikConfig().iwae_samples
     p.add_argument(
         "-k",
         "--iwae-samples",
         dest="iwae_samples",
         type=int,
-        default=default_k,
-        help=f"importance samples per data point for IWAE and the ELBO (default: {default_k})",
+        default=None,
+        help="importance samples per data point for IWAE and the ELBO (default: from --budget)",
     )
     add_config_args(p, LoglikConfig, skip=("ckpt", "iwae_samples"))
     _add_config_file_flag(p, LoglikConfig)
