@@ -24,11 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitGANConfig, GANConfig, from_dict, to_dict
+from probgen.config import FitGANConfig, to_dict
 from probgen.errors import UserError
 from probgen.metrics.harness import Harness
-from probgen.models.dcgan import Discriminator, Generator, output_range, sample_latent
+from probgen.models.dcgan import build_gan, generator_sampler, output_range, sample_latent
 from probgen.plots import plot_curves, save_grid
 from probgen.training.ddp import ddp_module, global_batch_rows, sync_batchnorm
 from probgen.training.ema import DeviceEMA
@@ -47,42 +46,6 @@ RESUMABLE_FIELDS = {
     "perf": LOOP_RESUMABLE["perf"],
 }
 LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")  # d_*: mean D output (probability) on real / generated
-
-
-def build_gan(cfg: GANConfig, image_shape: tuple[int, int, int]) -> tuple[Generator, Discriminator]:
-    try:
-        return Generator(cfg, image_shape), Discriminator(cfg, image_shape)
-    except ValueError as exc:
-        raise UserError(f"--image-size: {exc} (resize with --image-size 32 or 64)") from None
-
-
-def load_generator(
-    ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu", ema: bool = True
-) -> tuple[Generator, FitGANConfig, str]:
-    """The trained generator (in eval mode), its config, and which one it is ("ema" or "generator")."""
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="gan")
-    cfg = from_dict(FitGANConfig, data["config"])
-    g = Generator(cfg.model, tuple(data["image_shape"]))
-    state = data["state"]
-    if ema and "ema" in state:
-        g.load_state_dict({k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")})
-        which = "ema"
-    else:
-        g.load_state_dict(state["generator"])
-        which = "generator"
-    return g.to(device).eval(), cfg, which
-
-
-def generator_sampler(g: Generator, cfg: GANConfig) -> Any:
-    """``(n, generator) -> images in [0, 1] (n, C, H, W)``, the sampler contract of `probgen sample`."""
-    lo, hi = output_range(cfg)
-    device = next(g.parameters()).device
-
-    @torch.no_grad()
-    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
-        return (g(sample_latent(n, cfg, device, gen)) - lo) / (hi - lo)
-
-    return sample
 
 
 class GANTrainer(Trainer):
@@ -108,10 +71,7 @@ class GANTrainer(Trainer):
         self.G, self.D = (net.to(self.device) for net in build_gan(m, self.data.image_shape))
         if self.dist.enabled:
             self.G, self.D = sync_batchnorm(self.G, self.device), sync_batchnorm(self.D, self.device)
-        self.g_step, self.d_step = (
-            ddp_module(self.G, self.dist, self.device),
-            ddp_module(self.D, self.dist, self.device),
-        )
+        self._ddp: tuple[torch.nn.Module, torch.nn.Module] | None = None  # wrapped at the first step (below)
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr, betas=betas)
@@ -139,8 +99,11 @@ class GANTrainer(Trainer):
             x = x * 2 - 1
         b = len(x)
         z = global_batch_rows(lambda n: sample_latent(n, self.cfg.model, self.device), b, self.dist)
-        fake = self.g_step(z)  # (B, C, H, W)
-        d_real, d_fake = self.d_step(x), self.d_step(fake.detach())  # logits (B,)
+        if self._ddp is None:  # after the speed options and a restore changed the parameters (DDP must come last)
+            self._ddp = ddp_module(self.G, self.dist, self.device), ddp_module(self.D, self.dist, self.device)
+        g_step, d_step = self._ddp  # the plain modules in a single process
+        fake = g_step(z)  # (B, C, H, W)
+        d_real, d_fake = d_step(x), d_step(fake.detach())  # logits (B,)
         bce = F.binary_cross_entropy_with_logits
         loss_d = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         self.opt_d.zero_grad(set_to_none=True)

@@ -178,8 +178,9 @@ class Trainer(Hooks):
             for group in optim.param_groups:
                 group["lr"] = lrs[name]
         self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
-        self.sums = local_sums(ckpt["sums"], self.dist, self.device)
-        self.history = list(ckpt["history"])
+        # a GAN checkpoint written before the GAN trained on this loop has no epoch sums nor rows
+        self.sums = local_sums(ckpt.get("sums", self.sums.cpu()), self.dist, self.device)
+        self.history = list(ckpt.get("history", []))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         if self.step_log is not None:
             self.step_log.truncate(self.step)

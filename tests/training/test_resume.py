@@ -22,6 +22,7 @@ from probgen.config import (
     FitVAEGANConfig,
     GANConfig,
     GANTrainConfig,
+    ObjectiveConfig,
     RunConfig,
     TrainConfig,
     VAEConfig,
@@ -57,11 +58,13 @@ def _config(kind: str, out: Path) -> Any:
         return FitCVAEConfig(**common, run=run, cvae=CVAEConfig())
     if kind == "vaegan":
         return FitVAEGANConfig(**common, run=run, gan=VAEGANConfig(disc_channels=(4,)))
+    if kind == "vae-factor":  # FactorVAE: its discriminator, its Adam and the permutations' RNG draws
+        return FitVAEConfig(**common, run=run, objective=ObjectiveConfig("factor-vae", factor_disc_hidden=(8,)))
     return FitVAEConfig(**common, run=run)
 
 
 FITS: dict[str, Callable[[Any], Path]] = {
-    "vae": fit_vae, "cvae": fit_cvae, "ae": fit_ae, "vaegan": fit_vaegan, "gan": fit_gan,
+    "vae": fit_vae, "vae-factor": fit_vae, "cvae": fit_cvae, "ae": fit_ae, "vaegan": fit_vaegan, "gan": fit_gan,
 }  # fmt: skip
 
 
