@@ -31,7 +31,7 @@ BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 class LoglikConfig:
     """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
 
-    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="")
+    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="", required=True)
     split: str = _help("dataset split to evaluate", default="test")
     num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
     method: str = _help(
@@ -63,7 +63,7 @@ class LoglikConfig:
         "bits/dim comparable with the literature); --no-discretise: the continuous density",
         default=True,
     )
-    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
+    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000, short="-k")
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
     ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)
     points_per_batch: int = _help(
@@ -116,6 +116,6 @@ class LoglikConfig:
 class DiagnoseConfig:
     """`probgen diagnose`: R-hat/ESS of the chains in a chains.nc."""
 
-    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
+    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="", positional=True)
     json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)

@@ -52,7 +52,7 @@ from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
 from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
-from probgen.pipelines.fit_vae import load_vae
+from probgen.models.vae import load_vae
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
