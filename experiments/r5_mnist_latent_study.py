@@ -32,7 +32,7 @@ from digit_classifier import train_and_test
 
 from probgen.config import DataConfig
 from probgen.data import load_dataset, to_unit
-from probgen.pipelines.fit_cvae import load_cvae
+from probgen.models.cvae import load_cvae
 
 NAME = "r5_mnist_latent_study"
 FRACTIONS = (0.2, 0.5, 1.0)
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         variants = {
             "latent2": ["--latent-dim", 2],
             "latent5": ["--latent-dim", 5],
-            "latent2_deeper": ["--latent-dim", 2, "--conv-channels", "32,64,128"],
+            "latent2_deeper": ["--latent-dim", 2, "--conv-channels", "32,64,128", "--image-size", 32],
             "latent2_lr1e-2": ["--latent-dim", 2, "--lr", 1e-2],
             "latent2_lr1e-3": ["--latent-dim", 2, "--lr", 1e-3],
             "latent2_lr1e-4": ["--latent-dim", 2, "--lr", 1e-4],

@@ -8,6 +8,7 @@ from probgen.config.base import RunConfig
 from probgen.config.data import DataConfig
 from probgen.config.eval import EvalConfig
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
+from probgen.config.objective import ObjectiveConfig
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
 
 
@@ -18,6 +19,7 @@ class FitVAEConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
 
@@ -62,3 +64,4 @@ class FitGANConfig:
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)

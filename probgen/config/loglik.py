@@ -23,16 +23,22 @@ class ChainCheckConfig:
 
 #: the estimators of `probgen loglik`, in report order ("all" runs these four)
 LOGLIK_METHODS = ("elbo", "iwae", "appendix-d", "ais")
+#: the results of ``--method bdmc`` (on points simulated from the model; not part of "all")
+BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 
 
 @dataclass
 class LoglikConfig:
     """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
 
-    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="")
+    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="", required=True)
     split: str = _help("dataset split to evaluate", default="test")
     num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
-    method: str = _help("estimators, comma-separated: elbo, iwae, appendix-d, ais; or all", default="all")
+    method: str = _help(
+        "estimators, comma-separated: elbo, iwae, appendix-d, ais, or all (these four); bdmc: forward and reverse "
+        "AIS bounds on --num-data points simulated from the model",
+        default="all",
+    )
     sampler: str = _help(
         "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
     )
@@ -57,7 +63,7 @@ class LoglikConfig:
         "bits/dim comparable with the literature); --no-discretise: the continuous density",
         default=True,
     )
-    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
+    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000, short="-k")
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
     ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)
     points_per_batch: int = _help(
@@ -81,7 +87,7 @@ class LoglikConfig:
         if isinstance(self.method, (list, tuple)):  # a list in a config file
             self.method = ",".join(self.method)
         for m in self.method.replace(" ", "").split(","):
-            _choice(m, "method", (*LOGLIK_METHODS, "all"))
+            _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
         _choice(self.sampler, "sampler", ("hmc", "nuts"))
         _check(self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
         _check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
@@ -101,13 +107,15 @@ class LoglikConfig:
     def methods(self) -> tuple[str, ...]:
         """The estimators to run, in report order (each once)."""
         asked = set(self.method.replace(" ", "").split(","))
-        return LOGLIK_METHODS if "all" in asked else tuple(m for m in LOGLIK_METHODS if m in asked)
+        if "all" in asked:
+            asked |= set(LOGLIK_METHODS)
+        return tuple(m for m in (*LOGLIK_METHODS, "bdmc") if m in asked)
 
 
 @dataclass
 class DiagnoseConfig:
     """`probgen diagnose`: R-hat/ESS of the chains in a chains.nc."""
 
-    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
+    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="", positional=True)
     json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probgen.config.base import RunConfig, _choice, _help
+from probgen.config.base import RunConfig, _check, _help
 from probgen.config.data import DataConfig
 from probgen.config.models import AEConfig, CVAEConfig, VAEConfig, VAEGANConfig
+from probgen.config.objective import ObjectiveConfig
 from probgen.config.train import TrainConfig
 
 
@@ -14,11 +15,16 @@ from probgen.config.train import TrainConfig
 class SweepConfig:
     """`probgen sweep`: which model the grid trains; the grid itself is ``--grid`` or a config file's ``grid``."""
 
-    kind: str = _help("model of every run: vae, ae, cvae or vaegan", default="vae")
-    grid: tuple[str, ...] = _help("FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)", default=())
+    kind: str = _help("model of every run: any kind of `probgen fit` (vae, ae, cvae, vaegan, gan)", default="vae")
+    grid: tuple[str, ...] = _help(
+        "the settings to vary: FIELD=V1,V2 ... (tuple fields: V1/V2 with commas inside)",
+        default=(),
+        nargs="+",
+        metavar="FIELD=V1,V2",
+    )
 
     def __post_init__(self) -> None:
-        _choice(self.kind, "kind", ("vae", "ae", "cvae", "vaegan"))
+        _check(bool(self.kind), "kind", "must not be empty")  # the model registry knows the kinds
 
 
 @dataclass
@@ -32,4 +38,5 @@ class SweepFlags:
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
     gan: VAEGANConfig = field(default_factory=VAEGANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -23,7 +23,12 @@ class TrainConfig:
     beta_schedule: str = _help("constant, linear (warm-up) or cyclical", default="constant")
     beta_warmup_steps: int = _help("steps of the linear warm-up from 0 to --beta", default=10000)
     beta_cycle_steps: int = _help("period of the cyclical schedule, in steps", default=10000)
-    elbo: str = _help("trace (Trace_ELBO) or tracemeanfield (analytic KL)", default="trace")
+    elbo: str = _help(
+        "trace (Trace_ELBO), tracemeanfield (analytic KL) or iwae (RenyiELBO alpha=0: the IWAE bound of "
+        "Burda et al. 2016)",
+        default="trace",
+    )
+    particles: int = _help("samples of z per image: the K of --elbo iwae (other ELBOs average K samples)", default=1)
     seed: int = _help("random seed", default=0)
     device: str = device_field()
     checkpoint_every: int = _help("write checkpoint.pt every N steps (and at the end)", default=1000)
@@ -39,7 +44,8 @@ class TrainConfig:
         _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
         _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
         _check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")
-        _choice(self.elbo, "elbo", ("trace", "tracemeanfield"))
+        _choice(self.elbo, "elbo", ("trace", "tracemeanfield", "iwae"))
+        _check(self.particles >= 1, "particles", f"must be >= 1, got {self.particles}")
         check_device(self.device)
         _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
@@ -105,12 +111,16 @@ class PerfConfig:
     channels_last: bool = _help("NHWC memory layout for the conv nets and inputs", default=False)
     tf32: bool = _help("TensorFloat-32 matmuls and convolutions on Ampere+ GPUs (10-bit mantissa)", default=False)
     cudnn_benchmark: bool = _help("let cuDNN time its convolution algorithms (fixed shapes)", default=False)
-    amp: str = _help("mixed precision of the encoder/decoder nets: none or bf16 (ELBO terms stay fp32)", default="none")
+    amp: str = _help(
+        "mixed precision of the networks (encoder/decoder; G and D): none or bf16 (losses stay fp32)", default="none"
+    )
     compile: str = _help(
-        "torch.compile the encoder and decoder: none, default or reduce-overhead (CUDA graphs)", default="none"
+        "torch.compile the networks (encoder/decoder; G and D): none, default or reduce-overhead (CUDA graphs)",
+        default="none",
     )
     cuda_graph: bool = _help(
-        "capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it", default=False
+        "fit vae: capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it",
+        default=False,
     )
 
     def __post_init__(self) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "log_weight_summary",
     "pilot_plan",
     "respace_schedule",
+    "run_info",
     "sigmoid_schedule",
     "tempered_inverse_mass",
 ]
@@ -269,6 +270,27 @@ def log_weight_summary(log_w: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"log_weight_var": lw.var(0), "weights_ess": ess, "se": se}
 
 
+def run_info(
+    num_chains: int,
+    pilot_chains: int,
+    num_steps: int,
+    leapfrog_steps: int,
+    schedule: str | torch.Tensor,
+    posterior_variance: torch.Tensor | None,
+    run: AISRun,
+) -> dict[str, object]:
+    """The settings of an AIS run, for :attr:`LoglikResult.info` (and loglik.json)."""
+    return {
+        "chains": num_chains,
+        "pilot_chains": pilot_chains,
+        "ais_steps": num_steps,
+        "leapfrog_steps": leapfrog_steps,
+        "schedule": schedule if isinstance(schedule, str) else "custom",
+        "diagonal_mass": posterior_variance is not None,
+        "accept_rate_mean": float(run.accept_rate.mean()),
+    }
+
+
 def _result_with_flags(
     method: str, target: LatentTarget, log_px: torch.Tensor, log_w: torch.Tensor, **info: object
 ) -> LoglikResult:
@@ -395,14 +417,6 @@ def ais(
         z = target.sample_prior(num_chains)
         betas = ais_schedule(num_steps, schedule, delta)
         run = anneal(target, z, betas, _initial_step(target, z), adapt=True, progress=progress, **common)
-    info = {
-        "chains": num_chains,
-        "pilot_chains": pilot,
-        "ais_steps": num_steps,
-        "leapfrog_steps": leapfrog_steps,
-        "schedule": schedule if isinstance(schedule, str) else "custom",
-        "diagonal_mass": posterior_variance is not None,
-        "accept_rate_mean": float(run.accept_rate.mean()),
-    }
+    info = run_info(num_chains, pilot, num_steps, leapfrog_steps, schedule, posterior_variance, run)
     result = _result_with_flags("ais", target, _logmeanexp(run.log_w, 0), run.log_w, **info)
     return (result, run.z) if return_states else result

@@ -26,6 +26,7 @@ from probgen.inference.ais import (
     _result_with_flags,
     anneal,
     pilot_plan,
+    run_info,
     tempered_inverse_mass,
 )
 from probgen.inference.potential import LatentTarget
@@ -114,18 +115,10 @@ def bdmc(
     rev = anneal(
         target, z0, plan.betas.flip(0), plan.step_sizes.flip(0), progress=progress, desc="reverse AIS", **common
     )
-    info = {
-        "chains": num_chains,
-        "pilot_chains": pilot,
-        "ais_steps": num_steps,
-        "leapfrog_steps": leapfrog_steps,
-        "schedule": schedule if isinstance(schedule, str) else "custom",
-    }
-    lower = _result_with_flags("bdmc-lower", target, _logmeanexp(fwd.log_w, 0), fwd.log_w, **info)
+    settings = (num_chains, pilot, num_steps, leapfrog_steps, schedule, posterior_variance)
+    lower = _result_with_flags("bdmc-lower", target, _logmeanexp(fwd.log_w, 0), fwd.log_w, **run_info(*settings, fwd))
     # reverse weights estimate 1 / p(x): log p(x) = -log mean(w_rev); the delta-method se is the same
-    upper = _result_with_flags("bdmc-upper", target, -_logmeanexp(rev.log_w, 0), rev.log_w, **info)
-    lower.info["accept_rate_mean"] = float(fwd.accept_rate.mean())
-    upper.info["accept_rate_mean"] = float(rev.accept_rate.mean())
+    upper = _result_with_flags("bdmc-upper", target, -_logmeanexp(rev.log_w, 0), rev.log_w, **run_info(*settings, rev))
     return BDMCResult(lower, upper)
 
 

@@ -28,15 +28,23 @@ class _TermsMixin:
         loss = 0.0
         recon = 0.0
         kl = 0.0
+        extras: dict[str, torch.Tensor] = {}
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):  # type: ignore[attr-defined]
             elbo, r, k = self._particle(model_trace, guide_trace)
             if elbo is None:  # not reparameterised: Pyro's score-function path
                 return super().differentiable_loss(model, guide, *args, **kwargs)  # type: ignore[misc]
-            loss = loss - elbo / self.num_particles
+            particle, terms = self.particle_loss(model_trace, guide_trace, elbo, r, k)
+            loss = loss + particle / self.num_particles
             recon = recon + r / self.num_particles
             kl = kl + k / self.num_particles
-        self.last_terms = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
+            for name, v in terms.items():
+                extras[name] = extras.get(name, 0.0) + v.detach() / self.num_particles
+        self.last_terms = {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(), **extras}
         return loss
+
+    def particle_loss(self, model_trace, guide_trace, elbo, recon, kl):  # noqa: ANN001, ANN201
+        """One particle's loss and extra terms: -ELBO and none; objectives (inference/objectives.py) override it."""
+        return -elbo, {}
 
     def _particle(self, model_trace, guide_trace):  # noqa: ANN001
         raise NotImplementedError

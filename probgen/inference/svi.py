@@ -34,8 +34,9 @@ def svi_step(
     x: torch.Tensor,
     beta: float,
     check: Callable[[torch.Tensor], None] | None = None,
+    terms: tuple[str, ...] = ("loss", "recon", "kl"),
 ) -> torch.Tensor:
-    """Take one optimiser step on ``x``; returns detached (loss, recon, kl) batch sums, shape (3,).
+    """Take one optimiser step on ``x``; returns the detached batch sums ``terms`` of ``elbo.last_terms``.
 
     ``check`` sees the loss after the backward pass and before the update (the NaN guard), so a
     bad step never reaches the parameters.
@@ -47,4 +48,4 @@ def svi_step(
         check(loss)
     optim.step()
     t = elbo.last_terms  # type: ignore[attr-defined]
-    return torch.stack([t["loss"], t["recon"], t["kl"]])
+    return torch.stack([t[name] for name in terms])

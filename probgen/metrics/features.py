@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ from torch import nn
 from probgen.errors import UserError
 from probgen.metrics.images import RESIZE_MODES, to_rgb
 from probgen.utils.progress import progress
+
+if TYPE_CHECKING:
+    from probgen.utils.partial import PartialStore
 
 ENV_WEIGHTS = "PROBGEN_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -188,6 +191,57 @@ def extract(
             if lg is not None:
                 logits.append(lg.float())
             bar.update(len(batch))
+    if not feats:
+        raise ValueError("no images to extract features from")
+    return torch.cat(feats), (torch.cat(logits) if logits else None)
+
+
+@torch.inference_mode()
+def extract_resumable(
+    net: FeatureNet,
+    make_batch: Callable[[int, int], torch.Tensor],
+    total: int,
+    batch_size: int,
+    device: torch.device,
+    store: PartialStore,
+    prefix: str,
+    generator: torch.Generator | None = None,
+    desc: str = "features",
+    show_progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`extract`, writing each batch's outputs to ``store`` as it goes and reading back those a
+    killed run already wrote.
+
+    ``make_batch(start, size)`` returns uint8 images (size, C, H, W). When it draws from
+    ``generator``, the generator's state after each batch is stored with it and restored when the
+    batch is read back, so a resumed run draws exactly what an uninterrupted one would (the features
+    are stored as computed, float32): its outputs are bitwise equal. Each batch costs one copy to
+    the host, the price of resuming.
+    """
+    feats: list[torch.Tensor] = []
+    logits: list[torch.Tensor] = []
+    with progress(total, desc=desc, enabled=show_progress) as bar:
+        for i, start in enumerate(range(0, total, batch_size)):
+            size = min(batch_size, total - start)
+            key = f"{prefix}-{i:06d}"
+            rec = store.get(key)
+            if rec is not None and rec["features"].shape[0] == size:
+                f, lg = rec["features"].to(device), rec["logits"]
+                lg = None if lg is None else lg.to(device)
+                if generator is not None:
+                    generator.set_state(rec["rng"])
+            else:
+                batch = make_batch(start, size)
+                if batch.dtype != torch.uint8:
+                    raise ValueError(f"feature networks take uint8 images, got {batch.dtype}")
+                f, lg = net(batch.to(device, non_blocking=True))
+                f, lg = f.float(), (None if lg is None else lg.float())
+                rng = generator.get_state() if generator is not None else None
+                store.put(key, {"features": f, "logits": lg, "rng": rng})
+            feats.append(f)
+            if lg is not None:
+                logits.append(lg)
+            bar.update(size)
     if not feats:
         raise ValueError("no images to extract features from")
     return torch.cat(feats), (torch.cat(logits) if logits else None)

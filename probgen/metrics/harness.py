@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,10 +21,13 @@ from probgen.errors import UserError
 from probgen.metrics import bootstrap, scores
 from probgen.metrics.cache import data_fingerprint, default_cache_dir, key_hash, load_entry, save_entry
 from probgen.metrics.domain import load_or_train_domain_net
-from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, load_inception
+from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, extract_resumable, load_inception
 from probgen.metrics.fid_infinity import fid_infinity
 from probgen.metrics.images import to_uint8
 from probgen.metrics.prdc import PRDC_METRICS, knn_radii, prdc_points
+
+if TYPE_CHECKING:
+    from probgen.utils.partial import PartialStore
 
 log = logging.getLogger("probgen")
 
@@ -56,6 +59,8 @@ class Harness:
         cfg: feature network, metrics, sample counts, seeds, cache.
         device: where features are computed (the GPU when there is one).
         net: a ready feature network (tests, benchmarks); built from ``cfg`` when None.
+        store: where the real images' feature batches are written as they are computed (and read
+            back after a kill), when they are not in the cache yet; see :meth:`evaluate`.
     """
 
     def __init__(
@@ -65,8 +70,10 @@ class Harness:
         device: torch.device,
         net: FeatureNet | None = None,
         show_progress: bool = True,
+        store: PartialStore | None = None,
     ):
         self.data, self.cfg, self.device, self.show_progress = data, cfg, device, show_progress
+        self.store = store
         if net is None:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 net = build_feature_net(data, cfg, device, show_progress)  # layer inits must not move the caller's RNG
@@ -115,31 +122,49 @@ class Harness:
         idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.eval_seed))[:n]
         idx, _ = idx.sort()  # contiguous reads
         images = split.images[idx]
-        feats, _ = extract(
-            self.net, batches_of(images, cfg.feature_batch_size), n, self.device, "real features", self.show_progress
-        )
+        bs = cfg.feature_batch_size
+        if self.store is None:
+            feats, _ = extract(self.net, batches_of(images, bs), n, self.device, "real features", self.show_progress)
+        else:
+            feats, _ = extract_resumable(
+                self.net, lambda i, b: images[i : i + b], n, bs, self.device, self.store, "real",
+                desc="real features", show_progress=self.show_progress,
+            )  # fmt: skip
         save_entry(path, key, features=feats.cpu())
         return feats
 
     # --- generated images ------------------------------------------------------------------------
 
-    def _generated(self, sampler: Sampler, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _generated(
+        self, sampler: Sampler, n: int, store: PartialStore | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval_seed)
         bs = self.cfg.feature_batch_size
         shape = self.data.image_shape
 
-        def batches() -> Any:
-            for i in range(0, n, bs):
-                with torch.no_grad():
-                    imgs = to_uint8(sampler(min(bs, n - i), gen))  # (B, C, H, W) uint8
-                if tuple(imgs.shape[1:]) != shape:
-                    raise UserError(f"the model makes images of shape {tuple(imgs.shape[1:])}, the data {shape}")
-                yield imgs
+        def draw(size: int) -> torch.Tensor:
+            with torch.no_grad():
+                imgs = to_uint8(sampler(size, gen))  # (B, C, H, W) uint8
+            if tuple(imgs.shape[1:]) != shape:
+                raise UserError(f"the model makes images of shape {tuple(imgs.shape[1:])}, the data {shape}")
+            return imgs
 
-        return extract(self.net, batches(), n, self.device, "generated features", self.show_progress)
+        if store is not None:
+            return extract_resumable(
+                self.net, lambda i, b: draw(b), n, bs, self.device, store, "generated", gen,
+                desc="generated features", show_progress=self.show_progress,
+            )  # fmt: skip
+        batches = (draw(min(bs, n - i)) for i in range(0, n, bs))
+        return extract(self.net, batches, n, self.device, "generated features", self.show_progress)
 
-    def evaluate(self, sampler: Sampler, num_samples: int | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, sampler: Sampler, num_samples: int | None = None, store: PartialStore | None = None
+    ) -> dict[str, Any]:
         """Generate ``num_samples`` (default ``cfg.num_samples``) images and score them.
+
+        With a ``store`` (:class:`probgen.utils.partial.PartialStore`), each batch of generated
+        features is written as it is computed, and a re-run after a kill reads back what was written
+        and continues: its result equals an uninterrupted run's (same seed).
 
         Returns a JSON-ready dict: one entry per metric under ``metrics`` (each stating N generated,
         N real, the split, the feature network and the resize mode) plus timings.
@@ -147,7 +172,7 @@ class Harness:
         cfg = self.cfg
         n = num_samples or cfg.num_samples
         t0 = time.perf_counter()
-        fake, logits = self._generated(sampler, n)
+        fake, logits = self._generated(sampler, n, store)
         t_feat = time.perf_counter() - t0
         real = self.real_features
         common = {

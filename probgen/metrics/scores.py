@@ -12,6 +12,8 @@ import warnings
 import torch
 from torch import nn
 
+# sync_on_compute=False: the features given are the whole sets; under torchrun torchmetrics would otherwise
+# gather them from every rank (and wait forever for ranks that do not evaluate).
 # torchmetrics' image metrics are imported inside the functions: importing torchmetrics.image pulls in
 # every image metric (and torchvision's detection ops), seconds that a training run without evaluation
 # should not pay.
@@ -44,7 +46,7 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     real, fake = _check(real, "real"), _check(fake, "fake")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]}")
-    metric = FrechetInceptionDistance(feature=Precomputed(real.shape[1])).to(real.device)
+    metric = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=False).to(real.device)
     metric.update(real, real=True)
     metric.update(fake, real=False)
     return float(metric.compute())
@@ -63,7 +65,9 @@ def kernel_distance(
     real, fake = _check(real, "real"), _check(fake, "fake")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
-        metric = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subsets=subsets, subset_size=subset_size)
+        metric = KernelInceptionDistance(
+            feature=Precomputed(real.shape[1]), subsets=subsets, subset_size=subset_size, sync_on_compute=False
+        )
     metric = metric.to(real.device)
     metric.update(real, real=True)
     metric.update(fake, real=False)
@@ -84,7 +88,7 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
     logits = _check(logits, "logits", min_n=splits)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
-        metric = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits)
+        metric = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits, sync_on_compute=False)
     metric = metric.to(logits.device)
     metric.update(logits)
     with torch.random.fork_rng(devices=[]):  # torchmetrics shuffles before splitting

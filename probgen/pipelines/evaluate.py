@@ -1,8 +1,13 @@
-"""`probgen eval`: FID / IS / KID (or FD / KD on domain features) of a VAE's or a GAN's samples.
+"""`probgen eval`: FID / IS / KID, PRDC (or FD / KD on domain features) of a VAE's or a GAN's samples.
 
 The checkpoint says which data the model was trained on; the harness compares the model's samples
 with real images of that dataset and writes every number, with N, split, feature network and resize
 mode, to eval.json.
+
+Resume: every batch of features is written atomically to ``.<out>.partial/`` as it is computed. The
+same command run again after a kill or Ctrl-C reads those batches back and continues where it
+stopped (its eval.json equals an uninterrupted run's, timings aside); the folder is removed once
+eval.json is written. ``--overwrite`` starts over.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from probgen.metrics.harness import Harness
 from probgen.pipelines.sample import load_sampler
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_json
+from probgen.utils.partial import PartialStore
 
 log = logging.getLogger("probgen")
 
@@ -27,6 +33,23 @@ log = logging.getLogger("probgen")
 def _checkpoint_file(path: str) -> Path:
     p = Path(path)
     return p / "checkpoint.pt" if p.is_dir() else p
+
+
+def partial_folder(out: Path) -> Path:
+    """Where `probgen eval` keeps the feature batches of an unfinished run writing ``out``."""
+    return out.parent / f".{out.name}.partial"
+
+
+def _store_settings(cfg: EvaluateConfig, ckpt_file: Path, ckpt: dict[str, Any], device: Any) -> dict[str, Any]:
+    """What the stored batches depend on: a re-run with other settings must not reuse them."""
+    ev = {k: v for k, v in to_dict(cfg.eval).items() if k != "cache_dir"}  # a moved cache changes nothing
+    return {
+        "checkpoint": str(ckpt_file.resolve()),
+        "checkpoint_bytes": ckpt_file.stat().st_size,
+        "step": ckpt.get("step"),
+        "eval": ev,
+        "device": device.type,
+    }
 
 
 def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
@@ -45,9 +68,13 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     data_cfg = from_dict(DataConfig, ckpt["config"]["data"])
     if t.data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=t.data_root)
+    folder = partial_folder(out)  # opened before the data load: another job's batches fail fast
+    store = PartialStore.open(folder, _store_settings(cfg, ckpt_file, ckpt, device), overwrite=t.overwrite)
+    if len(store):
+        log.info("eval: continuing from %d stored batches in %s", len(store), folder)
     data = load_dataset(data_cfg)
-    harness = Harness(data, cfg.eval, device, show_progress=t.progress)
-    result = harness.evaluate(sampler)
+    harness = Harness(data, cfg.eval, device, show_progress=t.progress, store=store)
+    result = harness.evaluate(sampler, store=store)
     generator = None
     if ckpt["kind"] == "gan":
         generator = "ema" if "ema" in ckpt["state"] else "generator"
@@ -62,6 +89,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         "environment": environment_info(device),
     }
     write_json(out, record)
+    store.remove()  # eval.json is whole: the batches are no longer needed
     return record, out
 
 

@@ -21,43 +21,21 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitVAEConfig, FitVAEGANConfig, from_dict
+from probgen.config import FitVAEConfig, ObjectiveConfig
 from probgen.data import to_unit
 from probgen.errors import UserError
-from probgen.inference.elbo import make_elbo
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
-from probgen.models.vae import VAE, resolve_likelihood
+from probgen.models.vae import VAE, build_vae, load_vae, resolve_likelihood
 from probgen.plots import save_grid
-from probgen.training.distributed import distributed_loss, sync_batchnorm
+from probgen.training.ddp import distributed_loss, sync_batchnorm
 from probgen.training.loop import RESUMABLE_FIELDS, Trainer, fit
+from probgen.training.objective import BASE_TERMS, make_objective
 from probgen.training.perf import adam_kwargs, make_train_step
 
 log = logging.getLogger("probgen")
 
 __all__ = ["RESUMABLE_FIELDS", "VAETrainer", "build_vae", "evaluate_elbo", "fit_vae", "load_vae"]
-
-# Checkpoint kinds whose "model" state is a plain VAE, and the config class of each.
-VAE_KINDS: dict[str, type] = {"vae": FitVAEConfig, "vaegan": FitVAEGANConfig}
-
-
-def build_vae(cfg: FitVAEConfig, image_shape: tuple[int, int, int]) -> VAE:
-    return VAE(cfg.model, image_shape)
-
-
-def load_vae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[VAE, FitVAEConfig]:
-    """Rebuild a trained VAE (in eval mode) and its config from a checkpoint path or loaded dict.
-
-    Accepts ``vae`` checkpoints and ``vaegan`` ones (whose VAE is used without its discriminator).
-    """
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind=tuple(VAE_KINDS))
-    if data.get("kind") not in VAE_KINDS:
-        raise UserError(f"--ckpt: holds a {data.get('kind')!r} model, but this command needs a VAE")
-    cfg = from_dict(VAE_KINDS[data["kind"]], data["config"])
-    vae = build_vae(cfg, tuple(data["image_shape"]))
-    vae.load_state_dict(data["state"]["model"])
-    return vae.to(device).eval(), cfg
 
 
 @torch.no_grad()
@@ -68,28 +46,33 @@ def evaluate_elbo(
     batch_size: int,
     beta: float,
     labels: torch.Tensor | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Per-image averages of the ELBO terms on uint8 ``images`` (one-sample estimates, in nats).
 
     ``labels`` (N,), when given, are passed to the model and guide after x (the conditional VAE).
+    ``extra``: further terms of ``elbo_fn.last_terms`` to average (an objective's, e.g. ``tc``).
     """
     was_training = vae.training
     vae.eval()
     device = next(vae.parameters()).device
     loss_fn = elbo_fn(vae.model, vae.guide)
-    sums = torch.zeros(3, device=device, dtype=torch.float64)
+    names = BASE_TERMS + extra
+    sums = torch.zeros(len(names), device=device, dtype=torch.float64)
     for start in range(0, len(images), batch_size):
         x = to_unit(images[start : start + batch_size].to(device))
-        extra = () if labels is None else (labels[start : start + batch_size].to(device),)
-        loss_fn(x, *extra, beta)
+        cond = () if labels is None else (labels[start : start + batch_size].to(device),)
+        loss_fn(x, *cond, beta)
         t = elbo_fn.last_terms
-        sums += torch.stack([t["loss"], t["recon"], t["kl"]]).double()
+        sums += torch.stack([t[k] for k in names]).double()
     vae.train(was_training)
-    return _term_row(sums, len(images), beta, images[0].numel())
+    return _term_row(sums, len(images), beta, images[0].numel(), names)
 
 
-def _term_row(sums: torch.Tensor, n: int, beta: float, pixels: int) -> dict[str, float]:
-    loss, recon, kl = (sums / max(n, 1)).tolist()
+def _term_row(
+    sums: torch.Tensor, n: int, beta: float, pixels: int, names: tuple[str, ...] = BASE_TERMS
+) -> dict[str, float]:
+    loss, recon, kl, *extra = (sums / max(n, 1)).tolist()
     elbo = recon - kl
     return {
         "beta": beta,
@@ -98,6 +81,7 @@ def _term_row(sums: torch.Tensor, n: int, beta: float, pixels: int) -> dict[str,
         "recon": recon,
         "kl": kl,
         "neg_elbo_bits_per_dim": -elbo / (pixels * math.log(2)),
+        **dict(zip(names[3:], extra)),
     }
 
 
@@ -126,13 +110,38 @@ class VAETrainer(Trainer):
         self.optimizers["optimizer"] = self.optim = torch.optim.Adam(
             self.vae.parameters(), lr=self.cfg.train.lr, **adam
         )
-        self.elbo = make_elbo(self.cfg.train.elbo)
+        t = self.cfg.train
+        ocfg = getattr(self.cfg, "objective", None) or ObjectiveConfig()  # `fit cvae` has no objective section
+        self.objective = make_objective(ocfg, t.elbo, t.particles, self.cfg.model.latent_dim, self.device)
+        self._check_objective()
+        self.elbo = self.objective.elbo
+        if not self.objective.plain:
+            self.term_names = self.objective.term_names
+        self.modules.update(self.objective.modules)
+        self.optimizers.update(self.objective.optimizers)
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
         if self.dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
             self.loss_fn = distributed_loss(self.elbo, self.vae, self.dist, self.device)
         if self.perf.cuda_graph and self.kind != "vae":
             raise UserError(f"--cuda-graph: only for `fit vae` (not `fit {self.kind}`)")
         self.step_fn = make_train_step(self.loss_fn, self.elbo, self.optim, self.perf, self.device, self.dist.enabled)
+
+    def _check_objective(self) -> None:
+        if not self.objective.plain:
+            special = f"--objective {self.objective.name}"
+        elif self.cfg.train.elbo == "iwae":
+            special = "--elbo iwae"
+        else:
+            return
+        if self.kind != "vae":
+            raise UserError(f"{special}: only for `fit vae` (not `fit {self.kind}`)")
+        if self.dist.enabled:  # batch statistics (TC, covariance, |KL - C|) would be per rank slice
+            raise UserError(f"{special}: trains in one process only (not under torchrun)")
+        if self.perf.cuda_graph:
+            raise UserError(f"{special}: cannot be combined with --cuda-graph")
+
+    def learning_rates(self) -> dict[str, float]:
+        return {**super().learning_rates(), **self.objective.learning_rates}
 
     def speed_nets(self) -> list[torch.nn.Module]:
         return [self.vae.encoder, self.vae.decoder]
@@ -147,19 +156,26 @@ class VAETrainer(Trainer):
 
     def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
         x, *rest = self.model_args(idx)
+        if not self.objective.plain:
+            self.objective.prepare(self.step)
+            return self.objective.step(self.loss_fn, self.optim, x, self._beta(), check)
         if not rest:
             return self.step_fn(x, self._beta(), check)  # svi_step, or its CUDA-graph replay
         loss_fn = lambda x_, beta: self.loss_fn(x_, *rest, beta)  # noqa: E731
         return svi_step(loss_fn, self.elbo, self.optim, x, self._beta(), check)
 
     def train_row(self, sums: torch.Tensor, n: int) -> dict[str, float]:
-        return _term_row(sums[:3], n, self._beta(), self.train_images[0].numel())
+        return _term_row(sums, n, self._beta(), self.train_images[0].numel(), self.term_names)
 
     def test_row(self) -> dict[str, float] | None:
         if self.test_images is None:
             return None
         t = self.cfg.train
-        return evaluate_elbo(self.vae, self.elbo, self.test_images, t.eval_batch_size, self._beta(), self.test_labels)
+        self.objective.prepare(self.step)
+        extra = tuple(k for k in self.objective.term_names[3:] if k != "d_loss")  # d_loss: a training-step term only
+        return evaluate_elbo(
+            self.vae, self.elbo, self.test_images, t.eval_batch_size, self._beta(), self.test_labels, extra
+        )
 
     def describe(self, row: dict[str, Any]) -> str:
         return f"-elbo {-row['elbo']:.2f} (recon {row['recon']:.2f}, kl {row['kl']:.2f})"
@@ -168,13 +184,19 @@ class VAETrainer(Trainer):
         return f"beta {self._beta():.3g}"
 
     def curves(self) -> dict[str, tuple[str, float]]:
-        return {"-ELBO (nats)": ("elbo", -1.0), "reconstruction log-lik": ("recon", 1.0), "KL": ("kl", 1.0)}
+        curves = {"-ELBO (nats)": ("elbo", -1.0), "reconstruction log-lik": ("recon", 1.0), "KL": ("kl", 1.0)}
+        if self.cfg.train.elbo == "iwae":
+            curves[f"-IWAE bound, K={self.cfg.train.particles} (nats)"] = ("loss", 1.0)
+        return {**curves, **{f"{k} (nats)": (k, 1.0) for k in self.objective.term_names[3:]}}
 
     def extra_payload(self) -> dict[str, Any]:
-        return {"schedule": {"name": self.cfg.train.beta_schedule, "beta": self._beta()}}
+        return {
+            "schedule": {"name": self.cfg.train.beta_schedule, "beta": self._beta()},
+            "objective": self.objective.state(self.step),
+        }
 
     def metrics_extra(self) -> dict[str, Any]:
-        return {"likelihood": self.cfg.model.likelihood}
+        return {"likelihood": self.cfg.model.likelihood, "objective": self.objective.state(self.step)}
 
     # --- figures --------------------------------------------------------------------------------
 

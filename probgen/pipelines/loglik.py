@@ -35,9 +35,11 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.config import LoglikConfig, to_dict
+from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS
 from probgen.data import load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.inference import diagnostics as diag
+from probgen.inference.bdmc import BDMCResult, bdmc, simulate
 from probgen.inference.hmc import HMCResult, run_hmc
 from probgen.inference.loglik import (
     LoglikResult,
@@ -50,7 +52,7 @@ from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
 from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
-from probgen.pipelines.fit_vae import load_vae
+from probgen.models.vae import load_vae
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
@@ -103,11 +105,11 @@ def _settings(cfg: LoglikConfig, ckpt_path: Path) -> dict[str, Any]:
 
 def _result_to_dict(r: LoglikResult) -> dict[str, Any]:
     return {"method": r.method, "log_px": r.log_px, "data_dim": r.data_dim, "info": r.info, "se": r.se,
-            "flags": r.flags}  # fmt: skip
+            "flags": r.flags, "per_point": r.per_point}  # fmt: skip
 
 
 def _result_from_dict(d: dict[str, Any]) -> LoglikResult:
-    return LoglikResult(d["method"], d["log_px"], d["data_dim"], d["info"], d["se"], d["flags"])
+    return LoglikResult(d["method"], d["log_px"], d["data_dim"], d["info"], d["se"], d["flags"], d["per_point"])
 
 
 def _batch_to_dict(res: dict[str, LoglikResult], run: HMCResult | None) -> dict[str, Any]:
@@ -136,7 +138,11 @@ def _cat_results(parts: list[LoglikResult]) -> LoglikResult:
         nan = torch.tensor(math.nan, dtype=torch.float64)
         se = torch.cat([p.se if p.se is not None else nan.expand(s) for p, s in zip(parts, sizes)])
     flags = [list(f) for p in parts for f in p.flags]
-    return LoglikResult(first.method, torch.cat([p.log_px for p in parts]), first.data_dim, info, se, flags)
+    per_point = {
+        k: torch.cat([p.per_point[k] for p in parts]) for k in first.per_point if all(k in p.per_point for p in parts)
+    }
+    log_px = torch.cat([p.log_px for p in parts])
+    return LoglikResult(first.method, log_px, first.data_dim, info, se, flags, per_point)
 
 
 def _cat_runs(runs: list[HMCResult]) -> HMCResult:
@@ -219,7 +225,25 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
         )
     if "ais" in methods:
         out["ais"] = ais(target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
+    if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
+        z_star, x_sim = simulate(pixel_model(cfg, vae), x)  # x sets only the number and shape
+        sim = from_pyro_model(pixel_model(cfg, vae), x_sim)
+        both = bdmc(sim, z_star, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
+        out.update(both.results())
     return out, run
+
+
+def _rows(results: dict[str, LoglikResult], n: int, index: str = "datapoint") -> list[dict[str, Any]]:
+    """CSV rows, one per point: per method log p(x), bits/dim, se, flags and its per-point diagnostics."""
+    rows: list[dict[str, Any]] = [{index: i} for i in range(n)]
+    for m, r in results.items():
+        se = r.se.tolist() if r.se is not None else [math.nan] * n
+        cols = {f"log_px_{m}": r.log_px.tolist(), f"bits_per_dim_{m}": r.bits_per_dim.tolist(), f"se_{m}": se}
+        cols[f"flag_{m}"] = r.flag_strings()
+        cols.update({f"{k}_{m}": v.tolist() for k, v in r.per_point.items()})
+        for i, row in enumerate(rows):
+            row.update({k: v[i] for k, v in cols.items()})
+    return rows
 
 
 def flag_chain_failures(result: LoglikResult, checks: diag.ChainDiagnostics) -> None:
@@ -235,7 +259,8 @@ def flag_chain_failures(result: LoglikResult, checks: diag.ChainDiagnostics) -> 
 
 
 def _table(results: dict[str, LoglikResult], n: int) -> str:
-    """The printed summary: per method, mean +- standard error over points, the trusted mean, flag counts."""
+    """The printed summary: per method, mean +- standard error over points, the trusted mean, flag counts
+    (BDMC's bounds are on simulated points)."""
     lines = [
         f"{'method':<12}{'log p(x) [nats]':>24}{'bits/dim':>22}{'trusted mean':>15}  flagged"
         f"   (N = {n}, mean +- standard error over points)"
@@ -248,6 +273,12 @@ def _table(results: dict[str, LoglikResult], n: int) -> str:
             f"{m:<12}{d['log_px_mean']:>14.3f} +- {d['log_px_stderr']:<7.3f}"
             f"{d['bits_per_dim_mean']:>12.5f} +- {d['bits_per_dim_stderr']:<8.5f}{trusted:>14}"
             f"  {d['num_flagged']}/{n}{f' ({reasons})' if reasons else ''}"
+        )
+    if "bdmc-lower" in results and "bdmc-upper" in results:
+        gap = results["bdmc-upper"].log_px - results["bdmc-lower"].log_px
+        lines.append(
+            f"bdmc-*: on {n} points simulated from the model (not the data); upper - lower gap: "
+            f"mean {float(gap.mean()):.3f}, max {float(gap.max()):.3f} nats"
         )
     return "\n".join(lines)
 
@@ -337,7 +368,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             for m, rs in rank_parts.items():
                 parts.setdefault(m, []).extend(rs)
             runs.extend(rank_runs)
-    results = {m: _cat_results(parts[m]) for m in ("elbo", "iwae", "appendix-d", "ais") if m in parts}
+    results = {m: _cat_results(parts[m]) for m in LOGLIK_METHODS if m in parts}
+    simulated = {m: _cat_results(parts[m]) for m in BDMC_METHODS if m in parts}
     seconds = time.perf_counter() - start
 
     checks = None
@@ -349,6 +381,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         if "appendix-d" in results:
             flag_chain_failures(results["appendix-d"], checks)
     cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
+    cross_check(simulated)  # BDMC's bounds, on their own (simulated) points
     report: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "dataset": data.name,
@@ -362,11 +395,13 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         "units": "log p(x) in nats per image; bits/dim = -log p(x) / (pixels x channels x ln 2)",
         "results": {m: r.to_dict() for m, r in results.items()},
     }
-    rows: list[dict[str, Any]] = [{"datapoint": i} for i in range(n)]
-    for m, r in results.items():
-        se = r.se.tolist() if r.se is not None else [math.nan] * n
-        for row, lp, bpd, e, f in zip(rows, r.log_px.tolist(), r.bits_per_dim.tolist(), se, r.flag_strings()):
-            row.update({f"log_px_{m}": lp, f"bits_per_dim_{m}": bpd, f"se_{m}": e, f"flag_{m}": f})
+    if simulated:
+        report["bdmc"] = {
+            "data": f"{n} points simulated from the model (z* ~ p(z), x ~ p(x | z*)), not the {cfg.split} split; "
+            "per point in bdmc.csv",
+            **BDMCResult(simulated["bdmc-lower"], simulated["bdmc-upper"]).to_dict(),
+        }
+    rows = _rows(results, n)
     warnings = ordering_warnings(results, vae.latent_dim)
     if checks is not None:
         report["diagnostics"] = checks.summary()
@@ -392,9 +427,18 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         }
     )
     write_json(out / "loglik.json", report)
-    write_csv(out / "loglik.csv", rows)
+    written = ["loglik.json"]
+    if results:
+        write_csv(out / "loglik.csv", rows)
+        written.append("loglik.csv")
+    if simulated:
+        sim_rows = _rows(simulated, n, index="simulated_point")
+        for row, gap in zip(sim_rows, (simulated["bdmc-upper"].log_px - simulated["bdmc-lower"].log_px).tolist()):
+            row["gap"] = gap
+        write_csv(out / "bdmc.csv", sim_rows)
+        written.append("bdmc.csv")
     store.remove()  # finished: a new run into this --out needs --overwrite
-    report["table"] = _table(results, n)
+    report["table"] = _table({**results, **simulated}, n)
     report["out"] = str(out)
-    log.info("wrote %s (loglik.json, loglik.csv%s)", out, ", chains.nc" if runs else "")
+    log.info("wrote %s (%s%s)", out, ", ".join(written), ", chains.nc" if runs else "")
     return report

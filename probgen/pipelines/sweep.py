@@ -8,12 +8,13 @@ every other setting is the base run's. Each grid point trains in ``<out>/<field=
 from its checkpoint (both decided by :func:`probgen.utils.rundir.run_state`), and a grid can be extended.
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
-row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json``, and the
+row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json`` (a GAN's
+mean losses over its last epoch, ``train_loss_d`` ...; with ``--eval-every`` its ``eval.json``), and the
 log-likelihood / FID-FD columns when `probgen loglik` / `probgen eval` have written
 ``loglik/loglik.json`` / ``eval.json`` in the run directory: ``loglik_<method>`` and
 ``loglik_<method>_bpd`` per estimator, and one column per metric of ``eval.json``, e.g. ``FID`` or
 ``FD-dsprites``, with its number of generated images), and ``sweep_losses.png`` (the -ELBO, or the loss for
-an autoencoder, per epoch of every run, train and test panels).
+an autoencoder, or a GAN's generator loss, per epoch of every run, train and test panels).
 """
 
 from __future__ import annotations
@@ -24,15 +25,10 @@ import json
 import logging
 import re
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from probgen.config import (
-    FitAEConfig,
-    FitCVAEConfig,
-    FitVAEConfig,
-    FitVAEGANConfig,
     Leaf,
     leaf_map,
     replace_leaves,
@@ -40,6 +36,8 @@ from probgen.config import (
 )
 from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
+from probgen.models.registry import KINDS
+from probgen.pipelines.fit import fit_function
 from probgen.plots import plot_runs
 from probgen.training.guards import Interrupted
 from probgen.utils.io import read_csv, write_csv, write_json
@@ -48,26 +46,15 @@ from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
-CONFIGS: dict[str, type] = {"vae": FitVAEConfig, "ae": FitAEConfig, "cvae": FitCVAEConfig, "vaegan": FitVAEGANConfig}
+
+def sweep_config_class(kind: str) -> type:
+    """The fit config class of model kind ``kind`` (from the registry); an unknown kind names ``--kind``."""
+    if kind not in KINDS:
+        raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(KINDS)})")
+    return KINDS[kind].config
+
+
 _UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
-
-
-def _fit_function(kind: str) -> Callable[[Any], Path]:
-    if kind == "vae":
-        from probgen.pipelines.fit_vae import fit_vae
-
-        return fit_vae
-    if kind == "ae":
-        from probgen.pipelines.fit_ae import fit_ae
-
-        return fit_ae
-    if kind == "cvae":
-        from probgen.pipelines.fit_cvae import fit_cvae
-
-        return fit_cvae
-    from probgen.pipelines.fit_vaegan import fit_vaegan
-
-    return fit_vaegan
 
 
 # --- the grid ---------------------------------------------------------------------------------------
@@ -200,7 +187,7 @@ def _run_one(kind: str, cfg: Any, run_dir: Path) -> str:
     started = state == "started"
     run = dataclasses.replace(cfg.run, out=str(run_dir), resume=started, overwrite=False)
     log.info("sweep: %s %s", "resuming" if started else "starting", run_dir.name)
-    _fit_function(kind)(dataclasses.replace(cfg, run=run))
+    fit_function(kind)(dataclasses.replace(cfg, run=run))
     return "done"
 
 
@@ -211,8 +198,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
     cannot change) are recorded in the table and the sweep goes on; the sweep then ends with a
     UserError naming them. Ctrl-C stops the sweep after the current run's checkpoint.
     """
-    if kind not in CONFIGS:
-        raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(CONFIGS)})")
+    sweep_config_class(kind)
     require_tensorboard(base.run.tensorboard)  # not once per run
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -246,6 +232,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
 # --- the table and the plot ----------------------------------------------------------------------------
 
 _TERM_KEYS = ("elbo", "recon", "kl", "loss", "neg_elbo_bits_per_dim", "nll_bits_per_dim", "g_loss", "d_loss")
+_GAN_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
 def _read_json(path: Path) -> Any:
@@ -263,6 +250,9 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         for key in _TERM_KEYS:
             if key in final.get(split, {}):
                 row[f"{split}_{key}"] = final[split][key]
+    for key, value in metrics.get("final_losses", {}).items():  # a GAN: means over the last epoch's steps
+        if key in _GAN_KEYS:
+            row[f"train_{key}"] = value
     if metrics:
         row["steps"] = metrics.get("steps")
     # `probgen loglik` writes <run>/loglik/loglik.json by default: {"results": {method: {"log_px_mean", ...}}}
@@ -274,6 +264,10 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
                 row[f"loglik_{method}"] = float(r["log_px_mean"])
                 if isinstance(r.get("bits_per_dim_mean"), (int, float)):
                     row[f"loglik_{method}_bpd"] = float(r["bits_per_dim_mean"])
+    dis = _read_json(run_dir / "disentanglement.json")  # `probgen disentangle`: {"scores": {"mig": ...}}
+    scores = dis.get("scores") if isinstance(dis, dict) else None
+    if isinstance(scores, dict):
+        row.update({k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     ev = _read_json(run_dir / "eval.json")  # `probgen eval`: {"metrics": {"FID": {"value"}, "KID": {"mean"}, ...}}
     metrics_ev = ev.get("metrics") if isinstance(ev, dict) else None
     if isinstance(metrics_ev, dict):
@@ -324,7 +318,15 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
         if not path.is_file():
             continue
         by_split: dict[str, tuple[list[float], list[float]]] = {}
-        for r in read_csv(path):
+        rows = read_csv(path)
+        if rows and "split" not in rows[0]:  # a GAN's rows are per step: the generator loss, per epoch
+            ylabel = "generator loss (mean per epoch)"
+            by_epoch: dict[float, list[float]] = {}
+            for r in rows:
+                by_epoch.setdefault(float(r["epoch"]), []).append(float(r["loss_g"]))
+            curves[name] = {"train": (list(by_epoch), [sum(v) / len(v) for v in by_epoch.values()])}
+            continue
+        for r in rows:
             key = "elbo" if r.get("elbo") not in (None, "") else "loss"
             if key == "loss":
                 ylabel = "-ELBO or reconstruction NLL (nats per image)"

@@ -1,17 +1,21 @@
 """The training loop every `probgen fit MODEL` shares: data order, checkpoints, exact resume, run files.
 
-A :class:`Trainer` subclass supplies the model: ``build`` (modules and optimizers), ``train_step``
-(one batch of indices -> detached batch sums of its ``term_names``), the per-epoch rows and the
-figures. The base class owns everything else, so every model kind gets the same guarantees:
+A :class:`Trainer` subclass supplies the model through the hooks of :class:`~probgen.training.hooks.Hooks`:
+``build`` (modules and optimizers), ``train_step`` (one batch of indices -> detached batch sums of its
+``term_names``), the rows and the figures. The loop owns everything else, so every model kind (the
+VAEs, the autoencoder, the VAE-GAN and the DCGAN) gets the same guarantees:
 
 - the data order of epoch e is a permutation seeded by (seed, e);
 - the checkpoint holds every module and optimizer state, the RNG states, the position inside the
   epoch and the epoch's running sums, so an interrupted-and-resumed run ends bitwise equal (on the
   CPU) to an uninterrupted one;
 - Ctrl-C saves a checkpoint at the next step; a NaN/Inf loss stops before the update;
+- the data stay on the device, bit-packed or streamed (``--data-placement``), the speed options of
+  ``PerfConfig`` apply, and under torchrun every rank computes its slice of the global batch;
 - ``losses.csv``, ``metrics.json``, ``loss_curves.png`` and the model's figures in the run directory;
-  with ``--tensorboard`` also the rows of losses.csv, the learning rates and the model's image grids
-  (every epoch) in ``tensorboard/``.
+  losses.csv has a row per epoch and split, or per step (``step_rows``, written atomically at every
+  checkpoint); with ``--tensorboard`` also the rows of losses.csv, the learning rates (epoch rows),
+  the model's scalars and its image grids (every epoch) in ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -21,34 +25,34 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from probgen.config import PerfConfig, from_dict, to_dict
-from probgen.data import ImageData, Split, load_dataset
+from probgen.data import ImageData, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi import hot_loop
 from probgen.plots import plot_curves
 from probgen.training.batches import make_batches
+from probgen.training.ddp import global_batch_draw
 from probgen.training.distributed import (
     Dist,
     distributed_session,
-    global_batch_draw,
     global_sums,
     local_sums,
     rank_rng_state,
     restore_rng,
 )
 from probgen.training.guards import GracefulStop, NonFiniteGuard
+from probgen.training.hooks import Hooks
 from probgen.training.perf import apply_speed_options
 from probgen.training.resume import epoch_permutation, resume_config
-from probgen.training.runlog import log_to_file
+from probgen.training.runlog import StepLog, log_to_file
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
 from probgen.utils.progress import progress
@@ -65,26 +69,20 @@ RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Trainer:
+class Trainer(Hooks):
     """One training run of a model kind; :meth:`run` trains and writes the run directory.
 
-    Subclasses set ``kind`` (the checkpoint kind and run-directory prefix), ``config_cls`` (a
-    dataclass with ``data``, ``train`` and ``run`` sections), ``term_names`` (the batch sums
-    ``train_step`` returns) and implement the hooks below.
+    Subclasses implement the hooks of :class:`~probgen.training.hooks.Hooks` (``build`` and
+    ``train_step`` at least); docs/architecture.md shows how a model kind plugs in.
     """
 
-    kind: ClassVar[str]
-    config_cls: ClassVar[type]
-    term_names: ClassVar[tuple[str, ...]]
-    resumable: ClassVar[dict[str, tuple[str, ...]]] = RESUMABLE_FIELDS
-    outputs: ClassVar[tuple[str, ...]] = ("losses.csv", "loss_curves.png", "metrics.json")
-    supports_ddp: ClassVar[bool] = False  # train_step all-reduces its gradients under torchrun (DDP)
+    resumable = RESUMABLE_FIELDS
 
     def __init__(self, cfg: Any, out: Path, resume: bool, dist: Dist | None = None):
         self.out = out
         self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
         if dist.enabled and not self.supports_ddp:
-            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (DDP is wired for vae, cvae)")
+            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (DDP is wired for vae, cvae, gan)")
         ckpt = dist.from_main(lambda: load_checkpoint(out / CHECKPOINT, kind=self.kind)) if resume else None
         if ckpt is not None:
             cfg = resume_config(from_dict(self.config_cls, ckpt["config"]), cfg, self.resumable)
@@ -128,6 +126,7 @@ class Trainer:
         self.batch = 0  # batches done inside the current epoch
         self.sums = torch.zeros(len(self.term_names), dtype=torch.float64, device=self.device)
         self.history: list[dict[str, Any]] = []
+        self.step_log = StepLog(out / "losses.csv", self.term_names, t.batch_size, dist) if self.step_rows else None
         self.elapsed = 0.0
         self.tb = TensorBoard()  # the run's writer while :meth:`run` runs (--tensorboard, rank 0)
         self.resumed_at: int | None = None  # the checkpoint's step on --resume
@@ -136,79 +135,12 @@ class Trainer:
             self._restore(ckpt)
             log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
 
-    # --- hooks ----------------------------------------------------------------------------------
-
-    def resolve_config(self, cfg: Any) -> Any:
-        """A new run's config with data-dependent defaults filled in (e.g. the likelihood)."""
-        return cfg
-
-    def labels(self, split: Split) -> torch.Tensor | None:
-        """Per-image labels (N,) on the device, for models that need them."""
-        return None
-
-    def build(self) -> None:
-        """Create ``self.modules`` and ``self.optimizers`` (their names are the checkpoint's state keys)."""
-        raise NotImplementedError
-
-    def speed_nets(self) -> list[nn.Module]:
-        """The networks the speed options (channels_last, amp, compile) apply to."""
-        return list(self.modules.values())
-
     def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
         """Training images ``idx`` (B,) as floats in [0, 1], resampled to {0, 1} under ``--binarize dynamic``."""
         x = self.batches.images(idx)  # device-resident, bit-packed or prefetched by the stream's workers
         if self.resample_binary:  # global torch RNG: checkpointed, so resume stays exact
             x = global_batch_draw(bernoulli_resample, x, self.dist)
         return x
-
-    def train_step(self, idx: torch.Tensor, check: Callable[[torch.Tensor], None]) -> torch.Tensor:
-        """One update on training images ``idx`` (B,); returns detached batch sums of ``term_names``.
-
-        ``check(loss)`` must run after backward and before the optimizer steps (the NaN guard).
-        """
-        raise NotImplementedError
-
-    def train_row(self, sums: torch.Tensor, n: int) -> dict[str, float]:
-        """The epoch's training row from the running sums over ``n`` images."""
-        return {name: v / max(n, 1) for name, v in zip(self.term_names, sums.tolist())}
-
-    def test_row(self) -> dict[str, float] | None:
-        """Per-image averages on the test split (None: no test split or nothing to report)."""
-        return None
-
-    def describe(self, row: dict[str, Any]) -> str:
-        """One row of the epoch's log line."""
-        return f"loss {row['loss']:.2f}"
-
-    def status(self) -> str:
-        """Extra state for the epoch's log line (e.g. the current beta)."""
-        return ""
-
-    def curves(self) -> dict[str, tuple[str, float]]:
-        """Panels of loss_curves.png: title -> (column of losses.csv, sign)."""
-        return {"loss": ("loss", 1.0)}
-
-    def extra_payload(self) -> dict[str, Any]:
-        return {}
-
-    def epoch_figures(self) -> None:
-        """Figures written at the epochs of ``--sample-epochs``."""
-
-    def final_figures(self) -> None:
-        """Figures written at the end of the run."""
-
-    def tensorboard_images(self, final: bool) -> dict[str, tuple[torch.Tensor, int]]:
-        """``--tensorboard`` grids at every epoch's end (and the run's end when ``final``): tag -> (images, nrow).
-
-        Images are in [0, 1], (N, C, H, W); the modules are in eval mode and the RNG is restored afterwards.
-        """
-        return {}
-
-    def before_final_save(self) -> None:
-        """Runs once training is done, before the last checkpoint is written."""
-
-    def metrics_extra(self) -> dict[str, Any]:
-        return {}
 
     # --- checkpoints ----------------------------------------------------------------------------
 
@@ -235,10 +167,6 @@ class Trainer:
             "environment": environment_info(self.device),
         }
 
-    def learning_rates(self) -> dict[str, float]:
-        """The learning rate of each optimizer; a resumed run applies them (it may lower ``--lr``)."""
-        return {name: self.cfg.train.lr for name in self.optimizers}
-
     def _restore(self, ckpt: dict[str, Any]) -> None:
         for name, module in self.modules.items():
             module.load_state_dict(ckpt["state"][name])
@@ -250,19 +178,26 @@ class Trainer:
             for group in optim.param_groups:
                 group["lr"] = lrs[name]
         self.step, self.epoch, self.batch = ckpt["step"], ckpt["epoch"], ckpt["batch"]
-        self.sums = local_sums(ckpt["sums"], self.dist, self.device)
-        self.history = list(ckpt["history"])
+        # a GAN checkpoint written before the GAN trained on this loop has no epoch sums nor rows
+        self.sums = local_sums(ckpt.get("sums", self.sums.cpu()), self.dist, self.device)
+        self.history = list(ckpt.get("history", []))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        if self.step_log is not None:
+            self.step_log.truncate(self.step)
+        self.restore_extra(ckpt)
         if self.dist.enabled:
             restore_rng(ckpt, self.dist, self.device)
         else:
             set_rng_state(ckpt["rng"])
 
-    def save(self) -> None:
-        self.tb.flush()  # TensorBoard's events never lag the checkpoint (resume purges only what follows it)
+    def save(self, name: str = CHECKPOINT) -> None:
+        """Write the checkpoint (``name`` in the run directory); with several processes every rank calls it."""
+        if self.step_log is not None:
+            self.step_log.flush(self.tb)  # losses.csv never lags the checkpoint
+        self.tb.flush()  # nor do TensorBoard's events (resume purges only what follows it)
         payload = self._payload()
         if self.dist.is_main:
-            save_checkpoint(self.out / CHECKPOINT, payload)
+            save_checkpoint(self.out / name, payload)
 
     def _train_mode(self, mode: bool) -> None:
         for m in self.modules.values():
@@ -271,13 +206,15 @@ class Trainer:
     # --- training -------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Train to the end (or to a signal or a NaN), writing the run directory; returns metrics.json's content."""
+        """Train to the end (or to a signal, a NaN or :meth:`should_stop`); returns metrics.json's content."""
         # --resume: TensorBoard drops what the interrupted run logged at or after the checkpoint's step
         enabled = self.cfg.run.tensorboard and self.dist.is_main
         with TensorBoard.for_run(self.out, enabled, purge_step=self.resumed_at) as self.tb:
-            if self.resumed_at is not None and self.batch == 0 and self.epoch >= 1:
-                # the checkpoint is an epoch's end: log again what that epoch logged at this step
-                self._log_epoch([r for r in self.history if r["step"] == self.step], self._checkpoint_lrs)
+            if self.resumed_at is not None and self.tb.enabled:  # log again what the checkpoint's step logged
+                if self.step_log is not None:
+                    self.step_log.relog(self.tb, self.step)
+                if self.batch == 0 and self.epoch >= 1:  # the checkpoint is an epoch's end
+                    self._log_epoch([r for r in self.history if r["step"] == self.step], self._checkpoint_lrs)
             return self._train()
 
     def _train(self) -> dict[str, Any]:
@@ -287,16 +224,19 @@ class Trainer:
         bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=show, initial=self.step)
         started = time.perf_counter()
         with GracefulStop() as stop, bar, hot_loop():
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self.should_stop():
                 perm = epoch_permutation(len(self.train_images), t.seed, self.epoch)
                 batches = self.batches.epoch(perm, self.batch)  # this rank's share of each global batch
                 self._train_mode(True)
                 while self.batch < self.steps_per_epoch and self.step < self.total_steps:
                     idx = next(batches)
                     check = functools.partial(guard.check, step=self.step)  # runs before the update
-                    self.sums += self.train_step(idx, check).double()
+                    values = self.train_step(idx, check)
+                    self.sums += values.double()
                     self.step += 1
                     self.batch += 1
+                    if self.step_log is not None:
+                        self.step_log.record(self.step, self.epoch + 1, values)
                     bar.update(1)
                     requested = self.dist.stop_requested(stop, self.step)  # all ranks agree
                     if self.step % t.checkpoint_every == 0 or requested:
@@ -306,10 +246,11 @@ class Trainer:
                         self.save()
                     if requested:
                         stop.exit(self.out)
-                if self.batch == self.steps_per_epoch:
-                    self._end_epoch(guard)
-                else:  # max_steps reached mid-epoch
+                if self.batch < self.steps_per_epoch:  # max_steps reached mid-epoch
                     break
+                self.elapsed += time.perf_counter() - started  # the epoch's evaluations are not training time
+                self._end_epoch(guard)
+                started = time.perf_counter()
         guard.raise_if_bad()
         self.elapsed += time.perf_counter() - started
         self._train_mode(False)
@@ -335,6 +276,8 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.sums.zero_()
+        self.after_epoch()
+        self._train_mode(True)
         line = "  ".join(f"{r['split']} {self.describe(r)}" for r in rows)
         status = self.status()
         log.info("epoch %d/%d step %d%s  %s", self.epoch, t.epochs, self.step, f" {status}" if status else "", line)
@@ -347,12 +290,17 @@ class Trainer:
         self.save()
 
     def _log_epoch(self, rows: list[dict[str, Any]], lrs: dict[str, float] | None = None) -> None:
-        """--tensorboard: the epoch's rows of losses.csv, the learning rates (default: the optimizers') and grids."""
-        if self.tb.enabled:
+        """--tensorboard at an epoch's end: the epoch rows and learning rates (unless the rows are per step),
+        the model's scalars and its grids."""
+        if not self.tb.enabled:
+            return
+        if self.step_log is None:
             self.tb.rows(rows)
             lrs = lrs or {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()}
             self.tb.scalars("lr", lrs, self.step)
-            self._log_images(final=False)
+        for prefix, values in self.tensorboard_scalars().items():
+            self.tb.scalars(prefix, values, self.step)
+        self._log_images(final=False)
 
     def _log_images(self, final: bool) -> None:
         if not self.tb.enabled:
@@ -368,6 +316,13 @@ class Trainer:
     # --- outputs --------------------------------------------------------------------------------
 
     def _write_logs(self, rows: list[dict[str, Any]] | None = None) -> None:
+        """losses.csv and loss_curves.png; every rank calls it (the step rows' flush is a collective)."""
+        title = f"{self.kind.upper()} on {self.data.name}"
+        if self.step_log is not None:
+            self.step_log.flush(self.tb)
+            if self.dist.is_main:
+                self.step_log.plot(self.step_curves(), self.out / "loss_curves.png", title)
+            return
         if not self.dist.is_main:
             return
         rows = self.history if rows is None else rows
@@ -380,14 +335,16 @@ class Trainer:
             sel = [r for r in rows if r["split"] == split]
             if sel:
                 xs[split] = [r["epoch"] for r in sel]
-                for title, (key, sign) in self.curves().items():
+                for name, (key, sign) in self.curves().items():
                     if all(key in r for r in sel):
-                        series[title][split] = [sign * r[key] for r in sel]
+                        series[name][split] = [sign * r[key] for r in sel]
         series = {k: v for k, v in series.items() if v}
-        plot_curves(series, xs, self.out / "loss_curves.png", title=f"{self.kind.upper()} on {self.data.name}")
+        plot_curves(series, xs, self.out / "loss_curves.png", title=title)
 
     def _finish(self) -> dict[str, Any]:
         sums = self.dist.all_reduce_sum(self.sums)
+        if self.step_log is not None:
+            self.step_log.flush(self.tb)  # a collective: before the other ranks leave
         if not self.dist.is_main:
             return {}
         self._train_mode(False)
@@ -398,9 +355,9 @@ class Trainer:
             rows += self._rows(frac, sums, self.batch * self.cfg.train.batch_size)
             self._train_mode(False)
         self._write_logs(rows)
-        self.tb.rows(rows[len(self.history) :])  # the partial epoch's rows
+        if self.step_log is None:
+            self.tb.rows(rows[len(self.history) :])  # the partial epoch's rows
         self._log_images(final=True)
-        final = {r["split"]: r for r in rows}  # the last row of each split
         metrics = {
             "kind": self.kind,
             "dataset": self.data.name,
@@ -414,8 +371,7 @@ class Trainer:
             "images_per_second": self.step * self.cfg.train.batch_size / max(self.elapsed, 1e-9),
             "world_size": self.dist.world_size,
             "data_placement": self.placement,
-            "final": final,
-            "units": "nats per image (averages over the split); bits/dim = nats / (pixels * ln 2)",
+            **self.final_metrics(rows),
             "environment": environment_info(self.device),
         }
         write_json(self.out / "metrics.json", metrics)

@@ -1,10 +1,13 @@
 import math
 
+import pyro
 import pytest
 import torch
 
+from probgen.inference.ais import ais
 from probgen.inference.result import LoglikResult
 from probgen.inference.trust import cross_check, disagreement_threshold
+from tests.inference.folded import FoldedDecoder
 
 
 def _res(method, values, se=None, flags=None):
@@ -60,3 +63,23 @@ def test_bdmc_bounds_are_checked_against_each_other():
 def test_results_on_different_points_are_refused():
     with pytest.raises(ValueError, match="same points"):
         cross_check({"ais": _res("ais", [0.0]), "appendix-d": _res("appendix-d", [0.0, 1.0])})
+
+
+def test_missed_mode_fires_against_real_ais_on_a_folded_posterior_and_not_when_both_are_right():
+    # k = 3: x made at z1* = 3.5 is explained as well at z1 ~ -1.2, a mode with most of the mass.
+    # An Appendix D whose chains all sat in the z1 > 0 mode returns at best log p(x, z1 > 0) (taken
+    # exactly from quadrature here, with a small se): AIS, which anneals from the prior, sees both.
+    dec = FoldedDecoder.random(s=0.2, k=3.0)
+    x = dec.simulate(torch.tensor([[3.5, -0.5], [2.5, 0.5]], dtype=torch.float64))
+    exact, one_mode = dec.log_evidence(x), dec.log_evidence(x, side=1)
+    assert (exact - one_mode > 1.1).all()  # the missed mode is worth > 1.1 nats on both points
+    pyro.set_rng_seed(0)
+    a = ais(dec.target(x), num_chains=16, num_steps=200, leapfrog_steps=5)
+    se = torch.full((2,), 0.02, dtype=torch.float64)
+    missed = {"ais": a, "appendix-d": LoglikResult("appendix-d", one_mode, 8, se=se)}
+    cross_check(missed)
+    assert missed["appendix-d"].flags == [["missed-mode"], ["missed-mode"]]
+    a.flags = [[], []]
+    right = {"ais": a, "appendix-d": LoglikResult("appendix-d", exact, 8, se=se)}
+    cross_check(right)
+    assert right["appendix-d"].trusted.all() and a.trusted.all()

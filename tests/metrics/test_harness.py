@@ -55,7 +55,8 @@ def test_every_result_states_n_split_network_and_resize(sprites, cache):
     assert res["metrics"]["KD-dsprites"]["subset_size"] == 60
 
 
-def test_domain_net_and_reference_features_are_cached(sprites, cache, caplog):
+def test_domain_net_and_reference_features_are_cached(sprites, cache, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("probgen"), "propagate", True)  # an earlier CLI run may have cut it
     cfg = _cfg(cache, eval_seed=5)
     first = Harness(sprites, cfg, torch.device("cpu"), show_progress=False)
     with caplog.at_level(logging.INFO, logger="probgen"):

@@ -5,7 +5,7 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
-from probgen.config import DataConfig, EvalConfig, FitGANConfig, GANConfig, GANTrainConfig, RunConfig
+from probgen.config import DataConfig, EvalConfig, FitGANConfig, GANConfig, GANTrainConfig, PerfConfig, RunConfig
 from probgen.errors import UserError
 from probgen.pipelines.fit_gan import fit_gan
 from probgen.utils.io import read_csv
@@ -120,7 +120,7 @@ def test_non_power_of_two_images_are_a_user_error(tmp_path):
 
 
 def test_dynamic_binarisation_draws_every_batch(tmp_path, monkeypatch):
-    import probgen.pipelines.fit_gan as mod
+    import probgen.training.loop as mod  # the shared training loop loads the data and draws the resample
 
     real_load, real_draw, draws = mod.load_dataset, mod.bernoulli_resample, []
 
@@ -163,3 +163,18 @@ def test_gpu_training_and_evaluation(tmp_path):
         h = Harness(data, cfg.eval, torch.device(device), show_progress=False)
         fds.append(h.evaluate(first_images, num_samples=16)["metrics"]["FD-dsprites"]["value"])
     assert fds[1] == pytest.approx(fds[0], rel=1e-2)
+
+
+def test_every_data_placement_trains_the_same_gan_bitwise(tmp_path):
+    # the shared loop's batches: device uint8, bit-packed and streamed through DataLoader workers
+    cache = tmp_path / "cache"
+    ref = load_checkpoint(fit_gan(tiny_gan_config(tmp_path / "device", cache, max_steps=3)) / "checkpoint.pt")
+    for placement in ("packed", "stream"):
+        cfg = tiny_gan_config(tmp_path / placement, cache, max_steps=3)
+        cfg.perf = PerfConfig(data_placement=placement, num_workers=1)
+        out = fit_gan(cfg)
+        other = load_checkpoint(out / "checkpoint.pt")
+        for net in ("generator", "discriminator"):
+            for name, value in ref["state"][net].items():
+                assert torch.equal(value, other["state"][net][name]), (placement, net, name)
+        assert json.loads((out / "metrics.json").read_text())["data_placement"] == placement

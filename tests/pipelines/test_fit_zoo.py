@@ -20,9 +20,10 @@ from probgen.config import (
     VAEGANConfig,
 )
 from probgen.errors import UserError
+from probgen.models.cvae import load_cvae
+from probgen.models.vae import load_vae
 from probgen.pipelines.fit_ae import fit_ae
-from probgen.pipelines.fit_cvae import fit_cvae, load_cvae
-from probgen.pipelines.fit_vae import load_vae
+from probgen.pipelines.fit_cvae import fit_cvae
 from probgen.pipelines.fit_vaegan import fit_vaegan
 from probgen.pipelines.sample import load_sampler, sample_images
 from probgen.utils.io import read_csv

@@ -105,8 +105,31 @@ def test_table_reads_loglik_and_eval_results_when_present(tmp_path):
     (run / "loglik" / "loglik.json").write_text(json.dumps({"results": results}))
     metrics = {"FD-dsprites": {"value": 3.25, "num_generated": 1000}, "KD-dsprites": {"mean": 0.5, "std": 0.1}}
     (run / "eval.json").write_text(json.dumps({"metrics": metrics}))
+    (run / "disentanglement.json").write_text(json.dumps({"scores": {"mig": 0.25, "beta_vae": 0.75}}))
     write_table(tmp_path, [{"beta": 1.0}], ["beta=1"], {"beta=1": "done"})
     (row,) = read_csv(tmp_path / "sweep.csv")
     assert float(row["loglik_iwae"]) == -52.5 and float(row["loglik_iwae_bpd"]) == 0.018
     assert float(row["loglik_elbo"]) == -55.0 and "loglik_elbo_bpd" not in row
+    assert float(row["mig"]) == 0.25 and float(row["beta_vae"]) == 0.75
     assert float(row["FD-dsprites"]) == 3.25 and row["FD-dsprites_n"] == "1000" and float(row["KD-dsprites"]) == 0.5
+
+
+def test_gan_sweep_tabulates_the_final_losses_and_skips_finished_runs(tmp_path):
+    from probgen.config import DataConfig, FitGANConfig, GANConfig, GANTrainConfig, RunConfig
+    from probgen.pipelines.sweep import sweep
+
+    data = DataConfig(dataset="dsprites", limit=160, image_size=16, data_root=str(tmp_path / "no-data"))
+    train = GANTrainConfig(epochs=1, batch_size=32, max_steps=2, sample_epochs=(1,))
+    base = FitGANConfig(data=data, model=GANConfig(latent_dim=4, g_channels=4, d_channels=4), train=train,
+                        run=RunConfig(progress=False))  # fmt: skip
+    grid = parse_grid(["lr=1e-4,2e-4"], FitGANConfig)
+    out = sweep("gan", base, grid, tmp_path / "sweep")
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["run"], r["status"], r["steps"]) for r in rows] == [
+        ("lr=0.0001", "done", "2"),
+        ("lr=0.0002", "done", "2"),
+    ]
+    assert all(float(r["train_loss_g"]) > 0 and 0 < float(r["train_d_real"]) < 1 for r in rows)
+    assert (out / "sweep_losses.png").stat().st_size > 0
+    sweep("gan", base, grid, out)  # again: both finished
+    assert [r["status"] for r in read_csv(out / "sweep.csv")] == ["done (skipped)"] * 2

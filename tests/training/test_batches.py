@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -103,7 +105,8 @@ def test_stream_loader_leaves_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_make_batches_reports_its_placement(caplog):
+def test_make_batches_reports_its_placement(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("probgen"), "propagate", True)  # the CLI, run by earlier tests, stops it
     caplog.set_level("INFO", logger="probgen")
     _, placement = make_batches(_binary(16), True, CPU, 4, PerfConfig(data_placement="packed"))
     assert placement == "packed" and "packed placement" in caplog.text

@@ -21,14 +21,8 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.pipelines.fit_vae import VAETrainer, fit_vae
 from probgen.training.batches import batch_indices
-from probgen.training.distributed import (
-    Dist,
-    GlobalBatchNoise,
-    gather_rows,
-    global_batch_draw,
-    shard_range,
-    to_host,
-)
+from probgen.training.ddp import GlobalBatchNoise, global_batch_draw
+from probgen.training.distributed import Dist, gather_rows, shard_range, to_host
 from probgen.utils.io import read_csv
 from tests.conftest import TINY_FLAGS, tiny_vae_config
 
@@ -154,6 +148,42 @@ def test_torchrun_matches_one_process_writes_on_rank0_and_resumes(tmp_path, monk
     assert c["step"] == d["step"] == 26
     for name, value in d["state"]["model"].items():
         torch.testing.assert_close(c["state"]["model"][name], value, rtol=1e-4, atol=2e-6, msg=name)
+
+
+# 160 images at 32 px: 144 train / 32 per batch = 4 steps per epoch; no batch norm (per-rank statistics on the CPU)
+GAN_DDP_FLAGS = [
+    "fit", "gan", "--dataset", "dsprites", "--limit", "160", "--image-size", "32", "--g-channels", "4",
+    "--d-channels", "4", "--latent-dim", "8", "--batch-size", "32", "--g-norm", "none", "--d-norm", "instance",
+    "--epochs", "2", "--sample-epochs", "1", "--ema-decay", "0.9", "--eval-every", "1", "--num-samples", "32",
+    "--domain-steps", "10", "--kid-subsets", "5", "--no-progress", "--device", "cpu",
+]  # fmt: skip
+
+
+def test_torchrun_gan_matches_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "no-data"))
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun worker: the same float sums
+    try:  # first, so that the domain network of the evaluations is cached for both runs
+        assert main([*GAN_DDP_FLAGS, *cache, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    two = torchrun([*GAN_DDP_FLAGS, *cache, "--out", str(tmp_path / "two")])  # rank 1 may not write there
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path / "two" / "checkpoint.pt"), load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 8 and len(a["rng_ranks"]) == 2
+    for net in ("generator", "discriminator", "ema"):
+        for name, value in b["state"][net].items():
+            torch.testing.assert_close(a["state"][net][name], value, rtol=1e-4, atol=2e-6, msg=f"{net}.{name}")
+    assert torch.equal(a["fixed_noise"], b["fixed_noise"])
+    rows_a, rows_b = read_csv(tmp_path / "two" / "losses.csv"), read_csv(tmp_path / "one" / "losses.csv")
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b] == [str(i) for i in range(1, 9)]
+    for ra, rb in zip(rows_a, rows_b):
+        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-4), key
+    assert [r["value"] for r in a["eval_history"]] == pytest.approx([r["value"] for r in b["eval_history"]], rel=1e-3)
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and (tmp_path / "two" / "best.pt").is_file()
 
 
 @pytest.mark.slow  # ~25 s of process start-up on 2 cores

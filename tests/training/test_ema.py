@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -47,11 +49,12 @@ def test_gan_training_step_with_ema_makes_no_host_reads(tmp_path):
     trainer = GANTrainer(cfg, tmp_path / "run", False)
     guard = NonFiniteGuard(trainer.device)
     guard.eager = False  # the GPU path: the CPU guard's immediate check is a host read by design
-    x = trainer.train_images[:32].float() / 127.5 - 1
-    trainer._train_step(x, guard)  # first step: the EMA copies, Adam creates its state
+    idx = torch.arange(32)
+    check = functools.partial(guard.check, step=0)
+    trainer.train_step(idx, check)  # first step: the EMA copies, Adam creates its state
     steps = {id(s["step"]) for opt in (trainer.opt_d, trainer.opt_g) for s in opt.state.values()}
     with count_host_reads(steps) as counts:
         for _ in range(2):
-            values = trainer._train_step(x, guard)
-            trainer.losses.record(trainer.step, 1, values)
+            values = trainer.train_step(idx, check)
+            trainer.step_log.record(trainer.step, 1, values)
     assert dict(counts) == {}

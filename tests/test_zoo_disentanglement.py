@@ -1,0 +1,37 @@
+"""experiments/zoo_disentanglement.py runs end to end with --smoke, and a second run only re-tabulates."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from probgen.utils.io import read_csv
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.slow  # about a minute on 2 shared cores: 6 tiny fits and 6 scorings
+def test_zoo_disentanglement_smoke(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    monkeypatch.delenv("PROBGEN_DATA", raising=False)
+    module = importlib.import_module("zoo_disentanglement")
+    try:
+        out = tmp_path / "zoo"
+        summary = module.main(["--smoke", "--out", str(out)])
+        rows = read_csv(out / "scores.csv")
+        assert [(r["method"], r["seed"]) for r in rows] == [(m, str(s)) for m in module.METHODS for s in (0, 1)]
+        for r in rows:
+            assert 0.0 <= float(r["mig"]) <= 1.0 and 0.0 <= float(r["beta_vae"]) <= 1.0
+        assert {r["method"] for r in read_csv(out / "distribution.csv")} == set(module.METHODS)
+        assert (out / "scores_by_seed.png").stat().st_size > 0 and summary["mode"] == "smoke"
+        stamp = (out / "beta-vae" / "seed=0" / "checkpoint.pt").stat().st_mtime_ns
+        module.main(["--smoke", "--out", str(out)])  # finished runs and scores are skipped
+        assert (out / "beta-vae" / "seed=0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+        assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
+    finally:
+        sys.modules.pop("zoo_disentanglement", None)
+        sys.modules.pop("common", None)
