@@ -9,6 +9,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,9 @@ from probgen.cli.flags import (
     config_from_args,
     read_config_file,
 )
+from probgen.config import sweep_flags
 from probgen.errors import UserError
+from probgen.models.registry import KINDS
 
 __all__ = [
     "add_config_args",
@@ -39,14 +42,19 @@ __all__ = [
 log = logging.getLogger("probgen")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `probgen` parser with every command of :data:`~probgen.cli.commands.COMMANDS`."""
+def build_parser(sweep_kind: str | None = None) -> argparse.ArgumentParser:
+    """The `probgen` parser with every command of :data:`~probgen.cli.commands.COMMANDS`.
+
+    ``sweep_kind``: `probgen sweep` takes the flags of that model kind (see :func:`_sweep_kind`).
+    """
     parser = Parser(prog="probgen", description="Deep generative models of images with Pyro and PyTorch.")
     parser.add_argument("--version", action="version", version=f"probgen {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     groups: dict[str, Any] = {}
     for cmd in COMMANDS:
+        if cmd.path == ("sweep",) and sweep_kind is not None:
+            cmd = dataclasses.replace(cmd, configs=(sweep_flags(KINDS[sweep_kind].config),))
         where = sub
         if len(cmd.path) == 2:
             if cmd.path[0] not in groups:
@@ -90,13 +98,37 @@ def _setup_logging(quiet: bool) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """``probgen`` argv -> namespace; a ``--config`` file's settings become defaults under the flags."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_sweep_kind(argv))
     args = parser.parse_args(argv)
     if getattr(args, "config", None):  # re-parse with the file's settings as defaults
         values = config_file_defaults(args._config_cls, read_config_file(args.config))
         args._config_parser.set_defaults(**values)
         args = parser.parse_args(argv)
     return args
+
+
+def _sweep_kind(argv: Sequence[str]) -> str | None:
+    """The model kind of a `probgen sweep` command line: ``--kind K``, else its ``--config`` file's ``kind``.
+
+    None for other commands and unknown kinds (the sweep then reports them).
+    """
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] != "sweep":
+        return None
+    kind: Any = None
+    for i, arg in enumerate(argv):
+        if arg == "--kind" and i + 1 < len(argv):
+            kind = argv[i + 1]
+        elif arg.startswith("--kind="):
+            kind = arg.partition("=")[2]
+    if kind is None and "--config" in argv[:-1]:
+        try:
+            data = read_config_file(argv[argv.index("--config") + 1])
+        except UserError:
+            return None  # the full parse reports it
+        kind = data.get("kind", data.get("sweep", {}).get("kind") if isinstance(data.get("sweep"), dict) else None)
+    return kind if isinstance(kind, str) and kind in KINDS else None
 
 
 def fit_config(argv: Sequence[str]) -> Any:

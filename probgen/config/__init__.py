@@ -44,7 +44,7 @@ from probgen.config.loglik import LOGLIK_METHODS, ChainCheckConfig, DiagnoseConf
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
 from probgen.config.objective import OBJECTIVES, ObjectiveConfig
 from probgen.config.plot import FIGURES, PlotConfig, PlotTargetConfig, SampleConfig
-from probgen.config.sweep import SweepConfig, SweepFlags
+from probgen.config.sweep import SweepConfig, SweepFlags, sweep_flags
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
 
 __all__ = [
@@ -81,6 +81,7 @@ __all__ = [
     "SampleConfig",
     "SweepConfig",
     "SweepFlags",
+    "sweep_flags",
     "TrainConfig",
     "VAEConfig",
     "VAEGANConfig",

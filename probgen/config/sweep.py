@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 from probgen.config.base import RunConfig, _check, _help
@@ -40,3 +42,15 @@ class SweepFlags:
     train: TrainConfig = field(default_factory=TrainConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def sweep_flags(fit_config: type) -> type:
+    """The settings of `probgen sweep --kind K`: the sweep's own and K's whole fit config (``fit_config``).
+
+    :class:`SweepFlags` serves a sweep of unknown kind; a GAN's settings (its model, train, eval and
+    perf sections) differ from the VAEs', so a sweep of a known kind takes that kind's flags and defaults.
+    """
+    sections = [("sweep", SweepConfig, field(default_factory=SweepConfig))]
+    for f in dataclasses.fields(fit_config):
+        sections.append((f.name, typing.get_type_hints(fit_config)[f.name], field(default_factory=f.default_factory)))
+    return dataclasses.make_dataclass(f"Sweep{fit_config.__name__}", sections)
