@@ -16,7 +16,9 @@ hmc             experiments/benchmarks/hmc_throughput.py                     vs_
 fid             experiments/benchmarks/eval_throughput.py: FID images/s,     harness >= torchmetrics (1.00x)
                 the harness against torchmetrics' own update loop
 loglik_trust    experiments/benchmarks/loglik_time_to_trust.py, if present:  (reported)
-                `probgen loglik` time to a trusted answer on 100 points
+                `probgen loglik` time to a trusted answer on 100 points;
+                called with ``--device D [--quick]``, every ``name: number``
+                line it prints is recorded
 ==============  ===========================================================  ==============================
 
 It prints one summary table and writes ``<out>/gpu_suite.json`` (every step's status, seconds,
@@ -39,8 +41,9 @@ travels with the device tool's ``carry``)::
     #     h5netcdf==1.8.2 xarray-einstats==0.9.1 torch-fidelity==0.4.0
 
 The install step then runs ``pip install --no-index --find-links <wheels> --no-deps --target
-<out>/site`` for the packages that do not import, and puts that folder first on every child's
-PYTHONPATH (after the repository, so that this checkout's probgen is the one imported).
+<site>`` (``--site``, default /tmp/probgen-gpu-site) for the packages that do not import, and puts
+that folder first on every child's PYTHONPATH (after the repository, so that this checkout's
+probgen is the one imported).
 
     python experiments/benchmarks/gpu_suite.py [--device auto|cuda|cpu] [--quick] [--out DIR]
         [--only a,b] [--skip a,b] [--budget SECONDS] [--wheels DIR]
@@ -363,7 +366,7 @@ def judge(step: Step, metrics: dict[str, float], on_gpu: bool) -> list[dict[str,
 def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    site = out / "site"
+    site = Path(args.site)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     selected = [n for n in STEP_NAMES if (not args.only or n in args.only) and n not in args.skip]
@@ -451,12 +454,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: every step runs, in minutes on a CPU")
-    ap.add_argument("--out", default="gpu_suite_out", help="folder of the logs, gpu_suite.json and the site-packages")
+    ap.add_argument("--out", default="gpu_suite_out", help="step logs, gpu_suite.json, the epoch's run")
     ap.add_argument("--only", default="", help=f"comma-separated steps to run, of: {', '.join(STEP_NAMES)}")
     ap.add_argument("--skip", default="", help="comma-separated steps to leave out")
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole suite (steps are cut to it)")
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every step's own budget")
     ap.add_argument("--wheels", default=str(DEFAULT_WHEELS), help="folder of the wheels to install from")
+    ap.add_argument("--site", default="/tmp/probgen-gpu-site", help="where the wheels are installed (--target)")
     ap.add_argument("--fetch-wheels", action="store_true", help="download the wheels into --wheels and exit")
     args = ap.parse_args(argv)
     args.only = [s for s in args.only.split(",") if s]

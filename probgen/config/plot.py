@@ -28,7 +28,9 @@ class PlotConfig:
     """`probgen plot traversals|manifold|latents|reconstructions`: latent-space figures of a checkpoint."""
 
     split: str = _help("data split whose images are encoded or reconstructed", default="test")
-    num_images: int = _help("reconstructions: images of the split, from its start (a fixed batch)", default=32)
+    num_images: int = _help(
+        "reconstructions: images of the split (a seeded batch showing every label or shape)", default=32
+    )
     nrow: int = _help("reconstructions: images per row", default=8)
     num_points: int = _help("latents: encode at most this many images of the split", default=2000)
     projection: str = _help("latents when latent_dim > 2: pca (of the means) or first (two dimensions)", default="pca")
