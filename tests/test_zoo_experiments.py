@@ -1,4 +1,4 @@
-"""experiments/zoo_disentanglement.py runs end to end with --smoke, and a second run only re-tabulates."""
+"""experiments/zoo_disentanglement.py and zoo_objectives.py run end to end with --smoke; re-runs skip finished work."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from probgen.utils.io import read_csv
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-@pytest.mark.slow  # about a minute on 2 shared cores: 6 tiny fits and 6 scorings
+@pytest.mark.slow  # about a minute on 2 shared cores: 8 tiny fits and 8 scorings
 def test_zoo_disentanglement_smoke(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     monkeypatch.delenv("PROBGEN_DATA", raising=False)
@@ -34,4 +34,24 @@ def test_zoo_disentanglement_smoke(tmp_path, monkeypatch):
         assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
     finally:
         sys.modules.pop("zoo_disentanglement", None)
+        sys.modules.pop("common", None)
+
+
+@pytest.mark.slow  # about 30 s: 4 tiny fits and 3 loglik runs
+def test_zoo_objectives_smoke(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    monkeypatch.delenv("PROBGEN_DATA", raising=False)
+    module = importlib.import_module("zoo_objectives")
+    try:
+        out = tmp_path / "obj"
+        summary = module.main(["--smoke", "--out", str(out)])
+        assert [r["run"] for r in read_csv(out / "runs.csv")] == list(module.RUNS)
+        assert {r["run"] for r in read_csv(out / "covariance.csv")} == set(module.RUNS)
+        rows = read_csv(out / "loglik.csv")
+        iwae = {(r["run"], r["k"]): float(r["log_px"]) for r in rows if r["method"] == "iwae"}
+        elbo = {r["run"]: float(r["log_px"]) for r in rows if r["method"] == "elbo"}
+        assert all(iwae[(run, "10")] >= elbo[run] for run in elbo)  # same draws: IWAE_k >= their mean
+        assert summary["steps"] == 4
+    finally:
+        sys.modules.pop("zoo_objectives", None)
         sys.modules.pop("common", None)
