@@ -32,7 +32,7 @@ from digit_classifier import train_and_test
 
 from probgen.config import DataConfig
 from probgen.data import load_dataset, to_unit
-from probgen.pipelines.fit_cvae import load_cvae
+from probgen.models.cvae import load_cvae
 
 NAME = "r5_mnist_latent_study"
 FRACTIONS = (0.2, 0.5, 1.0)

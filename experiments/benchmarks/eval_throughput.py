@@ -13,7 +13,7 @@ in the same batches, and both end with FID's float64 statistics of the batch (su
 Inception uses the weights file when one is found (``--inception-weights``, $PROBGEN_INCEPTION_WEIGHTS,
 the torch hub cache), else random weights of the same architecture (speed does not depend on them).
 Timed passes alternate between the two sides so that machine noise hits both alike; rates are the
-medians over rounds. CPU always; the GPU too when there is one.
+medians over rounds. CPU always (unless ``--skip-cpu`` on a GPU machine); the GPU too when there is one.
 
     python experiments/benchmarks/eval_throughput.py [--num-images 64] [--batch-size 32] [--rounds 3]
 
@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per side, Inception")
     ap.add_argument("--domain-rounds", type=int, default=9, help="timed rounds per side, domain network")
     ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--skip-cpu", action="store_true", help="with a GPU, time the GPU only (the GPU suite's budget)")
     args = ap.parse_args()
 
     try:
@@ -168,6 +169,8 @@ def main() -> None:
     print(f"data: {data.source}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.skip_cpu and len(devices) > 1:
+        devices = devices[1:]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:

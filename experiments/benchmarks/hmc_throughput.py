@@ -49,8 +49,7 @@ from probgen.inference.elbo import make_elbo
 from probgen.inference.hmc import BatchedHMC, run_hmc
 from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.svi import hot_loop, svi_step
-from probgen.models.vae import VAE
-from probgen.pipelines.fit_vae import load_vae
+from probgen.models.vae import VAE, load_vae
 from probgen.utils.device import resolve_device
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

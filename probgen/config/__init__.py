@@ -8,20 +8,21 @@ raises :class:`~probgen.errors.UserError` naming the flag. One field walker
 Defaults are full training settings for a GPU; the README shows the flags for a quick CPU run.
 
     base.py         shared field helpers, device / data root / progress, RunConfig
-    data.py         DataConfig
+    data.py         DataConfig, DataInfoConfig, DataExtractConfig
     models.py       VAEConfig, AEConfig, CVAEConfig, VAEGANConfig, GANConfig
     train.py        TrainConfig, GANTrainConfig, PerfConfig
     objective.py    ObjectiveConfig (the VAE objective: beta-TCVAE, FactorVAE, DIP-VAE-II, capacity)
     fit.py          FitVAEConfig, FitAEConfig, FitCVAEConfig, FitVAEGANConfig, FitGANConfig
     eval.py         EvalConfig, EvalTargetConfig, EvaluateConfig
     loglik.py       LoglikConfig, ChainCheckConfig, DiagnoseConfig
-    plot.py, disentangle.py, sweep.py   the configs of those commands
+    plot.py         PlotConfig, PlotTargetConfig, SampleConfig
+    disentangle.py, sweep.py   the configs of those commands
     fields.py       the field walker
 """
 
 from probgen.config.base import DEVICES, RunConfig, check, choice
-from probgen.config.data import DataConfig
-from probgen.config.disentangle import DisentangleConfig
+from probgen.config.data import DataConfig, DataExtractConfig, DataInfoConfig
+from probgen.config.disentangle import DisentangleConfig, DisentangleTargetConfig
 from probgen.config.eval import EvalConfig, EvalTargetConfig, EvaluateConfig
 from probgen.config.fields import (
     Leaf,
@@ -42,8 +43,8 @@ from probgen.config.fit import FitAEConfig, FitCVAEConfig, FitGANConfig, FitVAEC
 from probgen.config.loglik import LOGLIK_METHODS, ChainCheckConfig, DiagnoseConfig, LoglikConfig
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
 from probgen.config.objective import OBJECTIVES, ObjectiveConfig
-from probgen.config.plot import PlotConfig
-from probgen.config.sweep import SweepConfig, SweepFlags
+from probgen.config.plot import FIGURES, PlotConfig, PlotTargetConfig, SampleConfig
+from probgen.config.sweep import SweepConfig, SweepFlags, sweep_flags
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
 
 __all__ = [
@@ -52,11 +53,15 @@ __all__ = [
     "ChainCheckConfig",
     "DEVICES",
     "DataConfig",
+    "DataExtractConfig",
+    "DataInfoConfig",
     "DiagnoseConfig",
     "DisentangleConfig",
+    "DisentangleTargetConfig",
     "EvalConfig",
     "EvalTargetConfig",
     "EvaluateConfig",
+    "FIGURES",
     "FitAEConfig",
     "FitCVAEConfig",
     "FitGANConfig",
@@ -71,9 +76,12 @@ __all__ = [
     "ObjectiveConfig",
     "PerfConfig",
     "PlotConfig",
+    "PlotTargetConfig",
     "RunConfig",
+    "SampleConfig",
     "SweepConfig",
     "SweepFlags",
+    "sweep_flags",
     "TrainConfig",
     "VAEConfig",
     "VAEGANConfig",

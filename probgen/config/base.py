@@ -16,9 +16,23 @@ from probgen.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def help_field(text: str, **kw: Any) -> Any:
-    """A dataclass field whose metadata carries the CLI help text."""
-    return field(metadata={"help": text}, **kw)
+def help_field(
+    text: str,
+    *,
+    short: str | None = None,
+    positional: bool = False,
+    required: bool = False,
+    nargs: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    **kw: Any,
+) -> Any:
+    """A dataclass field whose metadata carries its CLI form: help text, a short flag (``-n``), whether
+    it is positional or a required flag, ``nargs`` (``"+"``: space-separated values), argparse choices
+    and the metavar of its values.
+    """
+    cli = dict(short=short, positional=positional, required=required, nargs=nargs, choices=choices, metavar=metavar)
+    return field(metadata={"help": text, **{k: v for k, v in cli.items() if v}}, **kw)
 
 
 _help = help_field  # the short name the config modules use

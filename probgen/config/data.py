@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from probgen.config.base import _check, _choice, _help
 
@@ -33,3 +33,24 @@ class DataConfig:
         _check(self.image_size is None or self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
         _check(self.channels in (None, 1, 3), "channels", f"must be 1 or 3, got {self.channels}")
         _choice(self.binarize, "binarize", ("none", "static", "dynamic"))
+
+
+@dataclass
+class DataInfoConfig:
+    """`probgen data info`: the dataset to describe, and an optional grid of its training images."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    out: str | None = _help("PNG grid of training images to write (default: none)", default=None)
+    overwrite: bool = _help("replace --out if it exists", default=False)
+    num: int = _help("images in the grid", default=64)
+
+    def __post_init__(self) -> None:
+        _check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
+
+
+@dataclass
+class DataExtractConfig:
+    """`probgen data extract`: unpack a downloaded archive into the data root."""
+
+    archive: str = _help("the archive file, e.g. chest-xray-pneumonia.zip", default="", positional=True)
+    data_root: str | None = _help("folder to unpack into (default: $PROBGEN_DATA, then ./data)", default=None)

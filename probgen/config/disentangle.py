@@ -8,6 +8,15 @@ from probgen.config.base import _check, _help, check_device, data_root_field, de
 
 
 @dataclass
+class DisentangleTargetConfig:
+    """Which checkpoint `probgen disentangle` scores, and where it writes."""
+
+    ckpt: str = _help("checkpoint file (or its run directory)", default="", required=True)
+    out: str | None = _help("folder for disentanglement.json (default: the checkpoint's)", default=None)
+    overwrite: bool = _help("replace an existing disentanglement.json", default=False)
+
+
+@dataclass
 class DisentangleConfig:
     """`probgen disentangle`: disentanglement metrics of a VAE's encoder means from known factors."""
 

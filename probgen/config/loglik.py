@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
@@ -26,12 +27,28 @@ LOGLIK_METHODS = ("elbo", "iwae", "appendix-d", "ais")
 #: the results of ``--method bdmc`` (on points simulated from the model; not part of "all")
 BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 
+#: ``--budget``: the sampling settings it fills in (those not given), per device type. Measured on
+#: the README's dSprites model (docs/benchmarks.md, experiments/benchmarks/loglik_time_to_trust.py).
+BUDGETS: dict[str, dict[str, dict[str, int]]] = {
+    "cpu": {
+        "quick": {"chains": 4, "warmup": 200, "samples": 300, "ais_steps": 300, "iwae_samples": 1000},
+        "standard": {"chains": 4, "warmup": 300, "samples": 600, "ais_steps": 1000, "iwae_samples": 5000},
+        "thorough": {"chains": 8, "warmup": 500, "samples": 1000, "ais_steps": 3000, "iwae_samples": 20000},
+    },
+    "cuda": {
+        "quick": {"chains": 8, "warmup": 300, "samples": 500, "ais_steps": 1000, "iwae_samples": 5000},
+        "standard": {"chains": 16, "warmup": 500, "samples": 1000, "ais_steps": 3000, "iwae_samples": 20000},
+        "thorough": {"chains": 32, "warmup": 1000, "samples": 2000, "ais_steps": 10000, "iwae_samples": 100000},
+    },
+}
+BUDGET_FIELDS = ("chains", "warmup", "samples", "ais_steps", "iwae_samples")
+
 
 @dataclass
 class LoglikConfig:
     """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
 
-    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="")
+    ckpt: str = _help("VAE checkpoint file (or its run directory)", default="", required=True)
     split: str = _help("dataset split to evaluate", default="test")
     num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
     method: str = _help(
@@ -42,9 +59,18 @@ class LoglikConfig:
     sampler: str = _help(
         "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
     )
-    chains: int = _help("HMC chains per data point, also the number of AIS chains", default=8)
-    warmup: int = _help("HMC warm-up (adaptation) transitions per chain", default=500)
-    samples: int = _help("HMC draws per chain in each Appendix D stage (fit, then estimate)", default=1000)
+    budget: str = _help(
+        "quick, standard or thorough: chooses --chains, --warmup, --samples, --ais-steps and -k for the device "
+        "(CPU or GPU; docs/loglik.md lists them); a flag given explicitly wins",
+        default="standard",
+    )
+    chains: int | None = _help(
+        "HMC chains per data point, also the number of AIS chains (default: from --budget)", default=None
+    )
+    warmup: int | None = _help("HMC warm-up (adaptation) transitions per chain (default: from --budget)", default=None)
+    samples: int | None = _help(
+        "HMC draws per chain in each Appendix D stage (fit, then estimate) (default: from --budget)", default=None
+    )
     trajectory_length: float = _help(
         "HMC trajectory length in units of the adapted posterior scale (leapfrog steps = this / median step size); "
         "0: use --leapfrog-steps",
@@ -63,9 +89,11 @@ class LoglikConfig:
         "bits/dim comparable with the literature); --no-discretise: the continuous density",
         default=True,
     )
-    iwae_samples: int = _help("importance samples per data point for IWAE and the ELBO", default=5000)
+    iwae_samples: int | None = _help(
+        "importance samples per data point for IWAE and the ELBO (default: from --budget)", default=None, short="-k"
+    )
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
-    ais_steps: int = _help("AIS temperatures (sigmoid schedule), one HMC transition each", default=1000)
+    ais_steps: int | None = _help("AIS temperatures, one HMC transition each (default: from --budget)", default=None)
     points_per_batch: int = _help(
         "data points sampled together (all chains of a batch share each decoder call)", default=128
     )
@@ -89,19 +117,27 @@ class LoglikConfig:
         for m in self.method.replace(" ", "").split(","):
             _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
         _choice(self.sampler, "sampler", ("hmc", "nuts"))
-        _check(self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
-        _check(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
-        _check(self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
+        _choice(self.budget, "budget", tuple(BUDGETS["cpu"]))
+        _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
+        _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        _check(self.samples is None or self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
         _check(self.leapfrog_steps >= 1, "leapfrog_steps", f"must be >= 1, got {self.leapfrog_steps}")
         _check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
         _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
         _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
-        _check(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
+        k = self.iwae_samples
+        _check(k is None or k >= 1, "iwae_samples", f"must be >= 1, got {k}")
         _check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
-        _check(self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
+        _check(self.ais_steps is None or self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
         _check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
         _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
         check_device(self.device)
+
+    def resolved(self, device_type: str) -> LoglikConfig:
+        """This config with the settings left unset filled in from ``--budget`` for ``device_type``
+        (``cuda`` or anything else: the CPU table)."""
+        table = BUDGETS["cuda" if device_type == "cuda" else "cpu"][self.budget]
+        return dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k) is None})
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -116,6 +152,6 @@ class LoglikConfig:
 class DiagnoseConfig:
     """`probgen diagnose`: R-hat/ESS of the chains in a chains.nc."""
 
-    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="")
+    chains_file: str = _help("chains.nc written by `probgen loglik` (or its folder)", default="", positional=True)
     json: bool = _help("print the per-point diagnostics as JSON instead of the ArviZ summary", default=False)
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)

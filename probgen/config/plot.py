@@ -1,4 +1,4 @@
-"""`probgen plot`: latent-space figures of a checkpoint."""
+"""`probgen plot` (latent-space figures of a checkpoint) and `probgen sample` (a grid of samples)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,31 @@ from dataclasses import dataclass
 
 from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field
 
+#: the figures of `probgen plot`
+FIGURES = ("traversals", "manifold", "latents", "reconstructions")
+
+
+@dataclass
+class PlotTargetConfig:
+    """Which figure of which checkpoint `probgen plot` draws, and where it writes."""
+
+    figure: str = _help("which figure", default="traversals", positional=True, choices=FIGURES)
+    ckpt: str = _help("checkpoint file (or its run directory)", default="", required=True)
+    out: str | None = _help("PNG file to write (default: <run dir>/<figure>.png)", default=None)
+    overwrite: bool = _help("replace --out if it exists", default=False)
+
+    def __post_init__(self) -> None:
+        _choice(self.figure, "figure", FIGURES)
+
 
 @dataclass
 class PlotConfig:
     """`probgen plot traversals|manifold|latents|reconstructions`: latent-space figures of a checkpoint."""
 
     split: str = _help("data split whose images are encoded or reconstructed", default="test")
-    num_images: int = _help("reconstructions: images of the split, from its start (a fixed batch)", default=32)
+    num_images: int = _help(
+        "reconstructions: images of the split (a seeded batch showing every label or shape)", default=32
+    )
     nrow: int = _help("reconstructions: images per row", default=8)
     num_points: int = _help("latents: encode at most this many images of the split", default=2000)
     projection: str = _help("latents when latent_dim > 2: pca (of the means) or first (two dimensions)", default="pca")
@@ -42,4 +60,22 @@ class PlotConfig:
         _check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
         _check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
         _check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
+        check_device(self.device)
+
+
+@dataclass
+class SampleConfig:
+    """`probgen sample`: a grid of samples from a checkpoint of any model kind."""
+
+    ckpt: str = _help("checkpoint file (or its run directory)", default="", required=True)
+    num: int = _help("number of samples", default=100, short="-n")
+    out: str = _help("PNG file to write", default="", required=True)
+    nrow: int = _help("images per row", default=10)
+    seed: int = _help("random seed", default=0)
+    device: str = device_field()
+    overwrite: bool = _help("replace --out if it exists", default=False)
+
+    def __post_init__(self) -> None:
+        _check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
+        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
         check_device(self.device)

@@ -111,12 +111,16 @@ class PerfConfig:
     channels_last: bool = _help("NHWC memory layout for the conv nets and inputs", default=False)
     tf32: bool = _help("TensorFloat-32 matmuls and convolutions on Ampere+ GPUs (10-bit mantissa)", default=False)
     cudnn_benchmark: bool = _help("let cuDNN time its convolution algorithms (fixed shapes)", default=False)
-    amp: str = _help("mixed precision of the encoder/decoder nets: none or bf16 (ELBO terms stay fp32)", default="none")
+    amp: str = _help(
+        "mixed precision of the networks (encoder/decoder; G and D): none or bf16 (losses stay fp32)", default="none"
+    )
     compile: str = _help(
-        "torch.compile the encoder and decoder: none, default or reduce-overhead (CUDA graphs)", default="none"
+        "torch.compile the networks (encoder/decoder; G and D): none, default or reduce-overhead (CUDA graphs)",
+        default="none",
     )
     cuda_graph: bool = _help(
-        "capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it", default=False
+        "fit vae: capture the whole SVI step (Pyro tracing, backward, Adam) as one CUDA graph and replay it",
+        default=False,
     )
 
     def __post_init__(self) -> None:

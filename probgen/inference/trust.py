@@ -70,7 +70,7 @@ def cross_check(results: dict[str, LoglikResult], num_se: float = 3.0, tol: floa
 
     1. **Missed mode.** Where AIS is above Appendix D beyond the margin, the Appendix D point is
        flagged ``missed-mode``: AIS anneals from the prior and sees every basin, while chains that
-       saw one mode make Appendix D too low (the -3.5 nat point of docs/loglik.md had R-hat 1.002).
+       saw one mode make Appendix D too low (a dSprites point 3.5 nats low had R-hat 1.002).
     2. **Any lower above a trusted upper.** Then, for every lower estimator and every upper one that
        is still trusted on that point, a lower estimate above the upper beyond the margin flags both:
        the upper with its :data:`UPPER` reason (for Appendix D, ``missed-mode``: a mode the

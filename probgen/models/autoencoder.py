@@ -16,13 +16,19 @@ decodes draws from it. The statistics are buffers, so they travel in the checkpo
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from probgen.config import VAEConfig
+from probgen.config import FitAEConfig, VAEConfig
 from probgen.errors import UserError
 from probgen.models.nets import Decoder, conv_geometry, conv_layers, deconv_layers, encoder_trunk
 from probgen.models.vae import LIKELIHOODS, pixel_dist
+
+if TYPE_CHECKING:
+    from probgen.models.registry import LatentModel
 
 
 class Autoencoder(nn.Module):
@@ -99,3 +105,30 @@ class Autoencoder(nn.Module):
             raise UserError("--ckpt: this autoencoder's code density was not fitted yet (the run did not finish)")
         eps = torch.randn(n, *self.code_shape, generator=generator, device=self.code_mean.device)
         return self.mean_image(self.code_mean + self.code_std * eps)
+
+
+# --- the registry's view of the kind "ae" (probgen.models.registry) -------------------------------
+
+
+def autoencoder_from_checkpoint(ckpt: dict[str, Any], cfg: FitAEConfig) -> Autoencoder:
+    """The autoencoder stored in a loaded ``ae`` checkpoint."""
+    ae = Autoencoder(cfg.model, tuple(ckpt["image_shape"]), cfg.ae.bottleneck)
+    ae.load_state_dict(ckpt["state"]["model"])
+    return ae
+
+
+def load_autoencoder(
+    ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu"
+) -> tuple[Autoencoder, FitAEConfig]:
+    """Rebuild a trained autoencoder (eval mode) and its config from a checkpoint path or loaded dict."""
+    from probgen.models.registry import load_model
+
+    m = load_model(ckpt, device, kinds=("ae",))
+    return m.model, m.config
+
+
+def autoencoder_latent(ae: Autoencoder, cfg: FitAEConfig) -> LatentModel:
+    """Reconstructions only: a deterministic code has no posterior to encode or prior to decode from."""
+    from probgen.models.registry import LatentModel
+
+    return LatentModel(None, None, None, lambda x, y: ae.reconstruct(x), cfg)

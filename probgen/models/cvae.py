@@ -11,14 +11,22 @@ constant log p(y) = -log K. Generation picks the class: :meth:`CVAE.sample` take
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from torch import nn
 
-from probgen.config import VAEConfig
+from probgen.config import FitCVAEConfig, VAEConfig
+from probgen.data import ImageData, Split
+from probgen.errors import UserError
 from probgen.models.vae import VAE
+
+if TYPE_CHECKING:
+    from probgen.models.registry import LatentModel
 
 
 class CVAE(VAE):
@@ -94,3 +102,42 @@ class CVAE(VAE):
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         loc, _ = self.encode(x, y)
         return self.mean_image(loc, y)
+
+
+# --- the registry's view of the kind "cvae" (probgen.models.registry) -----------------------------
+
+
+def cvae_from_checkpoint(ckpt: dict[str, Any], cfg: FitCVAEConfig) -> CVAE:
+    """The conditional VAE stored in a loaded ``cvae`` checkpoint."""
+    assert cfg.cvae.num_classes is not None  # resolved when the run started
+    cvae = CVAE(cfg.model, tuple(ckpt["image_shape"]), cfg.cvae.num_classes)
+    cvae.load_state_dict(ckpt["state"]["model"])
+    return cvae
+
+
+def load_cvae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[CVAE, FitCVAEConfig]:
+    """Rebuild a trained conditional VAE (eval mode) and its config from a checkpoint path or loaded dict."""
+    from probgen.models.registry import load_model
+
+    m = load_model(ckpt, device, kinds=("cvae",))
+    return m.model, m.config
+
+
+def cvae_latent(cvae: CVAE, cfg: FitCVAEConfig) -> LatentModel:
+    """Encoder, decoder and reconstructions of a conditional VAE, each given the labels y (N,)."""
+    from probgen.models.registry import LatentModel
+
+    return LatentModel(cvae.latent_dim, cvae.encode, cvae.mean_image, cvae.reconstruct, cfg, cvae.num_classes)
+
+
+def split_labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor:
+    """The class labels (N,) a conditional VAE conditions on: the split's labels, else a generative factor."""
+    if split.labels is not None:
+        return split.labels.long()
+    if split.factor_classes is None:
+        raise UserError(f"--dataset: {data.name!r} has neither labels nor generative factors to condition on")
+    if label_factor not in data.factor_names:
+        raise UserError(
+            f"--label-factor: {data.name!r} has no factor {label_factor!r} (has: {', '.join(data.factor_names)})"
+        )
+    return split.factor_classes[:, data.factor_names.index(label_factor)].long()

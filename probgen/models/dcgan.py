@@ -11,11 +11,15 @@ Both sizes of the paper (32 and 64 px) and any other power of two from 16 to 256
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from probgen.config import GANConfig
+from probgen.config import FitGANConfig, GANConfig, from_dict
+from probgen.errors import UserError
 
 
 def _check_shape(image_shape: tuple[int, int, int]) -> int:
@@ -116,3 +120,59 @@ def sample_latent(
 def output_range(cfg: GANConfig) -> tuple[float, float]:
     """Pixel range of the generator's output, which is also the range the discriminator sees."""
     return (-1.0, 1.0) if cfg.output == "tanh" else (0.0, 1.0)
+
+
+# --- the registry's view of the kind "gan" (probgen.models.registry) ------------------------------
+
+
+def build_gan(cfg: GANConfig, image_shape: tuple[int, int, int]) -> tuple[Generator, Discriminator]:
+    """The untrained generator and discriminator for images of ``image_shape`` (C, H, W)."""
+    try:
+        return Generator(cfg, image_shape), Discriminator(cfg, image_shape)
+    except ValueError as exc:
+        raise UserError(f"--image-size: {exc} (resize with --image-size 32 or 64)") from None
+
+
+def _generator_state(ckpt: dict[str, Any], ema: bool) -> tuple[dict[str, Any], str]:
+    state = ckpt["state"]
+    if ema and "ema" in state:
+        return {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}, "ema"
+    return state["generator"], "generator"
+
+
+def generator_from_checkpoint(ckpt: dict[str, Any], cfg: FitGANConfig) -> Generator:
+    """The generator of a loaded ``gan`` checkpoint: its EMA copy when the run kept one."""
+    g = Generator(cfg.model, tuple(ckpt["image_shape"]))
+    g.load_state_dict(_generator_state(ckpt, ema=True)[0])
+    return g
+
+
+def load_generator(
+    ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu", ema: bool = True
+) -> tuple[Generator, FitGANConfig, str]:
+    """The trained generator (in eval mode), its config, and which one it is ("ema" or "generator")."""
+    from probgen.checkpoint import load_checkpoint
+
+    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="gan")
+    cfg = from_dict(FitGANConfig, data["config"])
+    g = Generator(cfg.model, tuple(data["image_shape"]))
+    state, which = _generator_state(data, ema)
+    g.load_state_dict(state)
+    return g.to(device).eval(), cfg, which
+
+
+def generator_sampler(g: Generator, cfg: GANConfig) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """``(n, generator) -> images in [0, 1] (n, C, H, W)``, the sampler contract of `probgen sample`."""
+    lo, hi = output_range(cfg)
+    device = next(g.parameters()).device
+
+    @torch.no_grad()
+    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
+        return (g(sample_latent(n, cfg, device, gen)) - lo) / (hi - lo)
+
+    return sample
+
+
+def gan_sampler(g: Generator, cfg: FitGANConfig) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """The registry's sampler of a loaded GAN: :func:`generator_sampler` with the run's model config."""
+    return generator_sampler(g, cfg.model)

@@ -12,14 +12,20 @@ training never reads, so several VAEs in one process never share weights by name
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from torch import nn
 
-from probgen.config import VAEConfig
+from probgen.config import FitVAEConfig, VAEConfig
 from probgen.models.nets import Decoder, Encoder
+
+if TYPE_CHECKING:
+    from probgen.models.registry import LatentModel
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 
@@ -116,3 +122,46 @@ class VAE(nn.Module):
         """Decode the encoder mean of x; mean images in [0, 1]."""
         loc, _ = self.encode(x)
         return self.mean_image(loc)
+
+
+# --- the registry's view of the kinds "vae" and "vaegan" (probgen.models.registry) ----------------
+
+
+def build_vae(cfg: FitVAEConfig, image_shape: tuple[int, int, int]) -> VAE:
+    """The untrained VAE of a fit config (a VAE-GAN's VAE too) for images of ``image_shape`` (C, H, W)."""
+    return VAE(cfg.model, image_shape)
+
+
+def vae_from_checkpoint(ckpt: dict[str, Any], cfg: FitVAEConfig) -> VAE:
+    """The VAE stored in a loaded ``vae`` or ``vaegan`` checkpoint (a VAE-GAN's without its discriminator)."""
+    vae = build_vae(cfg, tuple(ckpt["image_shape"]))
+    vae.load_state_dict(ckpt["state"]["model"])
+    return vae
+
+
+def load_vae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[VAE, FitVAEConfig]:
+    """Rebuild a trained VAE (in eval mode) and its config from a checkpoint path or loaded dict.
+
+    Accepts ``vae`` checkpoints and ``vaegan`` ones (whose VAE is used without its discriminator).
+    """
+    from probgen.models.registry import load_model
+
+    m = load_model(ckpt, device, kinds=VAE_KINDS, need="a VAE")
+    return m.model, m.config
+
+
+#: checkpoint kinds whose "model" state is a plain VAE
+VAE_KINDS = ("vae", "vaegan")
+
+
+def vae_latent(vae: VAE, cfg: FitVAEConfig) -> LatentModel:
+    """Encoder means/scales, decoder means and reconstructions of a VAE (labels ignored)."""
+    from probgen.models.registry import LatentModel
+
+    return LatentModel(
+        vae.latent_dim,
+        lambda x, y: vae.encode(x),
+        lambda z, y: vae.mean_image(z),
+        lambda x, y: vae.reconstruct(x),
+        cfg,
+    )

@@ -21,7 +21,7 @@ from probgen.config import DisentangleConfig, to_dict
 from probgen.data import load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.metrics.disentanglement import disentanglement_scores, varying_factors
-from probgen.pipelines.fit_vae import load_vae
+from probgen.models.vae import load_vae
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_json
 

@@ -19,24 +19,12 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitAEConfig, from_dict
+from probgen.config import FitAEConfig
 from probgen.data import to_unit
-from probgen.models.autoencoder import Autoencoder
+from probgen.models.autoencoder import Autoencoder, load_autoencoder  # noqa: F401  (load_autoencoder: moved there)
 from probgen.models.vae import resolve_likelihood
 from probgen.plots import save_grid
 from probgen.training.loop import Trainer, fit
-
-
-def load_autoencoder(
-    ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu"
-) -> tuple[Autoencoder, FitAEConfig]:
-    """Rebuild a trained autoencoder (eval mode) and its config from a checkpoint path or loaded dict."""
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="ae")
-    cfg = from_dict(FitAEConfig, data["config"])
-    ae = Autoencoder(cfg.model, tuple(data["image_shape"]), cfg.ae.bottleneck)
-    ae.load_state_dict(data["state"]["model"])
-    return ae.to(device).eval(), cfg
 
 
 def _row(nll_sum: float, n: int, pixels: int) -> dict[str, float]:

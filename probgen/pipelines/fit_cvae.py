@@ -14,36 +14,12 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitCVAEConfig, from_dict
-from probgen.data import ImageData, Split
+from probgen.config import FitCVAEConfig
+from probgen.data import Split
 from probgen.errors import UserError
-from probgen.models.cvae import CVAE
+from probgen.models.cvae import CVAE, load_cvae, split_labels  # noqa: F401  (load_cvae: moved there)
 from probgen.pipelines.fit_vae import VAETrainer
 from probgen.training.loop import fit
-
-
-def split_labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor:
-    """The split's labels (N,) int64: its own, else the class of generative factor ``label_factor``."""
-    if split.labels is not None:
-        return split.labels.long()
-    if split.factor_classes is None:
-        raise UserError(f"--dataset: {data.name!r} has neither labels nor generative factors to condition on")
-    if label_factor not in data.factor_names:
-        raise UserError(
-            f"--label-factor: {data.name!r} has no factor {label_factor!r} (has: {', '.join(data.factor_names)})"
-        )
-    return split.factor_classes[:, data.factor_names.index(label_factor)].long()
-
-
-def load_cvae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[CVAE, FitCVAEConfig]:
-    """Rebuild a trained conditional VAE (eval mode) and its config from a checkpoint path or loaded dict."""
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="cvae")
-    cfg = from_dict(FitCVAEConfig, data["config"])
-    assert cfg.cvae.num_classes is not None  # resolved when the run started
-    cvae = CVAE(cfg.model, tuple(data["image_shape"]), cfg.cvae.num_classes)
-    cvae.load_state_dict(data["state"]["model"])
-    return cvae.to(device).eval(), cfg
 
 
 class CVAETrainer(VAETrainer):

@@ -24,11 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitGANConfig, GANConfig, from_dict, to_dict
+from probgen.config import FitGANConfig, to_dict
 from probgen.errors import UserError
 from probgen.metrics.harness import Harness
-from probgen.models.dcgan import Discriminator, Generator, output_range, sample_latent
+from probgen.models.dcgan import build_gan, generator_sampler, output_range, sample_latent
 from probgen.plots import plot_curves, save_grid
 from probgen.training.ddp import ddp_module, global_batch_rows, sync_batchnorm
 from probgen.training.ema import DeviceEMA
@@ -47,42 +46,6 @@ RESUMABLE_FIELDS = {
     "perf": LOOP_RESUMABLE["perf"],
 }
 LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")  # d_*: mean D output (probability) on real / generated
-
-
-def build_gan(cfg: GANConfig, image_shape: tuple[int, int, int]) -> tuple[Generator, Discriminator]:
-    try:
-        return Generator(cfg, image_shape), Discriminator(cfg, image_shape)
-    except ValueError as exc:
-        raise UserError(f"--image-size: {exc} (resize with --image-size 32 or 64)") from None
-
-
-def load_generator(
-    ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu", ema: bool = True
-) -> tuple[Generator, FitGANConfig, str]:
-    """The trained generator (in eval mode), its config, and which one it is ("ema" or "generator")."""
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind="gan")
-    cfg = from_dict(FitGANConfig, data["config"])
-    g = Generator(cfg.model, tuple(data["image_shape"]))
-    state = data["state"]
-    if ema and "ema" in state:
-        g.load_state_dict({k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")})
-        which = "ema"
-    else:
-        g.load_state_dict(state["generator"])
-        which = "generator"
-    return g.to(device).eval(), cfg, which
-
-
-def generator_sampler(g: Generator, cfg: GANConfig) -> Any:
-    """``(n, generator) -> images in [0, 1] (n, C, H, W)``, the sampler contract of `probgen sample`."""
-    lo, hi = output_range(cfg)
-    device = next(g.parameters()).device
-
-    @torch.no_grad()
-    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
-        return (g(sample_latent(n, cfg, device, gen)) - lo) / (hi - lo)
-
-    return sample
 
 
 class GANTrainer(Trainer):

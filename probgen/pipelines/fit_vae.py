@@ -21,13 +21,12 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import load_checkpoint
-from probgen.config import FitVAEConfig, FitVAEGANConfig, ObjectiveConfig, from_dict
+from probgen.config import FitVAEConfig, ObjectiveConfig
 from probgen.data import to_unit
 from probgen.errors import UserError
 from probgen.inference.schedules import beta_at
 from probgen.inference.svi import svi_step
-from probgen.models.vae import VAE, resolve_likelihood
+from probgen.models.vae import VAE, build_vae, load_vae, resolve_likelihood
 from probgen.plots import save_grid
 from probgen.training.ddp import distributed_loss, sync_batchnorm
 from probgen.training.loop import RESUMABLE_FIELDS, Trainer, fit
@@ -37,27 +36,6 @@ from probgen.training.perf import adam_kwargs, make_train_step
 log = logging.getLogger("probgen")
 
 __all__ = ["RESUMABLE_FIELDS", "VAETrainer", "build_vae", "evaluate_elbo", "fit_vae", "load_vae"]
-
-# Checkpoint kinds whose "model" state is a plain VAE, and the config class of each.
-VAE_KINDS: dict[str, type] = {"vae": FitVAEConfig, "vaegan": FitVAEGANConfig}
-
-
-def build_vae(cfg: FitVAEConfig, image_shape: tuple[int, int, int]) -> VAE:
-    return VAE(cfg.model, image_shape)
-
-
-def load_vae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cpu") -> tuple[VAE, FitVAEConfig]:
-    """Rebuild a trained VAE (in eval mode) and its config from a checkpoint path or loaded dict.
-
-    Accepts ``vae`` checkpoints and ``vaegan`` ones (whose VAE is used without its discriminator).
-    """
-    data = ckpt if isinstance(ckpt, dict) else load_checkpoint(ckpt, kind=tuple(VAE_KINDS))
-    if data.get("kind") not in VAE_KINDS:
-        raise UserError(f"--ckpt: holds a {data.get('kind')!r} model, but this command needs a VAE")
-    cfg = from_dict(VAE_KINDS[data["kind"]], data["config"])
-    vae = build_vae(cfg, tuple(data["image_shape"]))
-    vae.load_state_dict(data["state"]["model"])
-    return vae.to(device).eval(), cfg
 
 
 @torch.no_grad()

@@ -52,7 +52,8 @@ from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
 from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
-from probgen.pipelines.fit_vae import load_vae
+from probgen.models.vae import load_vae
+from probgen.pipelines.loglik_plan import estimate as estimate_time
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
@@ -308,6 +309,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     ckpt = dist.from_main(lambda: load_checkpoint(ckpt_path, kind="vae"))
     out = dist.from_main(lambda: _prepare_out(cfg, ckpt_path))
     device = dist.device(resolve_device(cfg.device))
+    cfg = cfg.resolved(device.type)  # --budget fills in the sampling settings not given
     pyro.set_rng_seed(cfg.seed)
     vae, fit_cfg = load_vae(ckpt, device)
     vae.requires_grad_(False)  # gradients w.r.t. z only
@@ -333,9 +335,17 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     batches = batches[mine.start : mine.stop]  # this rank's batches (all of them in a single process)
     settings = _settings(cfg, ckpt_path)
     store = dist.from_main(lambda: PartialStore.open(out / PARTIAL, settings, overwrite=cfg.overwrite))
-    done = sum(store.get(_batch_key(lo)) is not None for lo in batches) if dist.is_main else 0
-    if done:
-        log.info("continuing %s: %d of %d batches were already done", out, done, len(batches))
+    kept = set(store.keys())
+    todo = [lo for lo in batches if _batch_key(lo) not in kept]
+    if len(todo) < len(batches):
+        log.info("continuing %s: %d of %d batches were already done", out, len(batches) - len(todo), len(batches))
+    estimate = None
+    if todo and dist.is_main:  # time a few decoder gradients on the first batch to do, then extrapolate
+        x = to_unit(split.images[todo[0] : min(todo[0] + cfg.points_per_batch, n)]).to(device)
+        points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
+        seconds, line = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
+        estimate = {"seconds": seconds, "points": points, "line": line}
+        log.info("%s", line)
     finished = 0
     try:
         with progress(total=len(batches), desc="data batches", enabled=cfg.progress and dist.is_main) as bar:
@@ -347,7 +357,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
                     pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
                     x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
                     res, run = _run_batch(cfg, vae, x)
-                    store.put(_batch_key(lo), _batch_to_dict(res, run))
+                    if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
+                        store.put(_batch_key(lo), _batch_to_dict(res, run))
                 for m, r in res.items():
                     parts.setdefault(m, []).append(r)
                 if run is not None:
@@ -421,6 +432,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         {
             "warnings": warnings,
             "seconds": seconds,
+            "estimate": estimate,
             "world_size": dist.world_size,
             "config": to_dict(cfg),
             "environment": environment_info(device),

@@ -21,65 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from probgen import plots
-from probgen.checkpoint import load_checkpoint
-from probgen.config import PlotConfig
+from probgen.config import FIGURES, PlotConfig
 from probgen.data import ImageData, Split, load_dataset, to_unit
 from probgen.errors import UserError
+from probgen.models.cvae import split_labels
+from probgen.models.registry import load_model
 from probgen.utils.device import resolve_device
 
 log = logging.getLogger("probgen")
-FIGURES = ("traversals", "manifold", "latents", "reconstructions")
-LATENT_KINDS = ("vae", "vaegan", "cvae")
-
-
-@dataclass
-class LatentModel:
-    """What the figures need from a checkpoint, whatever its kind.
-
-    ``encode(x, y) -> (loc, scale)`` (N, D) each; ``decode(z, y) -> mean images``; y is the label
-    (N,) for a conditional VAE and ignored otherwise. ``reconstruct(x, y) -> images``.
-    """
-
-    kind: str
-    latent_dim: int | None
-    encode: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]] | None
-    decode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None
-    reconstruct: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
-    config: Any
-    num_classes: int | None = None
-
-
-def load_latent_model(ckpt: dict[str, Any], device: torch.device) -> LatentModel:
-    kind = ckpt["kind"]
-    if kind in ("vae", "vaegan"):
-        from probgen.pipelines.fit_vae import load_vae
-
-        vae, cfg = load_vae(ckpt, device)
-        return LatentModel(
-            kind,
-            vae.latent_dim,
-            lambda x, y: vae.encode(x),
-            lambda z, y: vae.mean_image(z),
-            lambda x, y: vae.reconstruct(x),
-            cfg,
-        )
-    if kind == "cvae":
-        from probgen.pipelines.fit_cvae import load_cvae
-
-        cvae, cfg = load_cvae(ckpt, device)
-        return LatentModel(kind, cvae.latent_dim, cvae.encode, cvae.mean_image, cvae.reconstruct, cfg, cvae.num_classes)
-    from probgen.pipelines.fit_ae import load_autoencoder
-
-    ae, cfg = load_autoencoder(ckpt, device)
-    return LatentModel(kind, None, None, None, lambda x, y: ae.reconstruct(x), cfg)
+LATENT_KINDS = ("vae", "vaegan", "cvae")  # kinds with an encoder and a prior; an autoencoder has reconstructions only
 
 
 def _labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor | None:
@@ -96,8 +51,7 @@ class _Figures:
     def __init__(self, ckpt_path: str | Path, cfg: PlotConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        ckpt = load_checkpoint(ckpt_path, kind=(*LATENT_KINDS, "ae"))
-        self.m = load_latent_model(ckpt, self.device)
+        self.m = load_model(ckpt_path, self.device, kinds=(*LATENT_KINDS, "ae")).latent()
         data_cfg = self.m.config.data
         if cfg.data_root is not None:
             data_cfg = dataclasses.replace(data_cfg, data_root=cfg.data_root)
@@ -113,8 +67,6 @@ class _Figures:
     def _split(self) -> tuple[Split, torch.Tensor | None]:
         split = self.data.split(self.cfg.split)
         if self.m.kind == "cvae":
-            from probgen.pipelines.fit_cvae import split_labels
-
             return split, split_labels(self.data, split, self.m.config.cvae.label_factor)
         return split, _labels(self.data, split, self.cfg.label_factor)
 

@@ -25,16 +25,10 @@ import json
 import logging
 import re
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from probgen.config import (
-    FitAEConfig,
-    FitCVAEConfig,
-    FitGANConfig,
-    FitVAEConfig,
-    FitVAEGANConfig,
     Leaf,
     leaf_map,
     replace_leaves,
@@ -42,6 +36,8 @@ from probgen.config import (
 )
 from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
+from probgen.models.registry import KINDS
+from probgen.pipelines.fit import fit_function
 from probgen.plots import plot_runs
 from probgen.training.guards import Interrupted
 from probgen.utils.io import read_csv, write_csv, write_json
@@ -50,36 +46,15 @@ from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
-CONFIGS: dict[str, type] = {
-    "vae": FitVAEConfig,
-    "ae": FitAEConfig,
-    "cvae": FitCVAEConfig,
-    "vaegan": FitVAEGANConfig,
-    "gan": FitGANConfig,
-}
+
+def sweep_config_class(kind: str) -> type:
+    """The fit config class of model kind ``kind`` (from the registry); an unknown kind names ``--kind``."""
+    if kind not in KINDS:
+        raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(KINDS)})")
+    return KINDS[kind].config
+
+
 _UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
-
-
-def _fit_function(kind: str) -> Callable[[Any], Path]:
-    if kind == "vae":
-        from probgen.pipelines.fit_vae import fit_vae
-
-        return fit_vae
-    if kind == "ae":
-        from probgen.pipelines.fit_ae import fit_ae
-
-        return fit_ae
-    if kind == "cvae":
-        from probgen.pipelines.fit_cvae import fit_cvae
-
-        return fit_cvae
-    if kind == "gan":
-        from probgen.pipelines.fit_gan import fit_gan
-
-        return fit_gan
-    from probgen.pipelines.fit_vaegan import fit_vaegan
-
-    return fit_vaegan
 
 
 # --- the grid ---------------------------------------------------------------------------------------
@@ -212,7 +187,7 @@ def _run_one(kind: str, cfg: Any, run_dir: Path) -> str:
     started = state == "started"
     run = dataclasses.replace(cfg.run, out=str(run_dir), resume=started, overwrite=False)
     log.info("sweep: %s %s", "resuming" if started else "starting", run_dir.name)
-    _fit_function(kind)(dataclasses.replace(cfg, run=run))
+    fit_function(kind)(dataclasses.replace(cfg, run=run))
     return "done"
 
 
@@ -223,8 +198,7 @@ def sweep(kind: str, base: Any, grid: dict[str, list[Any]], out: str | Path) -> 
     cannot change) are recorded in the table and the sweep goes on; the sweep then ends with a
     UserError naming them. Ctrl-C stops the sweep after the current run's checkpoint.
     """
-    if kind not in CONFIGS:
-        raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(CONFIGS)})")
+    sweep_config_class(kind)
     require_tensorboard(base.run.tensorboard)  # not once per run
     out = Path(out)
     if out.exists() and not out.is_dir():

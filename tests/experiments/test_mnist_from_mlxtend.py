@@ -13,7 +13,7 @@ import torch
 from probgen.config import DataConfig
 from probgen.data import load_dataset
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 @pytest.fixture
