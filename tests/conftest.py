@@ -1,4 +1,4 @@
-"""Shared test helpers: tiny configs that train in seconds on 2 CPU cores."""
+"""Shared fixtures. Tiny configs and flags live in tests/factories.py (test modules import that, never this)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,7 @@ from pathlib import Path
 import pytest
 
 from probgen.config import DataConfig, FitVAEConfig, RunConfig, TrainConfig, VAEConfig
-
-TINY_FLAGS = [
-    "--dataset", "dsprites", "--limit", "320", "--conv-channels", "8,8,8,8", "--hidden-dims", "32",
-    "--latent-dim", "4", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
-]  # fmt: skip
-
-#: `probgen fit` arguments of a 16 px dSprites VAE: 144 training images, 9 steps of 16 per epoch
-SMALL_FIT_VAE = [
-    "vae", "--dataset", "dsprites", "--limit", "160", "--image-size", "16", "--conv-channels", "4,4",
-    "--hidden-dims", "16", "--latent-dim", "2", "--batch-size", "16", "--no-progress",
-]  # fmt: skip
-
-
-def tiny_vae_config(out: Path, **train: object) -> FitVAEConfig:
-    """A dSprites VAE small enough for unit tests (procedural data, 320 images)."""
-    t = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 2e-3, "checkpoint_every": 1000, **train}
-    return FitVAEConfig(
-        data=DataConfig(dataset="dsprites", limit=320, data_root=str(out.parent / "no-data")),
-        model=VAEConfig(conv_channels=(8, 8, 8, 8), hidden_dims=(32,), latent_dim=4),
-        train=TrainConfig(**t),  # type: ignore[arg-type]
-        run=RunConfig(out=str(out), progress=False),
-    )
+from tests.factories import SMALL_FIT_VAE, TINY_FLAGS, tiny_vae_config  # noqa: F401  (older imports)
 
 
 @pytest.fixture(autouse=True)

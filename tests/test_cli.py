@@ -69,7 +69,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path, monkey
 
 
 def test_quiet_silences_info_on_stderr_but_log_txt_keeps_it(tmp_path, capsys):
-    from tests.conftest import TINY_FLAGS
+    from tests.factories import TINY_FLAGS
 
     out = tmp_path / "run"
     capsys.readouterr()

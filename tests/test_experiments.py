@@ -17,7 +17,7 @@ from torchvision.datasets import CIFAR10
 
 from probgen.checkpoint import load_checkpoint
 from probgen.utils.io import read_csv
-from tests.conftest import SMALL_FIT_VAE
+from tests.factories import SMALL_FIT_VAE
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 CHECKED = [

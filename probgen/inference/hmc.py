@@ -64,6 +64,11 @@ class BatchedHMC(MCMCKernel):
         scale: a trajectory of ~pi/2 to pi decorrelates a Gaussian; a fixed ``num_steps`` with a small
         adapted step size makes a random walk instead.
     :param max_num_steps: cap on the number of leapfrog steps chosen from ``trajectory_length``.
+    :param per_point_steps: with ``trajectory_length``, give every data point its own number of
+        leapfrog steps, ``trajectory_length / its step size`` (capped): the batched loop runs the
+        largest of them and points that have made theirs are frozen (steps of size 0, an exact
+        identity), so each point's kernel stays reversible. Without it all points share the count
+        from the median step size, and a point whose step size is far below the median random-walks.
     :param adapt_step_size: dual averaging per data point during warm-up, frozen afterwards.
     :param adapt_mass_matrix: diagonal inverse mass per data point from the warm-up windows.
     :param target_accept_prob: target of the step-size adaptation.
@@ -81,6 +86,7 @@ class BatchedHMC(MCMCKernel):
         num_steps: int = 10,
         trajectory_length: float | None = None,
         max_num_steps: int = 256,
+        per_point_steps: bool = True,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         target_accept_prob: float = 0.8,
@@ -112,6 +118,8 @@ class BatchedHMC(MCMCKernel):
         self.num_steps = num_steps
         self.trajectory_length = trajectory_length
         self.max_num_steps = max_num_steps
+        self.per_point_steps = per_point_steps
+        self.steps_per_point: torch.Tensor | None = None  # (N,) long, with per_point_steps
         self.adapt_step_size = adapt_step_size
         self.adapt_mass_matrix = adapt_mass_matrix
         self.target_accept_prob = target_accept_prob
@@ -204,8 +212,15 @@ class BatchedHMC(MCMCKernel):
         self._update_num_steps()
 
     def _update_num_steps(self) -> None:
-        """num_steps from trajectory_length / median step size (one host sync; outside transitions)."""
-        if self.trajectory_length is not None:
+        """num_steps from trajectory_length / step size, per point or at the median (one host sync;
+        outside transitions). With per-point steps, ``num_steps`` is their maximum (the loop length)."""
+        if self.trajectory_length is None:
+            return
+        if self.per_point_steps:
+            per = torch.ceil(self.trajectory_length / self.step_size).clamp(1, self.max_num_steps).long()
+            self.steps_per_point = per
+            self.num_steps = int(per.max())
+        else:
             eps = float(self.step_size.median())
             self.num_steps = max(1, min(self.max_num_steps, math.ceil(self.trajectory_length / eps)))
 
@@ -229,10 +244,11 @@ class BatchedHMC(MCMCKernel):
             self._state,
             self.potential_fn,
             self.step_size,
-            self.num_steps,
+            self.num_steps if self.steps_per_point is None else self.steps_per_point,
             self.inverse_mass,
             self.jitter,
             self.max_energy_error,
+            max_steps=self.num_steps,
         )
         self._state = state
         self._calls += self.num_steps
@@ -295,6 +311,7 @@ class BatchedHMC(MCMCKernel):
             "acceptance rate per point": acc.mean((0, 1)) if acc.numel() else None,
             "step size": self.step_size,
             "num steps": self.num_steps,
+            "num steps per point": self.steps_per_point,
         }
 
     def cleanup(self) -> None:
@@ -307,7 +324,9 @@ class HMCResult:
 
     samples (C, S, N, D); potential U(z) = -log p(z, x) of each draw (C, S, N) in nats; accept_prob and
     diverging (C, S, N) per post-warm-up transition; the frozen step_size (N,) and inverse_mass (N, D) or
-    None; num_grad_evals per (chain, point), warm-up included; num_steps, the frozen leapfrog steps.
+    None; num_grad_evals per (chain, point), warm-up included (batched decoder calls: a frozen point
+    of a per-point trajectory is evaluated too); num_steps, the frozen leapfrog steps (with per-point
+    steps their maximum) and steps_per_point (N,) or None.
     """
 
     samples: torch.Tensor
@@ -318,6 +337,7 @@ class HMCResult:
     inverse_mass: torch.Tensor | None
     num_grad_evals: int
     num_steps: int = 0
+    steps_per_point: torch.Tensor | None = None
 
     @property
     def accept_rate(self) -> torch.Tensor:
@@ -371,4 +391,5 @@ def run_hmc(
         inverse_mass=kernel.inverse_mass,
         num_grad_evals=kernel.num_grad_evals,
         num_steps=kernel.num_steps,
+        steps_per_point=kernel.steps_per_point,
     )

@@ -65,12 +65,21 @@ def hmc_transition(
     state: HMCState,
     potential_fn: PotentialFn,
     step_size: torch.Tensor,
-    num_steps: int,
+    num_steps: int | torch.Tensor,
     inverse_mass: torch.Tensor | None = None,
     jitter: float = 0.0,
     max_energy_error: float = 1000.0,
+    max_steps: int | None = None,
 ) -> tuple[HMCState, torch.Tensor, torch.Tensor]:
     """One HMC transition of every (chain, data point) pair, each with its own accept test.
+
+    ``num_steps`` is one number of leapfrog steps for all, or a tensor (N,) or (C, N) of per-point
+    numbers: then the loop runs ``max_steps`` (default: their maximum, one host read) steps, and a
+    point that has made its own number of steps takes steps of size 0 from then on, which leave its
+    position and momentum exactly unchanged (frozen). Each point's trajectory is thus exactly
+    ``num_steps[n]`` leapfrog steps of its own size, a reversible, volume-preserving map, and its
+    Metropolis test keeps its posterior invariant. Pass ``max_steps`` to keep the transition free of
+    host syncs.
 
     ``step_size`` is (N,) or (C, N) and is multiplied by a factor uniform in [1 - jitter, 1 + jitter]
     drawn per (chain, point), which breaks the periodic orbits of a fixed trajectory length.
@@ -93,9 +102,17 @@ def hmc_transition(
 
     summed = _Summed(potential_fn)
     with pyro.validation_enabled(False):  # a diverging point may produce NaN parameters; it is rejected below
-        z_new, r_new, g_new, _ = velocity_verlet(
-            {"z": z}, {"z": r}, summed, kinetic_grad, eps, num_steps, z_grads={"z": state.grad}
-        )
+        if isinstance(num_steps, torch.Tensor):
+            steps = num_steps.expand(z.shape[:2]).unsqueeze(-1)  # (C, N, 1)
+            total = int(num_steps.max()) if max_steps is None else max_steps
+            z_new, r_new, g_new = {"z": z}, {"z": r}, {"z": state.grad}
+            for i in range(total):
+                moving = eps * (steps > i)  # frozen points step by 0: an exact identity
+                z_new, r_new, g_new, _ = velocity_verlet(z_new, r_new, summed, kinetic_grad, moving, 1, z_grads=g_new)
+        else:
+            z_new, r_new, g_new, _ = velocity_verlet(
+                {"z": z}, {"z": r}, summed, kinetic_grad, eps, num_steps, z_grads={"z": state.grad}
+            )
     u_new = summed.potential
     delta = u_new + _kinetic(r_new["z"], inverse_mass) - energy0  # (C, N)
     delta = torch.where(torch.isnan(delta), torch.full_like(delta, math.inf), delta)

@@ -2,6 +2,7 @@ import pyro
 import pytest
 import torch
 
+from probgen.inference.ais import ais
 from probgen.inference.appendix_d import (
     appendix_d,
     appendix_d_from_samples,
@@ -10,6 +11,7 @@ from probgen.inference.appendix_d import (
     overdispersed_init,
 )
 from probgen.inference.hmc import HMCResult
+from probgen.inference.trust import cross_check
 from tests.inference.bimodal import Bimodal
 from tests.inference.ppca import PPCA
 
@@ -78,7 +80,9 @@ def test_overdispersed_starts_find_both_modes_and_the_estimate_matches_quadratur
     clear = (quad["mass_right"] > 0.1) & (quad["mass_right"] < 0.9)
     assert clear.sum() >= 2 and (result.per_point["num_modes"][clear] == 2).all()
     assert (err.abs() < 3 * result.se + 0.05).all() and err.abs().max() < 0.5
-    assert result.flags == [[]] * 4
+    # chains in different modes do not fire rhat (it is computed within modes); 200 draws per chain
+    # leave the within-mode R-hat of a 1- or 2-chain mode near its 1.01 threshold, so one point may
+    assert sum(bool(f) for f in result.flags) <= 1 and all(set(f) <= {"rhat", "ess"} for f in result.flags)
 
 
 def test_appendix_d_se_matches_the_spread_over_repeats():
@@ -93,3 +97,19 @@ def test_appendix_d_se_matches_the_spread_over_repeats():
     se = float(result.se.square().mean().sqrt())
     assert 1 / 1.5 < spread / se < 1.5
     assert (result.log_px - m.log_evidence(x)).mean().abs() < 4 * spread / 120**0.5 + 0.005
+
+
+@pytest.mark.slow  # ~5 s on an idle 2-core CPU, 40 s under load: the AIS must be precise to ~0.15 nats
+def test_encoder_only_starts_are_right_or_flagged_by_the_ais_cross_check():
+    # every chain from an encoder that knows one mode: Appendix D misses the other mode's mass, every
+    # chain diagnostic passes, and only the AIS cross-check can tell; no point may be silently wrong
+    pyro.set_rng_seed(3)
+    m, x, quad = _bimodal_points(seed=3)
+    target = m.target(x)
+    result, _ = appendix_d(target, m.encoder(x).sample((4,)), 100, 200, trajectory_length=2.0)
+    err = result.log_px - quad["log_px"]
+    assert (err < -0.5).sum() >= 2  # the failure this test is about happens
+    cross_check({"appendix-d": result, "ais": ais(target, num_chains=32, num_steps=1000, leapfrog_steps=5)})
+    wrong = err.abs() > torch.maximum(3 * result.se, torch.tensor(0.5))
+    assert all(result.flags[i] for i in wrong.nonzero().flatten().tolist())
+    assert "missed-mode" in result.flag_counts()

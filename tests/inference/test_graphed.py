@@ -15,7 +15,7 @@ from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.perf import make_train_step
-from tests.conftest import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae_config
 
 
 def _vae(device: str) -> VAE:

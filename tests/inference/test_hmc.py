@@ -151,7 +151,41 @@ def test_trajectory_length_sets_the_number_of_leapfrog_steps():
     x = m.simulate(3)
     target = m.target(x)
     run = run_hmc(target.potential(), target.sample_prior(2), 100, 50, trajectory_length=2.0, max_num_steps=64)
-    assert run.num_steps == min(64, math.ceil(2.0 / float(run.step_size.median())))
+    expected = torch.ceil(2.0 / run.step_size).clamp(1, 64).long()  # each point its own, by default
+    assert torch.equal(run.steps_per_point, expected) and run.num_steps == int(expected.max())
+    shared = run_hmc(
+        target.potential(),
+        target.sample_prior(2),
+        100,
+        5,
+        trajectory_length=2.0,
+        max_num_steps=64,
+        per_point_steps=False,
+    )
+    assert shared.steps_per_point is None
+    assert shared.num_steps == min(64, math.ceil(2.0 / float(shared.step_size.median())))
     mean, cov = m.posterior(x)
     z_mean, z_var, _ = _moment_zscores(run.samples, mean, cov)
     assert z_mean.abs().max() < 4.5 and z_var.abs().max() < 4.5
+
+
+def test_per_point_trajectories_run_without_host_sync(monkeypatch):
+    m = PPCA.random(obs_dim=5, latent_dim=2)
+    target = from_pyro_model(m.model, m.simulate(3))
+    kernel = BatchedHMC(potential_fn=target.potential(), trajectory_length=1.5, max_num_steps=16)
+    kernel.initial_params = {"z": target.sample_prior(2)}
+    kernel.setup(warmup_steps=30)
+    params = kernel.initial_params
+    for _ in range(30):  # warm-up reads the step counts back every 25 transitions and at its end
+        params = kernel.sample(params)
+    assert kernel.steps_per_point.shape == (3,) and kernel.num_steps == int(kernel.steps_per_point.max())
+
+    def sync(*args, **kwargs):
+        raise AssertionError("host sync inside an HMC transition")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    for _ in range(5):
+        params = kernel.sample(params)
+    monkeypatch.undo()
+    assert params["z"].shape == (2, 3, 2)

@@ -4,7 +4,7 @@ import pytest
 
 from probgen.cli import main
 from probgen.pipelines.fit_vae import fit_vae
-from tests.conftest import tiny_vae_config
+from tests.factories import tiny_vae_config
 
 
 @pytest.fixture(scope="module")

@@ -5,34 +5,19 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
-from probgen.config import DataConfig, EvalConfig, FitGANConfig, GANConfig, GANTrainConfig, PerfConfig, RunConfig
+from probgen.config import GANTrainConfig, PerfConfig
 from probgen.errors import UserError
 from probgen.pipelines.fit_gan import fit_gan
 from probgen.utils.io import read_csv
+from tests.factories import GAN_FLAGS, tiny_gan_config
 
 # 160 images at 32 px: 144 train / 32 per batch = 4 steps per epoch.
-GAN_FLAGS = [
-    "--dataset", "dsprites", "--limit", "160", "--image-size", "32", "--g-channels", "4", "--d-channels", "4",
-    "--latent-dim", "8", "--batch-size", "32", "--num-samples", "64", "--domain-steps", "10", "--kid-subsets", "10",
-    "--no-progress",
-]  # fmt: skip
 
 
 RUN_FILES = {
     "config.json", "checkpoint.pt", "best.pt", "losses.csv", "loss_curves.png", "samples_epoch_1.png", "samples.png",
     "eval_history.csv", "eval_curve.png", "eval.json", "metrics.json", "log.txt",
 }  # fmt: skip
-
-
-def tiny_gan_config(out, cache, model=None, **train):
-    t = {"epochs": 2, "batch_size": 32, "checkpoint_every": 1000, "sample_epochs": (1,), **train}
-    return FitGANConfig(
-        data=DataConfig(dataset="dsprites", limit=160, image_size=32, data_root=str(out.parent / "no-data")),
-        model=GANConfig(latent_dim=8, g_channels=4, d_channels=4, **(model or {})),
-        train=GANTrainConfig(**t),
-        eval=EvalConfig(num_samples=64, domain_steps=10, cache_dir=str(cache), feature_batch_size=64, metrics=("fid",)),
-        run=RunConfig(out=str(out), progress=False),
-    )
 
 
 def test_cli_run_writes_every_file_and_eval_and_sample_read_it(tmp_path, capsys):

@@ -12,7 +12,7 @@ from probgen.config import ObjectiveConfig
 from probgen.errors import UserError
 from probgen.pipelines.fit_vae import fit_vae, load_vae
 from probgen.utils.io import read_csv
-from tests.conftest import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ from probgen.errors import UserError
 from probgen.models.vae import load_vae
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.utils.io import read_csv
-from tests.conftest import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae_config
 
 RUN_FILES = {
     "config.json", "checkpoint.pt", "losses.csv", "metrics.json", "samples.png", "reconstructions.png",

@@ -1,24 +1,10 @@
 """`probgen fit ae | cvae | vaegan`: training improves the objective, resume is exact, `probgen sample` works."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
-from probgen.config import (
-    AEConfig,
-    CVAEConfig,
-    DataConfig,
-    FitAEConfig,
-    FitCVAEConfig,
-    FitVAEGANConfig,
-    RunConfig,
-    TrainConfig,
-    VAEConfig,
-    VAEGANConfig,
-)
 from probgen.errors import UserError
 from probgen.models.cvae import load_cvae
 from probgen.models.vae import load_vae
@@ -27,27 +13,7 @@ from probgen.pipelines.fit_cvae import fit_cvae
 from probgen.pipelines.fit_vaegan import fit_vaegan
 from probgen.pipelines.sample import load_sampler, sample_images
 from probgen.utils.io import read_csv
-
-ZOO_FLAGS = [
-    "--dataset", "dsprites", "--limit", "320", "--image-size", "16", "--conv-channels", "8,8", "--hidden-dims", "16",
-    "--latent-dim", "3", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
-]  # fmt: skip
-
-
-def _cfg(kind: str, out: Path, **train: object):
-    t = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 5e-3, "checkpoint_every": 1000, **train}
-    common = {
-        "data": DataConfig(dataset="dsprites", limit=320, image_size=16, data_root=str(out.parent / "no-data")),
-        "model": VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=3),
-        "train": TrainConfig(**t),  # type: ignore[arg-type]
-        "run": RunConfig(out=str(out), progress=False),
-    }
-    if kind == "ae":
-        return FitAEConfig(**common, ae=AEConfig(bottleneck=False))
-    if kind == "cvae":
-        return FitCVAEConfig(**common, cvae=CVAEConfig())
-    return FitVAEGANConfig(**common, gan=VAEGANConfig(gan_weight=1.0, disc_channels=(8,)))
-
+from tests.factories import ZOO_FLAGS, tiny_zoo_config
 
 FIT = {"ae": fit_ae, "cvae": fit_cvae, "vaegan": fit_vaegan}
 OBJECTIVE = {"ae": "loss", "cvae": "loss", "vaegan": "loss"}  # per-image training objective (lower is better)
@@ -56,9 +22,9 @@ OBJECTIVE = {"ae": "loss", "cvae": "loss", "vaegan": "loss"}  # per-image traini
 @pytest.mark.parametrize("kind", ["ae", "cvae", "vaegan"])
 def test_fit_improves_and_resume_is_bitwise_equal(kind, tmp_path):
     # 9 steps per epoch: stop mid-epoch 2 (step 11) with a checkpoint at 8, then resume to 18.
-    full = FIT[kind](_cfg(kind, tmp_path / "full", epochs=2, max_steps=18, checkpoint_every=4))
-    FIT[kind](_cfg(kind, tmp_path / "part", epochs=2, max_steps=11, checkpoint_every=4))
-    cfg = _cfg(kind, tmp_path / "part", epochs=2, max_steps=18, checkpoint_every=4)
+    full = FIT[kind](tiny_zoo_config(kind, tmp_path / "full", epochs=2, max_steps=18, checkpoint_every=4))
+    FIT[kind](tiny_zoo_config(kind, tmp_path / "part", epochs=2, max_steps=11, checkpoint_every=4))
+    cfg = tiny_zoo_config(kind, tmp_path / "part", epochs=2, max_steps=18, checkpoint_every=4)
     cfg.run.resume = True
     part = FIT[kind](cfg)
     a, b = load_checkpoint(full / "checkpoint.pt", kind=kind), load_checkpoint(part / "checkpoint.pt", kind=kind)
@@ -94,7 +60,7 @@ def test_cli_fit_and_sample_each_kind(tmp_path, capsys):
 
 
 def test_cvae_samples_cycle_through_the_classes(tmp_path):
-    out = fit_cvae(_cfg("cvae", tmp_path / "run", max_steps=2))
+    out = fit_cvae(tiny_zoo_config("cvae", tmp_path / "run", max_steps=2))
     cvae, cfg = load_cvae(out / "checkpoint.pt")
     assert cfg.cvae.num_classes == 3  # dSprites shapes
     sampler, _ = load_sampler(out / "checkpoint.pt", torch.device("cpu"))
@@ -107,14 +73,14 @@ def test_cvae_samples_cycle_through_the_classes(tmp_path):
 
 
 def test_user_errors(tmp_path):
-    cfg = _cfg("cvae", tmp_path / "a", max_steps=1)
+    cfg = tiny_zoo_config("cvae", tmp_path / "a", max_steps=1)
     cfg.cvae.label_factor = "colour"
     with pytest.raises(UserError, match="--label-factor: .* no factor 'colour'"):
         fit_cvae(cfg)
-    cfg = _cfg("ae", tmp_path / "b", max_steps=1)
+    cfg = tiny_zoo_config("ae", tmp_path / "b", max_steps=1)
     cfg.model.arch = "mlp"
     with pytest.raises(UserError, match="--no-bottleneck"):
         fit_ae(cfg)
-    unfinished = fit_ae(_cfg("ae", tmp_path / "c", max_steps=1))
+    unfinished = fit_ae(tiny_zoo_config("ae", tmp_path / "c", max_steps=1))
     ckpt = load_checkpoint(unfinished / "checkpoint.pt")
     assert bool(ckpt["state"]["model"]["code_fitted"])  # fitted at the end of the run

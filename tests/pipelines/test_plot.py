@@ -4,21 +4,15 @@ import pytest
 import torch
 
 from probgen.cli import main
-from probgen.config import DataConfig, FitCVAEConfig, FitVAEConfig, PlotConfig, RunConfig, TrainConfig, VAEConfig
+from probgen.config import FitCVAEConfig, FitVAEConfig, PlotConfig
 from probgen.errors import UserError
 from probgen.pipelines.fit_cvae import fit_cvae
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.plot import plot_checkpoint
 from probgen.plots import save_reconstructions
+from tests.factories import tiny_latent_config
 
 FAST = ["--num-points", "60", "--device", "cpu"]
-
-
-def _tiny(cls, out, latent_dim):
-    data = DataConfig(dataset="dsprites", limit=320, image_size=16, data_root=str(out.parent / "no-data"))
-    model = VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=latent_dim)
-    train = TrainConfig(epochs=1, batch_size=32, max_steps=2)
-    return cls(data=data, model=model, train=train, run=RunConfig(out=str(out), progress=False))
 
 
 @pytest.mark.parametrize("figure", ["traversals", "latents", "reconstructions"])
@@ -32,7 +26,7 @@ def test_each_figure_from_the_cli(figure, tiny_vae_ckpt, tmp_path):
 def test_manifold_needs_a_2d_latent(tiny_vae_ckpt, tmp_path):
     with pytest.raises(UserError, match="latent_dim == 2, this model has 3"):
         plot_checkpoint("manifold", tiny_vae_ckpt, PlotConfig(device="cpu"), out=tmp_path / "m.png")
-    run = fit_vae(_tiny(FitVAEConfig, tmp_path / "vae2", 2))
+    run = fit_vae(tiny_latent_config(FitVAEConfig, tmp_path / "vae2", 2))
     path = plot_checkpoint("manifold", run, PlotConfig(grid=5, device="cpu"))
     assert path == run / "manifold.png" and path.stat().st_size > 1000
     # the 2-D latents plot uses the two dimensions themselves
@@ -40,7 +34,7 @@ def test_manifold_needs_a_2d_latent(tiny_vae_ckpt, tmp_path):
 
 
 def test_conditional_vae_figures_decode_the_chosen_class(tmp_path):
-    cfg = _tiny(FitCVAEConfig, tmp_path / "cvae", 2)
+    cfg = tiny_latent_config(FitCVAEConfig, tmp_path / "cvae", 2)
     run = fit_cvae(cfg)
     for figure in ("manifold", "traversals", "latents", "reconstructions"):
         plot_checkpoint(figure, run, PlotConfig(grid=4, steps=3, num_points=40, label=2, device="cpu"))

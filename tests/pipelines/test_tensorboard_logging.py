@@ -10,8 +10,8 @@ from probgen.cli import main
 from probgen.pipelines.fit_gan import LOSS_FIELDS
 from probgen.pipelines.fit_vae import VAETrainer
 from probgen.utils.io import read_csv
-from tests.conftest import TINY_FLAGS
-from tests.utils.test_tensorboard import read_events, read_png
+from tests.factories import TINY_FLAGS
+from tests.utils.events import read_events, read_png
 
 pytest.importorskip("tensorboard")
 
@@ -153,7 +153,7 @@ def test_fit_gan_resume_drops_what_an_interrupted_run_logged_after_its_checkpoin
 
 @pytest.mark.slow  # ~25 s of process start-up on 2 cores
 def test_torchrun_writes_events_on_rank_0_only(tmp_path, monkeypatch):
-    from tests.pipelines.test_distributed import torchrun  # its worker fails a rank > 0 that writes under --out
+    from tests.training.torchrun import torchrun  # its worker fails a rank > 0 that writes under --out
 
     monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "no-data"))
     out = tmp_path / "ddp"

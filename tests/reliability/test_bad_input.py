@@ -11,7 +11,7 @@ from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.errors import UserError
 from probgen.pipelines.fit_vae import fit_vae
-from tests.conftest import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae_config
 
 
 def _one_line_error(capsys, needle):

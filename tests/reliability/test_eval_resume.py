@@ -15,7 +15,7 @@ from probgen.pipelines import evaluate as evaluate_module
 from probgen.pipelines.evaluate import partial_folder
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.utils.partial import PartialStore
-from tests.conftest import tiny_vae_config
+from tests.factories import tiny_vae_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 _PUT = PartialStore.put

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probgen.checkpoint import load_checkpoint
-from tests.reliability.conftest import KINDS, model_state, start, wait_for_new_checkpoint
+from tests.reliability.procs import KINDS, model_state, start, wait_for_new_checkpoint
 
 KILLS = 10
 

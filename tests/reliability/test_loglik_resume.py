@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import start
+from tests.reliability.procs import start
 
 FLAGS = [
     "--num-data", "5", "--points-per-batch", "1", "--method", "elbo,ais", "--chains", "2", "--ais-steps", "80",

@@ -7,7 +7,7 @@ from probgen.checkpoint import load_checkpoint
 from probgen.errors import NumericalError
 from probgen.inference.elbo import TermsTrace_ELBO
 from probgen.pipelines.fit_vae import fit_vae
-from tests.conftest import tiny_vae_config
+from tests.factories import tiny_vae_config
 
 
 def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path, monkeypatch):

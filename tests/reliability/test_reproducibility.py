@@ -6,7 +6,7 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.pipelines.fit_vae import fit_vae
-from tests.conftest import tiny_vae_config
+from tests.factories import tiny_vae_config
 
 
 def test_same_seed_same_parameters_and_losses(tmp_path):

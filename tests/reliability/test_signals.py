@@ -5,7 +5,7 @@ import signal
 import torch
 
 from probgen.checkpoint import load_checkpoint
-from tests.reliability.conftest import FLAGS, STEPS, model_state, start, wait_for_new_checkpoint
+from tests.reliability.procs import FLAGS, STEPS, model_state, start, wait_for_new_checkpoint
 
 
 def test_sigint_saves_and_resume_matches(tmp_path, reference_run):

@@ -21,7 +21,7 @@ from probgen.training.batches import (
     plan_placement,
     unpack_bits,
 )
-from tests.conftest import tiny_vae_config
+from tests.factories import tiny_vae_config
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

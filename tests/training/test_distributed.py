@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pyro
@@ -24,31 +20,14 @@ from probgen.training.batches import batch_indices
 from probgen.training.ddp import GlobalBatchNoise, global_batch_draw
 from probgen.training.distributed import Dist, gather_rows, shard_range, to_host
 from probgen.utils.io import read_csv
-from tests.conftest import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae_config
+from tests.training.torchrun import torchrun
 
 # 4 points in batches of 1: 2 batches per rank; every estimator, chains included
 LOGLIK_FAST = [
     "--num-data", "4", "--points-per-batch", "1", "--chains", "2", "--warmup", "30", "--samples", "30",
     "--leapfrog-steps", "4", "-k", "100", "--ais-steps", "50", "--no-progress", "--device", "cpu",
 ]  # fmt: skip
-
-ROOT = Path(__file__).resolve().parents[2]
-WORKER = Path(__file__).with_name("ddp_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(args: list[str], nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
-    """`torchrun --nproc-per-node nproc tests/training/ddp_worker.py ARGS` (probgen's CLI on each rank)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    cmd += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(WORKER), *args]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-
 
 # --- pure pieces ---------------------------------------------------------------------------------------
 

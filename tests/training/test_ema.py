@@ -11,8 +11,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from probgen.pipelines.fit_gan import GANTrainer
 from probgen.training.ema import DeviceEMA
 from probgen.training.guards import NonFiniteGuard
+from tests.factories import tiny_gan_config
 from tests.host_reads import count_host_reads
-from tests.pipelines.test_fit_gan import tiny_gan_config
 
 
 def _net() -> nn.Module:

@@ -10,7 +10,7 @@ from probgen.cli import main
 from probgen.config import PerfConfig, VAEConfig
 from probgen.models.vae import VAE, load_vae
 from probgen.training.perf import apply_speed_options
-from tests.conftest import TINY_FLAGS
+from tests.factories import TINY_FLAGS
 
 CPU = torch.device("cpu")
 

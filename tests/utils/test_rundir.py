@@ -6,7 +6,7 @@ from probgen.cli import fit_config
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.guards import Interrupted
 from probgen.utils.rundir import run_state
-from tests.conftest import SMALL_FIT_VAE
+from tests.factories import SMALL_FIT_VAE
 
 
 def config(out, *flags):

@@ -1,4 +1,3 @@
-import io
 import os
 import subprocess
 import sys
@@ -7,29 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import probgen
 from probgen.cli import main
 from probgen.errors import UserError
 from probgen.plots import save_grid
 from probgen.utils.tensorboard import INSTALL_HINT, SUBDIR, TensorBoard, require_tensorboard
-from tests.conftest import TINY_FLAGS
-
-
-def read_events(log_dir):
-    """Every scalar (tag -> [(step, value)]) and image (tag -> [(step, (H, W, C) uint8)]) under ``log_dir``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    ea = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0}).Reload()  # 0: keep all
-    tags = ea.Tags()
-    scalars = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in tags["scalars"]}
-    images = {t: [(e.step, read_png(io.BytesIO(e.encoded_image_string))) for e in ea.Images(t)] for t in tags["images"]}
-    return scalars, {t: v for t, v in images.items() if v}  # a purged tag stays listed, empty
-
-
-def read_png(file):
-    return np.asarray(Image.open(file))
+from tests.factories import TINY_FLAGS
+from tests.utils.events import read_events, read_png
 
 
 def test_scalars_and_grids_round_trip_and_grids_equal_the_pngs(tmp_path):

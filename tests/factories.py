@@ -1,0 +1,111 @@
+"""Tiny configs and command lines for tests: they train in seconds on 2 CPU cores.
+
+The one home of test builders (test modules import this, never each other). Append new builders at
+the end of their section, one function each, so parallel additions merge cleanly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from probgen.config import (
+    AEConfig,
+    CVAEConfig,
+    DataConfig,
+    EvalConfig,
+    FitAEConfig,
+    FitCVAEConfig,
+    FitGANConfig,
+    FitVAEConfig,
+    FitVAEGANConfig,
+    GANConfig,
+    GANTrainConfig,
+    RunConfig,
+    TrainConfig,
+    VAEConfig,
+    VAEGANConfig,
+)
+
+# --- command lines -----------------------------------------------------------------------------------
+
+TINY_FLAGS = [
+    "--dataset", "dsprites", "--limit", "320", "--conv-channels", "8,8,8,8", "--hidden-dims", "32",
+    "--latent-dim", "4", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
+]  # fmt: skip
+
+#: `probgen fit` arguments of a 16 px dSprites VAE: 144 training images, 9 steps of 16 per epoch
+SMALL_FIT_VAE = [
+    "vae", "--dataset", "dsprites", "--limit", "160", "--image-size", "16", "--conv-channels", "4,4",
+    "--hidden-dims", "16", "--latent-dim", "2", "--batch-size", "16", "--no-progress",
+]  # fmt: skip
+
+GAN_FLAGS = [
+    "--dataset", "dsprites", "--limit", "160", "--image-size", "32", "--g-channels", "4", "--d-channels", "4",
+    "--latent-dim", "8", "--batch-size", "32", "--num-samples", "64", "--domain-steps", "10", "--kid-subsets", "10",
+    "--no-progress",
+]  # fmt: skip
+
+ZOO_FLAGS = [
+    "--dataset", "dsprites", "--limit", "320", "--image-size", "16", "--conv-channels", "8,8", "--hidden-dims", "16",
+    "--latent-dim", "3", "--batch-size", "32", "--eval-batch-size", "64", "--no-progress",
+]  # fmt: skip
+
+
+# --- configs -----------------------------------------------------------------------------------------
+
+
+def tiny_data(out: Path, limit: int = 320, image_size: int | None = None) -> DataConfig:
+    """Procedural dSprites (no files: ``data_root`` points at an empty folder next to ``out``)."""
+    return DataConfig(dataset="dsprites", limit=limit, image_size=image_size, data_root=str(out.parent / "no-data"))
+
+
+def tiny_run(out: Path) -> RunConfig:
+    return RunConfig(out=str(out), progress=False)
+
+
+def tiny_vae_config(out: Path, **train: object) -> FitVAEConfig:
+    """A dSprites VAE small enough for unit tests (procedural data, 320 images)."""
+    t = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 2e-3, "checkpoint_every": 1000, **train}
+    return FitVAEConfig(
+        data=DataConfig(dataset="dsprites", limit=320, data_root=str(out.parent / "no-data")),
+        model=VAEConfig(conv_channels=(8, 8, 8, 8), hidden_dims=(32,), latent_dim=4),
+        train=TrainConfig(**t),  # type: ignore[arg-type]
+        run=RunConfig(out=str(out), progress=False),
+    )
+
+
+def tiny_gan_config(out: Path, cache: Path, model: dict | None = None, **train: Any) -> FitGANConfig:
+    """A 32 px DCGAN (160 images, 4 + 4 channels) with a 10-step domain feature network for FD."""
+    t = {"epochs": 2, "batch_size": 32, "checkpoint_every": 1000, "sample_epochs": (1,), **train}
+    return FitGANConfig(
+        data=DataConfig(dataset="dsprites", limit=160, image_size=32, data_root=str(out.parent / "no-data")),
+        model=GANConfig(latent_dim=8, g_channels=4, d_channels=4, **(model or {})),
+        train=GANTrainConfig(**t),
+        eval=EvalConfig(num_samples=64, domain_steps=10, cache_dir=str(cache), feature_batch_size=64, metrics=("fid",)),
+        run=RunConfig(out=str(out), progress=False),
+    )
+
+
+def tiny_zoo_config(kind: str, out: Path, **train: object) -> Any:
+    """An autoencoder, conditional VAE or VAE-GAN at 16 px (320 images) for `fit ae|cvae|vaegan` tests."""
+    t = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 5e-3, "checkpoint_every": 1000, **train}
+    common = {
+        "data": DataConfig(dataset="dsprites", limit=320, image_size=16, data_root=str(out.parent / "no-data")),
+        "model": VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=3),
+        "train": TrainConfig(**t),  # type: ignore[arg-type]
+        "run": RunConfig(out=str(out), progress=False),
+    }
+    if kind == "ae":
+        return FitAEConfig(**common, ae=AEConfig(bottleneck=False))
+    if kind == "cvae":
+        return FitCVAEConfig(**common, cvae=CVAEConfig())
+    return FitVAEGANConfig(**common, gan=VAEGANConfig(gan_weight=1.0, disc_channels=(8,)))
+
+
+def tiny_latent_config(cls: type, out: Path, latent_dim: int) -> Any:
+    """A 16 px dSprites VAE-like fit config of ``cls`` (2 steps) whose latent size a figure needs."""
+    data = DataConfig(dataset="dsprites", limit=320, image_size=16, data_root=str(out.parent / "no-data"))
+    model = VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=latent_dim)
+    train = TrainConfig(epochs=1, batch_size=32, max_steps=2)
+    return cls(data=data, model=model, train=train, run=RunConfig(out=str(out), progress=False))
