@@ -16,7 +16,9 @@ hmc             experiments/benchmarks/hmc_throughput.py                     vs_
 fid             experiments/benchmarks/eval_throughput.py: FID images/s,     harness >= torchmetrics (1.00x)
                 the harness against torchmetrics' own update loop
 loglik_trust    experiments/benchmarks/loglik_time_to_trust.py, if present:  (reported)
-                `probgen loglik` time to a trusted answer on 100 points
+                `probgen loglik` time to a trusted answer on 100 points;
+                called with ``--device D [--quick]``, every ``name: number``
+                line it prints is recorded
 ==============  ===========================================================  ==============================
 
 It prints one summary table and writes ``<out>/gpu_suite.json`` (every step's status, seconds,

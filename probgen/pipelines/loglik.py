@@ -357,7 +357,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
                     pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
                     x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
                     res, run = _run_batch(cfg, vae, x)
-                    store.put(_batch_key(lo), _batch_to_dict(res, run))
+                    if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
+                        store.put(_batch_key(lo), _batch_to_dict(res, run))
                 for m, r in res.items():
                     parts.setdefault(m, []).append(r)
                 if run is not None:

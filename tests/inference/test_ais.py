@@ -160,3 +160,14 @@ def test_diagonal_mass_from_the_encoder_variance():
     r = ais(m.target(x), num_chains=16, num_steps=1000, leapfrog_steps=5, posterior_variance=var)
     err = r.log_px - m.log_evidence(x)
     assert (err.abs() < 3 * r.se + 0.1).all() and r.info["diagonal_mass"]
+
+
+def test_tiny_runs_stay_finite_and_adaptive_needs_a_pilot():
+    m = PPCA.random(obs_dim=6, latent_dim=2, s=0.3)
+    target = m.target(m.simulate(2))
+    for steps in (1, 2, 3):
+        for chains, pilot in ((1, None), (2, 1)):
+            r = ais(target, chains, steps, 2, pilot_chains=pilot)
+            assert torch.isfinite(r.log_px).all() and r.log_px.shape == (2,)
+    with pytest.raises(ValueError, match="pilot"):
+        ais(target, 4, 10, 2, pilot_chains=0)  # the adaptive schedule is made by the pilot

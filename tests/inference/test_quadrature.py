@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from probgen.inference.quadrature import grid_log_px
+from tests.inference.bimodal import Bimodal
+from tests.inference.ppca import PPCA
+
+
+@pytest.mark.parametrize("s", [0.5, 0.05])  # a wide and a sharp posterior (the fine grid zooms in)
+def test_grid_quadrature_is_exact_on_ppca(s):
+    model = PPCA.random(12, 2, s=s, seed=0, dtype=torch.float32)
+    x = model.simulate(5)
+    q = grid_log_px(model.target(x), coarse=121, fine=201)
+    assert torch.allclose(q["log_px"], model.log_evidence(x).double(), atol=2e-3)
+    assert (q["error"] < 1e-3).all()
+    assert ((q["hi"] - q["lo"]) < 12).all()
+
+
+def test_grid_quadrature_covers_both_modes_of_a_bimodal_posterior():
+    model = Bimodal.random(seed=0)
+    x = model.simulate(torch.tensor([[1.5, 0.3], [-2.0, -1.0], [0.8, 1.2], [2.5, 0.0]], dtype=torch.float64))
+    got = grid_log_px(model.target(x), coarse=121, fine=201)["log_px"]
+    want = model.quadrature(x)["log_px"]
+    assert torch.allclose(got, want, atol=1e-3)
+
+
+def test_only_latent_dimension_two():
+    model = PPCA.random(6, 3, seed=0, dtype=torch.float32)
+    with pytest.raises(ValueError, match="latent dimension 2"):
+        grid_log_px(model.target(model.simulate(2)))
