@@ -54,8 +54,8 @@ def modes(args: argparse.Namespace) -> None:
             for q in Q_FITS:
                 r = appendix_d_from_samples(target, run, args.samples, q_fit=q)
                 err = r.log_px - quad["log_px"]
-                rows.setdefault((start, q), []).append((err, ~r.trusted, seconds))
-    print("| start | q | mean error | worst | off > 0.5 nats | of them flagged | flagged | seconds/run |")
+                rows.setdefault((start, q), []).append((err, ~r.trusted, seconds, r.flag_counts()))
+    print("| start | q | mean error | worst | off > 0.5 nats | of them flagged | flagged (reasons) | seconds/run |")
     print("|---|---|---|---|---|---|---|---|")
     for (start, q), parts in rows.items():
         err = torch.cat([p[0] for p in parts])
@@ -63,9 +63,14 @@ def modes(args: argparse.Namespace) -> None:
         off = err.abs() > 0.5
         worst = float(err[err.abs().argmax()])
         sec = np.mean([p[2] for p in parts])
+        reasons: dict[str, int] = {}
+        for p in parts:
+            for k, v in p[3].items():
+                reasons[k] = reasons.get(k, 0) + v
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
         print(
             f"| {start} | {q} | {float(err.mean()):+.3f} | {worst:+.2f} | {int(off.sum())}/{err.numel()} | "
-            f"{int((off & flagged).sum())} | {int(flagged.sum())} | {sec:.0f} |"
+            f"{int((off & flagged).sum())} | {int(flagged.sum())} ({why}) | {sec:.0f} |"
         )
 
 
