@@ -82,7 +82,7 @@ def exact(ckpt: Path, num_data: int, quick: bool) -> list[dict[str, float]]:
     split = load_dataset(fit_cfg.data).split("test")
     x = to_unit(split.images[:num_data])
     target = from_pyro_model(pixel_model(LoglikConfig(), vae), x)
-    q = grid_log_px(target, coarse=121 if quick else 241, fine=201 if quick else 401, chunk=512)
+    q = grid_log_px(target, coarse=121 if quick else 161, fine=201 if quick else 301, chunk=512)
     return [{"exact": float(a), "quadrature_error": float(e)} for a, e in zip(q["log_px"], q["error"])]
 
 

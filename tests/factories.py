@@ -109,3 +109,24 @@ def tiny_latent_config(cls: type, out: Path, latent_dim: int) -> Any:
     model = VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=latent_dim)
     train = TrainConfig(epochs=1, batch_size=32, max_steps=2)
     return cls(data=data, model=model, train=train, run=RunConfig(out=str(out), progress=False))
+
+
+# --- modules -----------------------------------------------------------------------------------------
+
+
+def tiny_net(**kw: Any) -> VAEConfig:
+    """A small conv VAE network config (Bernoulli likelihood); keywords override any field."""
+    return VAEConfig(
+        **{"conv_channels": (8, 8, 8, 8), "hidden_dims": (32,), "latent_dim": 3, "likelihood": "bernoulli", **kw}
+    )
+
+
+def tiny_vae(image_shape: tuple[int, int, int] = (1, 64, 64), seed: int | None = None, **kw: Any) -> Any:
+    """An untrained VAE of :func:`tiny_net` (``kw``) for images of ``image_shape``; ``seed`` fixes its weights."""
+    import torch
+
+    from probgen.models.vae import VAE
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return VAE(tiny_net(**kw), image_shape)

@@ -131,9 +131,12 @@ def key_values(text: str) -> dict[str, float]:
 
 
 def parse_pytest(text: str, _: Path) -> dict[str, float]:
-    collected = re.search(r"(\d+)(?:/\d+)? tests? collected", text)
-    if collected and "passed" not in text and "failed" not in text:  # --collect-only, on a CPU
-        return {"collected": float(collected.group(1))}
+    if (
+        "--collect-only" in (text.splitlines() or [""])[0]
+    ):  # on a CPU: "path.py: N" per file (-qq), or "N/M tests collected"
+        per_file = re.findall(r"^\S+\.py: (\d+)$", text, re.M)
+        total = re.search(r"(\d+)(?:/\d+)? tests? collected", text)
+        return {"collected": float(sum(map(int, per_file)) if per_file else int(total.group(1)) if total else 0)}
     lines = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|deselected|errors?)", ln)]
     counts: dict[str, float] = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
     for n, what in _PYTEST.findall(lines[-1] if lines else ""):
@@ -404,7 +407,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 metrics = step.parse(text, out)
             except (OSError, ValueError, KeyError) as exc:
                 note = f"no measurement: {exc}"[:200]
-            if status == "ok" and not metrics and step.goals:
+            if "collected" in metrics:
+                note = f"--collect-only on a CPU: {metrics['collected']:.0f} gpu tests collected, none run"
+            elif status == "ok" and not metrics and step.goals:
                 status = "failed"
             row.update(status=status, rc=rc, seconds=seconds, metrics=metrics, note=note)
         row["goals"] = judge(step, row["metrics"], on_gpu)

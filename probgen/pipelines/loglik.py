@@ -47,6 +47,7 @@ from probgen.inference.loglik import (
     appendix_d_from_samples,
     elbo_iwae,
     ordering_warnings,
+    overdispersed_init,
 )
 from probgen.inference.potential import encoder_proposal, from_pyro_model
 from probgen.inference.reference import run_nuts
@@ -218,12 +219,15 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
         elbo, iwae = elbo_iwae(target, proposal, cfg.iwae_samples, cfg.max_batch, progress=cfg.progress)
         out.update({m: r for m, r in (("elbo", elbo), ("iwae", iwae)) if m in methods})
     if "appendix-d" in methods:
-        z0 = proposal.sample((cfg.chains,))  # (C, N, D): start near the posterior, dispersed by q
+        # overdispersed starts: half the chains from the encoder, half from prior draws annealed to
+        # the posterior, so that chains can land in modes the encoder does not know about
+        z0 = overdispersed_init(target, proposal, cfg.chains)
         run = _posterior_chains(cfg, vae, x, z0)
         steps = run.num_steps or None  # NUTS chooses its own
         out["appendix-d"] = appendix_d_from_samples(
-            target, run, cfg.samples, cfg.shrink, sampler=cfg.sampler, leapfrog_steps=steps
-        )
+            target, run, cfg.samples, cfg.shrink, rhat_max=cfg.checks.rhat_max,
+            min_ess_per_chain=cfg.checks.min_ess_per_chain, sampler=cfg.sampler, leapfrog_steps=steps,
+        )  # fmt: skip
     if "ais" in methods:
         out["ais"] = ais(target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
     if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
@@ -245,18 +249,6 @@ def _rows(results: dict[str, LoglikResult], n: int, index: str = "datapoint") ->
         for i, row in enumerate(rows):
             row.update({k: v[i] for k, v in cols.items()})
     return rows
-
-
-def flag_chain_failures(result: LoglikResult, checks: diag.ChainDiagnostics) -> None:
-    """Flag the points whose chains failed: ``rhat`` (R-hat above the threshold or NaN), ``ess`` (bulk
-    or tail ESS below it), ``divergences`` (any divergent transition)."""
-    for i in range(len(checks.datapoint)):
-        if not checks.rhat[i] <= checks.rhat_max:
-            result.add_flag(i, "rhat")
-        if not (checks.ess_bulk[i] >= checks.min_ess and checks.ess_tail[i] >= checks.min_ess):
-            result.add_flag(i, "ess")
-        if checks.divergences[i] > 0:
-            result.add_flag(i, "divergences")
 
 
 def _table(results: dict[str, LoglikResult], n: int) -> str:
@@ -389,8 +381,6 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         idata = diag.to_inference_data(run, attrs={"sampler": cfg.sampler, "checkpoint": str(ckpt_path)})
         diag.save_chains(idata, out / "chains.nc")
         checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
-        # appendix-d flags its chain failures itself, WITHIN modes (appendix_d_from_samples): the
-        # across-chain R-hat of `checks` is huge for chains in different modes, which it handles
     cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
     cross_check(simulated)  # BDMC's bounds, on their own (simulated) points
     report: dict[str, Any] = {

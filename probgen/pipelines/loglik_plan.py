@@ -8,7 +8,8 @@ with the configured settings, and multiplies. It is printed as, e.g.,
 Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k importance samples):
 
 - ELBO/IWAE: k forward evaluations;
-- Appendix D: C (warm-up + 2 samples) (L + 1) gradients; L comes from ``--trajectory-length`` and
+- Appendix D: C (warm-up + 2 samples) (L + 1) gradients, plus the overdispersed starts (C / 2 chains
+  x 4 particles x 100 tempered transitions x 6 gradients); L comes from ``--trajectory-length`` and
   the adapted step size (chosen in warm-up), so the estimate assumes L = trajectory length / 0.6
   (a typical adapted step in units of the posterior scale), or ``--leapfrog-steps`` when it is 0;
 - AIS: (C + pilot) T (L + 1) gradients, pilot = max(2, C / 4) chains;
@@ -52,7 +53,8 @@ def evaluation_counts(cfg: LoglikConfig, num_points: int) -> dict[str, tuple[flo
         grads = transitions * (_hmc_leapfrog(cfg) + 1)
         if cfg.sampler == "nuts":  # NUTS: up to 2^depth steps; a few dozen on these posteriors
             grads = transitions * 30
-        out["appendix-d"] = (n * c * grads, 0.0)
+        starts = (c - round(c / 2)) * 4 * 100 * (5 + 1)  # overdispersed_init's annealed particles
+        out["appendix-d"] = (n * (c * grads + starts), 0.0)
     if "ais" in cfg.methods:
         out["ais"] = (n * (c + pilot) * ais_grads, 0.0)
     if "bdmc" in cfg.methods:

@@ -30,7 +30,9 @@ def test_parsers_read_the_benchmarks_last_lines(suite, tmp_path):
         "vs_floor": 120.5,
     }
     assert suite.parse_pytest("....\n3 passed, 1 skipped, 250 deselected in 9.1s\n", tmp_path)["not_passed"] == 0
-    assert suite.parse_pytest("4/612 tests collected (608 deselected) in 8.1s\n", tmp_path) == {"collected": 4}
+    collect = "$ python -m pytest -m gpu --collect-only tests\n"
+    assert suite.parse_pytest(collect + "tests/a.py: 2\ntests/b.py: 1\n", tmp_path) == {"collected": 3}
+    assert suite.parse_pytest(collect + "4/612 tests collected in 8.1s\n", tmp_path) == {"collected": 4}
     failed = suite.parse_pytest("F.\n1 failed, 1 passed, 2 errors in 3s\n", tmp_path)
     assert failed["failed"] == 1 and failed["errors"] == 2 and failed["not_passed"] == 3
     iwae = suite.parse_iwae("probgen IWAE                    50.000 points/s  (IQR 3%)\n", tmp_path)

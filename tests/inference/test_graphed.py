@@ -7,7 +7,7 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
-from probgen.config import PerfConfig, VAEConfig
+from probgen.config import PerfConfig
 from probgen.errors import UserError
 from probgen.inference.elbo import make_elbo
 from probgen.inference.graphed import GraphedSVIStep
@@ -15,13 +15,11 @@ from probgen.inference.svi import hot_loop, svi_step
 from probgen.models.vae import VAE
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.perf import make_train_step
-from tests.factories import TINY_FLAGS, tiny_vae_config
+from tests.factories import TINY_FLAGS, tiny_vae, tiny_vae_config
 
 
 def _vae(device: str) -> VAE:
-    torch.manual_seed(0)
-    cfg = VAEConfig(likelihood="bernoulli", conv_channels=(8, 8, 8, 8), hidden_dims=(32,), latent_dim=4)
-    return VAE(cfg, (1, 64, 64)).to(device)
+    return tiny_vae(seed=0, latent_dim=4).to(device)
 
 
 def test_graphed_step_needs_a_capturable_optimiser():

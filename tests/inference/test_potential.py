@@ -3,9 +3,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from probgen.config import VAEConfig
 from probgen.inference.potential import encoder_proposal, from_pyro_model
-from probgen.models.vae import VAE
+from tests.factories import tiny_vae
 from tests.inference.ppca import PPCA
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,9 +46,7 @@ def test_prior_draws_have_chain_and_data_dims():
 
 
 def _vae(likelihood="bernoulli"):
-    torch.manual_seed(0)
-    cfg = VAEConfig(conv_channels=(8, 8), hidden_dims=(16,), latent_dim=3, likelihood=likelihood)
-    return VAE(cfg, (1, 16, 16)).eval()
+    return tiny_vae((1, 16, 16), seed=0, conv_channels=(8, 8), hidden_dims=(16,), likelihood=likelihood).eval()
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

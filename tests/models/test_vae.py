@@ -6,13 +6,9 @@ from pyro import poutine
 from probgen.config import VAEConfig
 from probgen.errors import UserError
 from probgen.models.vae import VAE, resolve_likelihood
+from tests.factories import tiny_vae
 
-
-def _vae(**kw) -> VAE:
-    cfg = VAEConfig(
-        **{"conv_channels": (8, 8, 8, 8), "hidden_dims": (32,), "latent_dim": 3, "likelihood": "bernoulli", **kw}
-    )
-    return VAE(cfg, (1, 64, 64))
+_vae = tiny_vae  # (1, 64, 64) images, conv 8-8-8-8, latent 3
 
 
 VARIANTS = [

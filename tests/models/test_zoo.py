@@ -11,6 +11,7 @@ from probgen.models.autoencoder import Autoencoder
 from probgen.models.cvae import CVAE
 from probgen.models.vae import VAE
 from probgen.models.vaegan import Discriminator, adversarial_losses, generator_images
+from tests.factories import tiny_net
 
 
 def _count(module: nn.Module, cls: type) -> int:
@@ -70,7 +71,7 @@ def test_r2_bottleneck_and_plain_autoencoder_shapes():
 
 
 def _small(**kw) -> VAEConfig:
-    return VAEConfig(**{"conv_channels": (4, 4), "hidden_dims": (8,), "latent_dim": 2, "likelihood": "bernoulli", **kw})
+    return tiny_net(**{"conv_channels": (4, 4), "hidden_dims": (8,), "latent_dim": 2, **kw})
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned"])
