@@ -19,10 +19,15 @@ def quickstart_code() -> str:
     return blocks[0]
 
 
-def test_quickstart_is_short():
+def test_quickstart_is_short_and_uses_the_public_api():
     code = quickstart_code()
     lines = [line for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(lines) <= 20
+    assert "import probgen\n" in code and "from probgen" not in code  # only the curated names of probgen
+    import probgen
+
+    used = set(re.findall(r"probgen\.(\w+)", code))
+    assert used and used <= set(probgen.__all__), used - set(probgen.__all__)
 
 
 def test_quickstart_runs_as_written(tmp_path, monkeypatch, capsys):
