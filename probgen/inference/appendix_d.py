@@ -468,6 +468,7 @@ def _region_khat(log_w: torch.Tensor, region: torch.Tensor, counts: torch.Tensor
     """Worst Pareto k-hat over each point's regions that hold >= 25 draws (N,); NaN if none does."""
     c, s, n = log_w.shape
     flat_w, flat_r = log_w.reshape(c * s, n).cpu(), region.reshape(c * s, n).cpu()
+    counts, reff = counts.cpu(), reff.cpu()
     single = (counts > 0).sum(-1) <= 1
     out = torch.full((n,), math.nan, dtype=torch.float64)
     if single.any():
