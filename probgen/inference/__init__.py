@@ -45,7 +45,12 @@ _EXPORTS = {
     "ais_schedule": "ais",
     "bdmc": "bdmc",
     "BDMCResult": "bdmc",
+    "simulate": "bdmc",
+    "bdmc_gap_table": "bdmc",
+    "grid_log_px": "quadrature",
+    "chain_checks": "appendix_d",
     "cross_check": "trust",
+    "disagreement_threshold": "trust",
     "pareto_khat": "weights",
     "log_mean_se": "weights",
     # chain diagnostics (ArviZ)

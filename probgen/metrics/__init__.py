@@ -13,6 +13,8 @@ _EXPORTS = {
     "kernel_distance": "scores",
     "inception_score": "scores",
     "prdc": "prdc",
+    "prdc_points": "prdc",
+    "expected_coverage": "prdc",
     "fid_infinity": "fid_infinity",
     "bootstrap_fd": "bootstrap",
     "bootstrap_kid": "bootstrap",

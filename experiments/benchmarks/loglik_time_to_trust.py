@@ -1,0 +1,123 @@
+"""Minutes to a trusted log p(x): `probgen loglik --budget B` on 32 test points of the README's model.
+
+Trains the README's main job (its first ``probgen fit vae`` command, read from README.md) into a temp
+folder unless ``--ckpt`` is given, runs one long reference (``--reference`` flags, default
+``--budget thorough``), then each ``--budgets`` entry, timing each run's wall clock. A run is
+*trusted* for a method when every point is flagged by it or lies within its error bar of an unflagged
+reference value: |estimate - reference| <= 3 sqrt(se^2 + se_ref^2) + 0.05 nats. (A point the reference
+flagged cannot vouch for an unflagged estimate: it counts as not trusted.) Prints, per budget, the
+minutes, the estimate printed before the work, and the verdict; then the minutes of the cheapest
+trusted budget.
+
+    python experiments/benchmarks/loglik_time_to_trust.py                       # README model, 32 points
+    python experiments/benchmarks/loglik_time_to_trust.py --ckpt runs/x/checkpoint.pt --budgets quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from probgen.cli import main as probgen  # noqa: E402
+from probgen.utils.io import read_csv  # noqa: E402
+
+NUM_SE, TOL = 3.0, 0.05
+
+
+def readme_fit_command(readme: Path = REPO / "README.md") -> list[str]:
+    """The arguments after ``probgen`` of the README's first ``probgen fit vae`` command."""
+    match = re.search(r"probgen (fit vae[^\n&|;`]*)", readme.read_text())
+    if match is None:
+        raise SystemExit(f"no `probgen fit vae` command in {readme}")
+    return shlex.split(match.group(1))
+
+
+def _run(argv: list[str]) -> float:
+    start = time.perf_counter()
+    code = probgen(argv)
+    if code != 0:
+        raise SystemExit(f"probgen {' '.join(argv)} exited {code}")
+    return time.perf_counter() - start
+
+
+def trusted(rows: list[dict[str, str]], ref: list[dict[str, str]], method: str) -> tuple[int, int]:
+    """(points trusted, points) of ``method`` in ``rows`` against the reference rows."""
+    ok = 0
+    for r, q in zip(rows, ref):
+        if r[f"flag_{method}"]:
+            ok += 1
+            continue
+        if q[f"flag_{method}"]:
+            continue
+        se = math.hypot(float(r[f"se_{method}"] or "inf"), float(q[f"se_{method}"] or "inf"))
+        ok += abs(float(r[f"log_px_{method}"]) - float(q[f"log_px_{method}"])) <= NUM_SE * se + TOL
+    return ok, len(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ckpt", default=None, help="a VAE checkpoint (default: train the README's main job)")
+    p.add_argument("--num-data", type=int, default=32)
+    p.add_argument("--method", default="ais,iwae", help="the estimators whose answer must be trusted")
+    p.add_argument("--budgets", default="quick,standard", help="comma list, cheapest first")
+    p.add_argument("--reference", default="--budget thorough", help="flags of the long reference run")
+    p.add_argument("--extra", default="", help="flags added to every loglik run (e.g. --device cpu)")
+    p.add_argument("--out", default=None, help="folder for the runs (default: a temp folder)")
+    args = p.parse_args(argv)
+    out = Path(args.out or tempfile.mkdtemp(prefix="loglik-time-to-trust-"))
+    ckpt = args.ckpt
+    if ckpt is None:
+        fit = readme_fit_command()
+        print("training:", "probgen", " ".join(fit), flush=True)
+        _run([*fit, "--no-progress", "--out", str(out / "model")])
+        ckpt = str(out / "model" / "checkpoint.pt")
+    methods = args.method.split(",")
+    common = ["loglik", "--ckpt", ckpt, "--num-data", str(args.num_data), "--method", args.method, "--no-progress"]
+    common += shlex.split(args.extra)
+    ref_dir = out / "reference"
+    if not (ref_dir / "loglik.json").is_file():
+        minutes = _run([*common, *shlex.split(args.reference), "--out", str(ref_dir)]) / 60
+        print(f"reference ({args.reference}): {minutes:.1f} min", flush=True)
+    ref = read_csv(ref_dir / "loglik.csv")
+    results: list[dict[str, Any]] = []
+    for budget in args.budgets.split(","):
+        run_dir = out / budget
+        seconds = _run([*common, "--budget", budget, "--out", str(run_dir), "--overwrite"])
+        rows = read_csv(run_dir / "loglik.csv")
+        estimate = json.loads((run_dir / "loglik.json").read_text()).get("estimate") or {}
+        counts = {m: trusted(rows, ref, m) for m in methods}
+        ok = all(a == b for a, b in counts.values())
+        results.append({"budget": budget, "minutes": seconds / 60, "trusted": ok, "counts": counts})
+        est = estimate.get("seconds", math.nan)
+        print(
+            f"--budget {budget}: {seconds / 60:.1f} min (estimated {est / 60:.1f} min), "
+            + ", ".join(f"{m} {a}/{b} points trusted" for m, (a, b) in counts.items())
+            + f" -> {'trusted' if ok else 'NOT trusted'}",
+            flush=True,
+        )
+    good = [r for r in results if r["trusted"]]
+    if good:
+        best = good[0]
+        minutes, name = best["minutes"], best["budget"]
+        print(f"minutes to a trusted log p(x) on {args.num_data} points: {minutes:.1f} (--budget {name})")
+    else:
+        print(f"no budget among {args.budgets} gave a trusted answer on {args.num_data} points")
+    (out / "time_to_trust.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
