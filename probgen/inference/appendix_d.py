@@ -185,9 +185,9 @@ def cluster_chains(samples: torch.Tensor, mode_separation: float = 3.0) -> torch
     Chains i and j are neighbours when the Mahalanobis distance between their means, under the
     average of their within-chain covariances, is below ``mode_separation``; modes are the connected
     components (transitive closure by repeated squaring of the adjacency, batched over points). A
-    mode's label is its lowest chain index. Chains of one well-mixed posterior differ in their means by
-    ~sqrt(2 D / ESS) standard deviations, far below 3; chains in separate basins by the basins'
-    separation.
+    point's modes are numbered 0, 1, ... in the order of their lowest chain index. Chains of one
+    well-mixed posterior differ in their means by ~sqrt(2 D / ESS) standard deviations, far below 3;
+    chains in separate basins by the basins' separation.
     """
     mean, cov = _chain_moments(samples)
     n, c, d = mean.shape
@@ -201,11 +201,13 @@ def cluster_chains(samples: torch.Tensor, mode_separation: float = 3.0) -> torch
     reach = adj.double()
     for _ in range(max(1, math.ceil(math.log2(max(c, 2))))):
         reach = ((reach @ reach) > 0).double()
-    return reach.argmax(-1)  # the first chain each chain reaches = the lowest index of its component
+    root = reach.argmax(-1)  # the first chain each chain reaches = the lowest index of its component
+    is_root = root == torch.arange(c, device=root.device)
+    return (is_root.long().cumsum(-1) - 1).gather(1, root)  # roots renumbered 0..M-1 per point
 
 
 class Modes:
-    """Per point and mode k (label = lowest chain index, K = C slots): a Gaussian q_k and its chains.
+    """Per point and mode k (K slots = the most modes of any point): a Gaussian q_k and its chains.
 
     ``mean`` (N, K, D), ``scale_tril`` (N, K, D, D), ``count`` (N, K) chains per mode (0: empty slot),
     ``labels`` (N, C).
@@ -236,8 +238,10 @@ class Modes:
     @torch.no_grad()
     def region_mass(self, num_draws: int = 4096, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """m_k = P_{q_k}(z in R_k) by Monte Carlo from q_k (N, K), and the variance of log m_k."""
-        q = torch.distributions.MultivariateNormal(self.mean, scale_tril=self.scale_tril)
         k = self.mean.shape[1]
+        if k == 1:  # every point has one mode, whose region is all of z-space
+            return torch.ones_like(self.mean[..., 0]), torch.zeros_like(self.mean[..., 0])
+        q = torch.distributions.MultivariateNormal(self.mean, scale_tril=self.scale_tril)
         hits = torch.zeros_like(self.mean[..., 0])
         done = 0
         while done < num_draws:
@@ -255,7 +259,7 @@ def fit_modes(samples: torch.Tensor, labels: torch.Tensor, shrink: float) -> Mod
     """Shrunk full-covariance Gaussian per mode from the draws (C, S, N, D) of the chains labelled so."""
     c, s, n, d = samples.shape
     z = samples.double()
-    member = torch.nn.functional.one_hot(labels, c).double()  # (N, C, K)
+    member = torch.nn.functional.one_hot(labels, int(labels.max()) + 1).double()  # (N, C, K)
     count = member.sum(1)  # (N, K)
     draws = (count * s).clamp_min(1)
     mean = torch.einsum("nck,csnd->nkd", member, z) / draws[..., None]
@@ -409,7 +413,7 @@ def appendix_d_from_samples(
         log_mass_var = torch.zeros(n, 1, dtype=torch.float64, device=fresh.device)
         k = 1
     else:
-        k = c
+        k = modes.mean.shape[1]
         region = lq.argmax(-1)
         mass, log_mass_var = modes.region_mass(mass_draws) if q_fit == "per-mode" else (None, None)
         lq_own = lq.gather(-1, region[..., None])[..., 0]
@@ -464,6 +468,7 @@ def _region_khat(log_w: torch.Tensor, region: torch.Tensor, counts: torch.Tensor
     """Worst Pareto k-hat over each point's regions that hold >= 25 draws (N,); NaN if none does."""
     c, s, n = log_w.shape
     flat_w, flat_r = log_w.reshape(c * s, n).cpu(), region.reshape(c * s, n).cpu()
+    counts, reff = counts.cpu(), reff.cpu()
     single = (counts > 0).sum(-1) <= 1
     out = torch.full((n,), math.nan, dtype=torch.float64)
     if single.any():

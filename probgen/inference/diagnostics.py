@@ -101,6 +101,7 @@ class ChainDiagnostics:
     failed: np.ndarray
     rhat_max: float
     min_ess: float
+    ess_lp: np.ndarray | None = None  # bulk ESS of lp = log p(x, z), per point
 
     @property
     def num_failed(self) -> int:
@@ -113,6 +114,7 @@ class ChainDiagnostics:
                 "rhat": float(self.rhat[i]),
                 "ess_bulk": float(self.ess_bulk[i]),
                 "ess_tail": float(self.ess_tail[i]),
+                **({} if self.ess_lp is None else {"ess_lp": float(self.ess_lp[i])}),
                 "divergences": int(self.divergences[i]),
                 "accept_rate": float(self.accept_rate[i]),
                 "failed": bool(self.failed[i]),
@@ -140,7 +142,13 @@ class ChainDiagnostics:
 
 
 def diagnose(idata: az.InferenceData, rhat_max: float = 1.01, min_ess_per_chain: float = 100.0) -> ChainDiagnostics:
-    """R-hat (rank-normalised, split), bulk and tail ESS of ``z``, worst over latents, per data point.
+    """R-hat (rank-normalised, split), bulk and tail ESS of ``z``, worst over latents, per data point;
+    bulk ESS of ``lp`` (the log density log p(x, z)), which tracks how well the chains explore the
+    posterior's typical set as a whole.
+
+    These are computed across all chains: for a multimodal posterior whose chains sit in different
+    modes R-hat is large, correctly for the chains but not for the estimate; Appendix D's own flags
+    (:func:`probgen.inference.appendix_d.chain_checks`) are computed within modes.
 
     NaN R-hat/ESS (e.g. a chain stuck at one value) count as failures.
     """
@@ -151,12 +159,13 @@ def diagnose(idata: az.InferenceData, rhat_max: float = 1.01, min_ess_per_chain:
     ess_bulk = az.ess(idata, var_names=["z"], method="bulk")["z"].min("latent", skipna=False).values
     ess_tail = az.ess(idata, var_names=["z"], method="tail")["z"].min("latent", skipna=False).values
     stats = idata.sample_stats
+    ess_lp = az.ess(stats, var_names=["lp"], method="bulk")["lp"].values if "lp" in stats else None
     divergences = stats["diverging"].sum(("chain", "draw")).values.astype(int)
     accept = stats["acceptance_rate"].mean(("chain", "draw")).values
     with np.errstate(invalid="ignore"):
         failed = ~(rhat <= rhat_max) | ~(ess_bulk >= min_ess) | ~(ess_tail >= min_ess)
     return ChainDiagnostics(
-        post["datapoint"].values, rhat, ess_bulk, ess_tail, divergences, accept, failed, rhat_max, min_ess
+        post["datapoint"].values, rhat, ess_bulk, ess_tail, divergences, accept, failed, rhat_max, min_ess, ess_lp
     )
 
 

@@ -57,6 +57,8 @@ def test_diagnose_flags_unmixed_points_only():
     assert checks.ess_bulk[2] < 100  # a slow chain
     assert checks.failed.tolist() == [False, True, True] and checks.num_failed == 2
     assert checks.divergences.tolist() == [0, 1, 0]
+    assert checks.ess_lp.shape == (3,) and checks.ess_lp[0] > 400 and checks.ess_lp[2] < 100  # lp = -|z|^2 / 2
+    assert checks.rows()[0]["ess_lp"] == pytest.approx(checks.ess_lp[0])
     summary = checks.summary()
     assert summary["failed_datapoints"] == [1, 2] and summary["divergences_total"] == 1
     assert worst_points(checks, 2) == [2, 1]  # largest R-hat first

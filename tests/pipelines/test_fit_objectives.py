@@ -49,6 +49,11 @@ def test_objective_trains_records_itself_and_loads_as_a_plain_vae(tmp_path, name
     vae, cfg = load_vae(out)  # loglik, eval, plot and disentangle load the model this way
     assert cfg.objective.objective == config["objective"]["objective"]
     assert vae.sample(2).shape == (2, 1, 64, 64)
+    if name == "factor-vae":  # the extra modules in the checkpoint do not disturb the readers
+        sizes = ["--num-points", "64", "--num-train", "40", "--num-eval", "20", "--group-size", "4"]
+        assert main(["-q", "disentangle", "--ckpt", str(out), *sizes]) == 0
+        assert main(["-q", "plot", "reconstructions", "--ckpt", str(out), "--num-images", "4"]) == 0
+        assert (out / "disentanglement.json").is_file() and (out / "reconstructions_test.png").is_file()
 
 
 def _objective_config(out, name, **train):
