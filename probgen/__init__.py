@@ -20,8 +20,8 @@ from probgen.utils.lazy import lazy_exports  # noqa: E402  (after __version__, w
 
 _CONFIGS = (
     "FitVAEConfig FitAEConfig FitCVAEConfig FitVAEGANConfig FitGANConfig DataConfig VAEConfig AEConfig CVAEConfig "
-    "VAEGANConfig GANConfig TrainConfig GANTrainConfig PerfConfig RunConfig ObjectiveConfig EvalConfig "
-    "EvalTargetConfig EvaluateConfig LoglikConfig ChainCheckConfig DiagnoseConfig PlotConfig DisentangleConfig "
+    "VAEGANConfig GANConfig TrainConfig GANTrainConfig PerfConfig RunConfig ObjectiveConfig MetricsConfig "
+    "EvalTargetConfig EvalCommandConfig LoglikConfig ChainCheckConfig DiagnoseConfig PlotConfig DisentangleConfig "
     "SampleConfig SweepConfig"
 ).split()
 

@@ -13,7 +13,6 @@ from probgen.config import (
     AEConfig,
     CVAEConfig,
     DataConfig,
-    EvalConfig,
     FitAEConfig,
     FitCVAEConfig,
     FitGANConfig,
@@ -21,6 +20,7 @@ from probgen.config import (
     FitVAEGANConfig,
     GANConfig,
     GANTrainConfig,
+    MetricsConfig,
     RunConfig,
     TrainConfig,
     VAEConfig,
@@ -82,7 +82,9 @@ def tiny_gan_config(out: Path, cache: Path, model: dict | None = None, **train: 
         data=DataConfig(dataset="dsprites", limit=160, image_size=32, data_root=str(out.parent / "no-data")),
         model=GANConfig(latent_dim=8, g_channels=4, d_channels=4, **(model or {})),
         train=GANTrainConfig(**t),
-        eval=EvalConfig(num_samples=64, domain_steps=10, cache_dir=str(cache), feature_batch_size=64, metrics=("fid",)),
+        eval=MetricsConfig(
+            num_samples=64, domain_steps=10, cache_dir=str(cache), feature_batch_size=64, metrics=("fid",)
+        ),
         run=RunConfig(out=str(out), progress=False),
     )
 

@@ -22,7 +22,7 @@ from probgen.config import (
     DiagnoseConfig,
     DisentangleConfig,
     DisentangleTargetConfig,
-    EvaluateConfig,
+    EvalCommandConfig,
     LoglikConfig,
     PlotConfig,
     PlotTargetConfig,
@@ -80,7 +80,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from probgen.pipelines.evaluate import evaluate_checkpoint, summary_lines
 
-    cfg = config_from_args(EvaluateConfig, args)
+    cfg = config_from_args(EvalCommandConfig, args)
     record, out = evaluate_checkpoint(cfg)
     if cfg.target.json:
         print(json.dumps(record, indent=2, default=str))
@@ -183,7 +183,7 @@ COMMANDS: list[Command] = [
         ("eval",),
         "FID / IS / KID (or FD / KD on domain features) of a checkpoint's samples",
         _eval,
-        (EvaluateConfig,),
+        (EvalCommandConfig,),
         "Score a VAE's or a GAN's samples against real images of its dataset. Every number is "
         "written to eval.json with N generated, N real, the split, the feature network and the resize mode.",
         config_file=True,

@@ -13,7 +13,7 @@ Defaults are full training settings for a GPU; the README shows the flags for a 
     train.py        TrainConfig, GANTrainConfig, PerfConfig
     objective.py    ObjectiveConfig (the VAE objective: beta-TCVAE, FactorVAE, DIP-VAE-II, capacity)
     fit.py          FitVAEConfig, FitAEConfig, FitCVAEConfig, FitVAEGANConfig, FitGANConfig
-    eval.py         EvalConfig, EvalTargetConfig, EvaluateConfig
+    eval.py         MetricsConfig, EvalTargetConfig, EvalCommandConfig
     loglik.py       LoglikConfig, ChainCheckConfig, DiagnoseConfig
     plot.py         PlotConfig, PlotTargetConfig, SampleConfig
     disentangle.py, sweep.py   the configs of those commands
@@ -23,7 +23,9 @@ Defaults are full training settings for a GPU; the README shows the flags for a 
 from probgen.config.base import DEVICES, RunConfig, check, choice
 from probgen.config.data import DataConfig, DataExtractConfig, DataInfoConfig
 from probgen.config.disentangle import DisentangleConfig, DisentangleTargetConfig
-from probgen.config.eval import EvalConfig, EvalTargetConfig, EvaluateConfig
+from probgen.config.eval import EvalCommandConfig, EvalTargetConfig, MetricsConfig
+from probgen.config.eval import EvalConfig as EvalConfig  # the names before the rename
+from probgen.config.eval import EvaluateConfig as EvaluateConfig
 from probgen.config.fields import (
     Leaf,
     flag,
@@ -58,9 +60,9 @@ __all__ = [
     "DiagnoseConfig",
     "DisentangleConfig",
     "DisentangleTargetConfig",
-    "EvalConfig",
+    "MetricsConfig",
     "EvalTargetConfig",
-    "EvaluateConfig",
+    "EvalCommandConfig",
     "FIGURES",
     "FitAEConfig",
     "FitCVAEConfig",

@@ -8,7 +8,7 @@ from probgen.config.base import _check, _choice, _help, check_device, data_root_
 
 
 @dataclass
-class EvalConfig:
+class MetricsConfig:
     """How samples are scored: feature network, metrics, sample counts and the reference split."""
 
     features: str = _help(
@@ -98,8 +98,14 @@ class EvalTargetConfig:
 
 
 @dataclass
-class EvaluateConfig:
+class EvalCommandConfig:
     """Everything `probgen eval` needs."""
 
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: MetricsConfig = field(default_factory=MetricsConfig)
     target: EvalTargetConfig = field(default_factory=EvalTargetConfig)
+
+
+# The names before the rename (issue 14: EvalConfig / EvaluateConfig / EvalTargetConfig read alike):
+# kept so that user scripts written against them still run; not in any __all__.
+EvalConfig = MetricsConfig
+EvaluateConfig = EvalCommandConfig

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from probgen.config.base import RunConfig
 from probgen.config.data import DataConfig
-from probgen.config.eval import EvalConfig
+from probgen.config.eval import MetricsConfig
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
 from probgen.config.objective import ObjectiveConfig
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
@@ -62,6 +62,6 @@ class FitGANConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: GANConfig = field(default_factory=GANConfig)
     train: GANTrainConfig = field(default_factory=GANTrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: MetricsConfig = field(default_factory=MetricsConfig)
     run: RunConfig = field(default_factory=RunConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)

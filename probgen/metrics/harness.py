@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from probgen.config import EvalConfig
+from probgen.config import MetricsConfig
 from probgen.data import ImageData
 from probgen.errors import UserError
 from probgen.metrics import bootstrap, scores
@@ -32,14 +32,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("probgen")
 
 
-def build_feature_net(data: ImageData, cfg: EvalConfig, device: torch.device, show_progress: bool = True) -> FeatureNet:
+def build_feature_net(
+    data: ImageData, cfg: MetricsConfig, device: torch.device, show_progress: bool = True
+) -> FeatureNet:
     """Inception (from local weights) or the dataset's domain network (cached or trained now)."""
     if cfg.features == "inception":
         return load_inception(cfg.inception_weights, antialias=cfg.antialias).to(device).eval()
     return load_or_train_domain_net(data, cfg.domain_steps, cache_dir(cfg), device, show_progress)
 
 
-def cache_dir(cfg: EvalConfig) -> Path:
+def cache_dir(cfg: MetricsConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
 
 
@@ -66,7 +68,7 @@ class Harness:
     def __init__(
         self,
         data: ImageData,
-        cfg: EvalConfig,
+        cfg: MetricsConfig,
         device: torch.device,
         net: FeatureNet | None = None,
         show_progress: bool = True,

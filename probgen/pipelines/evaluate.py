@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from probgen.config import DataConfig, EvaluateConfig, from_dict, to_dict
+from probgen.config import DataConfig, EvalCommandConfig, from_dict, to_dict
 from probgen.data import load_dataset
 from probgen.errors import UserError
 from probgen.metrics.features import find_inception_weights
@@ -40,7 +40,7 @@ def partial_folder(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def _store_settings(cfg: EvaluateConfig, ckpt_file: Path, ckpt: dict[str, Any], device: Any) -> dict[str, Any]:
+def _store_settings(cfg: EvalCommandConfig, ckpt_file: Path, ckpt: dict[str, Any], device: Any) -> dict[str, Any]:
     """What the stored batches depend on: a re-run with other settings must not reuse them."""
     ev = {k: v for k, v in to_dict(cfg.eval).items() if k != "cache_dir"}  # a moved cache changes nothing
     return {
@@ -52,7 +52,7 @@ def _store_settings(cfg: EvaluateConfig, ckpt_file: Path, ckpt: dict[str, Any], 
     }
 
 
-def evaluate_checkpoint(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+def evaluate_checkpoint(cfg: EvalCommandConfig) -> tuple[dict[str, Any], Path]:
     """Score the model in ``cfg.target.ckpt``; returns the results and the JSON file written."""
     t = cfg.target
     if not t.ckpt:

@@ -3,7 +3,7 @@ import logging
 import pytest
 import torch
 
-from probgen.config import DataConfig, EvalConfig
+from probgen.config import DataConfig, MetricsConfig
 from probgen.data import ImageData, Split, load_dataset
 from probgen.errors import UserError
 from probgen.metrics.domain import _targets
@@ -22,7 +22,7 @@ def cache(tmp_path_factory):
 
 
 def _cfg(cache, **kw):
-    return EvalConfig(num_samples=200, domain_steps=40, cache_dir=str(cache), feature_batch_size=64, **kw)
+    return MetricsConfig(num_samples=200, domain_steps=40, cache_dir=str(cache), feature_batch_size=64, **kw)
 
 
 def _from(images):
@@ -76,7 +76,7 @@ def test_bad_requests_are_user_errors(sprites, cache):
             _from(sprites.splits["test"].images)
         )
     with pytest.raises(UserError, match="--metrics"):
-        EvalConfig(metrics=("is",))  # IS needs Inception's classes
+        MetricsConfig(metrics=("is",))  # IS needs Inception's classes
     h = Harness(sprites, _cfg(cache), torch.device("cpu"), show_progress=False)
     with pytest.raises(UserError, match="shape"):
         h.evaluate(lambda n, gen: torch.rand(n, 1, 64, 64, generator=gen))
@@ -134,4 +134,4 @@ def test_intervals_can_be_switched_off(sprites, cache):
 )
 def test_bad_metric_options_name_the_flag(kw, needle):
     with pytest.raises(UserError, match=needle):
-        EvalConfig(**kw)
+        MetricsConfig(**kw)
