@@ -31,12 +31,15 @@ def prepare_run_dir(run: RunConfig, kind: str, dataset: str) -> tuple[Path, bool
     """Resolve ``--out`` and decide whether this run resumes.
 
     Returns (directory, resuming). An existing non-empty directory is a UserError unless
-    ``--resume`` (it must hold a checkpoint) or ``--overwrite`` (its contents are deleted) is given.
+    ``--resume`` (it must hold a checkpoint) or ``--overwrite`` (its contents are deleted) is given;
+    one that holds only the log.txt of a run that failed before it started is reused.
     """
     out = Path(run.out) if run.out else default_run_dir(kind, dataset)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a directory")
-    occupied = out.is_dir() and any(out.iterdir())
+    # A folder that holds only log.txt is a run that failed before it wrote config.json (a bad
+    # setting found while building the model): nothing was trained, and the log is appended to.
+    occupied = out.is_dir() and any(p.name != "log.txt" for p in out.iterdir())
     if run.resume:
         for stale in out.glob(".*.tmp"):  # half-written files of a killed run (atomic_write's temp names)
             stale.unlink()

@@ -41,3 +41,16 @@ def test_a_run_killed_before_its_first_checkpoint_is_started(tmp_path):
     out.mkdir()
     (out / "config.json").write_text("{}")  # what a fit writes before its first step
     assert run_state(out, config(out, "--epochs", 1)) == "started"  # --resume starts it again in place
+
+
+def test_a_fit_refused_while_building_its_model_can_be_run_again_in_the_same_folder(tmp_path, capsys):
+    from probgen.cli import main
+
+    out = tmp_path / "run"
+    bad = [*SMALL_FIT_VAE, "--image-size", "18", "--out", str(out)]
+    assert main(["fit", *bad]) != 0  # 18 px does not divide by 4 (two stride-2 layers): refused after --out was made
+    assert [p.name for p in out.iterdir()] == ["log.txt"]
+    first_log = (out / "log.txt").read_text()
+    fit_vae(config(out, "--max-steps", 2))  # the corrected command is not refused as "already holds a run"
+    assert (out / "checkpoint.pt").is_file()
+    assert (out / "log.txt").read_text().startswith(first_log)  # the failed attempt's log is kept
