@@ -133,7 +133,8 @@ def _plot(args: argparse.Namespace) -> int:
     from probgen.pipelines.plot import plot_checkpoint
 
     target, cfg = config_from_args(PlotTargetConfig, args), config_from_args(PlotConfig, args)
-    print(plot_checkpoint(target.figure, target.ckpt, cfg, out=target.out, overwrite=target.overwrite))
+    for figure in target.figures:
+        print(plot_checkpoint(figure, target.ckpt, cfg, out=target.out, overwrite=target.overwrite))
     return 0
 
 

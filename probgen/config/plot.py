@@ -14,13 +14,24 @@ FIGURES = ("traversals", "manifold", "latents", "reconstructions")
 class PlotTargetConfig:
     """Which figure of which checkpoint `probgen plot` draws, and where it writes."""
 
-    figure: str = _help("which figure", default="traversals", positional=True, choices=FIGURES)
+    figure: str = _help(
+        f"which figure ({', '.join(FIGURES)}), or a comma list of them (traversals,manifold)",
+        default="traversals",
+        positional=True,
+    )
     ckpt: str = _help("checkpoint file (or its run directory)", default="", required=True)
-    out: str | None = _help("PNG file to write (default: <run dir>/<figure>.png)", default=None)
+    out: str | None = _help("PNG file to write (default: <run dir>/<figure>.png; one figure only)", default=None)
     overwrite: bool = _help("replace --out if it exists", default=False)
 
     def __post_init__(self) -> None:
-        _choice(self.figure, "figure", FIGURES)
+        for name in self.figures:
+            _choice(name, "figure", FIGURES)
+        _check(len(self.figures) == 1 or self.out is None, "out", "names one file: give it with one figure only")
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """The figures asked for, in order, each once."""
+        return tuple(dict.fromkeys(f.strip() for f in self.figure.split(",")))
 
 
 @dataclass

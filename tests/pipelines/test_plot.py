@@ -66,3 +66,17 @@ def test_reconstruction_grid_keeps_originals_above_their_reconstructions(tmp_pat
     cells = img[2::6, 2::6][:4, :3]  # the top-left pixel of each cell (padding 2, cell 4)
     want = torch.tensor([[0, 0, 0], [1, 1, 1], [0, 0, 0.5], [1, 1, 0.5]])
     torch.testing.assert_close(cells, want, atol=0.01, rtol=0)
+
+
+def test_a_comma_list_draws_each_figure_into_the_run_directory(tiny_vae_ckpt, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_vae_ckpt, run / "checkpoint.pt")
+    assert main(["plot", "traversals,latents", "--ckpt", str(run), *FAST]) == 0
+    assert (run / "traversals.png").stat().st_size > 1000 and (run / "latents.png").stat().st_size > 1000
+    assert main(["plot", "traversals,latents", "--ckpt", str(run), "--out", str(tmp_path / "x.png"), *FAST]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["plot", "traversals,bogus", "--ckpt", str(run), *FAST]) == 2
+    assert "bogus" in capsys.readouterr().err
