@@ -21,6 +21,7 @@ from probgen.config import (
     GANConfig,
     GANTrainConfig,
     MetricsConfig,
+    ObjectiveConfig,
     RunConfig,
     TrainConfig,
     VAEConfig,
@@ -132,3 +133,27 @@ def tiny_vae(image_shape: tuple[int, int, int] = (1, 64, 64), seed: int | None =
     if seed is not None:
         torch.manual_seed(seed)
     return VAE(tiny_net(**kw), image_shape)
+
+
+def every_kind_config(kind: str, out: Path) -> Any:
+    """A tiny fit config of model kind ``kind`` (or ``vae-factor``: a FactorVAE) writing to ``out``: 160 dSprites
+    images at 16 px, 9 steps of 16 per epoch, 2 epochs, a checkpoint every 7 steps (for resume tests)."""
+    data = DataConfig(dataset="dsprites", limit=160, image_size=16, data_root=str(out.parent / "no-data"))
+    run = RunConfig(out=str(out), progress=False)
+    if kind == "gan":  # batch norm, EMA and the fixed noise: all checkpointed
+        train = GANTrainConfig(epochs=2, batch_size=16, checkpoint_every=7, sample_epochs=(1,), ema_decay=0.9)
+        return FitGANConfig(data=data, model=GANConfig(latent_dim=4, g_channels=4, d_channels=4), train=train, run=run)
+    schedule = {"beta_schedule": "linear", "beta_warmup_steps": 10}  # beta is a function of the resumed step
+    train = TrainConfig(epochs=2, batch_size=16, eval_batch_size=64, lr=2e-3, checkpoint_every=7, **schedule)
+    common = {"data": data, "model": VAEConfig(conv_channels=(4, 4), hidden_dims=(8,), latent_dim=2), "train": train}
+    if kind == "ae":
+        return FitAEConfig(**common, run=run, ae=AEConfig())
+    if kind == "cvae":
+        return FitCVAEConfig(**common, run=run, cvae=CVAEConfig())
+    if kind == "vaegan":
+        return FitVAEGANConfig(**common, run=run, gan=VAEGANConfig(disc_channels=(4,)))
+    if kind == "vae-factor":  # FactorVAE: its discriminator, its Adam and the permutations' RNG draws
+        return FitVAEConfig(**common, run=run, objective=ObjectiveConfig("factor-vae", factor_disc_hidden=(8,)))
+    if kind == "vae":
+        return FitVAEConfig(**common, run=run)
+    raise AssertionError(f"model kind {kind!r} is registered but has no tiny config here: add one to every_kind_config")

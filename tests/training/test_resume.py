@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from probgen.checkpoint import load_checkpoint
-from probgen.config import (
-    AEConfig,
-    CVAEConfig,
-    DataConfig,
-    FitAEConfig,
-    FitCVAEConfig,
-    FitGANConfig,
-    FitVAEConfig,
-    FitVAEGANConfig,
-    GANConfig,
-    GANTrainConfig,
-    ObjectiveConfig,
-    RunConfig,
-    TrainConfig,
-    VAEConfig,
-    VAEGANConfig,
-)
 from probgen.models.registry import KINDS
 from probgen.pipelines.fit import fit
 from probgen.training.distributed import Dist
 from probgen.training.guards import Interrupted
 from probgen.utils.io import read_csv
+from tests.factories import every_kind_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,29 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS, STOP_AT = 18, 5  # Ctrl-C during step 5 (mid-epoch 1); the resumed run crosses the epoch's end
 
 
-def _config(kind: str, out: Path) -> Any:
-    data = DataConfig(dataset="dsprites", limit=160, image_size=16, data_root=str(out.parent / "no-data"))
-    run = RunConfig(out=str(out), progress=False)
-    if kind == "gan":  # batch norm, EMA and the fixed noise: all checkpointed
-        train = GANTrainConfig(epochs=2, batch_size=16, checkpoint_every=7, sample_epochs=(1,), ema_decay=0.9)
-        return FitGANConfig(data=data, model=GANConfig(latent_dim=4, g_channels=4, d_channels=4), train=train, run=run)
-    schedule = {"beta_schedule": "linear", "beta_warmup_steps": 10}  # beta is a function of the resumed step
-    train = TrainConfig(epochs=2, batch_size=16, eval_batch_size=64, lr=2e-3, checkpoint_every=7, **schedule)
-    common = {"data": data, "model": VAEConfig(conv_channels=(4, 4), hidden_dims=(8,), latent_dim=2), "train": train}
-    if kind == "ae":
-        return FitAEConfig(**common, run=run, ae=AEConfig())
-    if kind == "cvae":
-        return FitCVAEConfig(**common, run=run, cvae=CVAEConfig())
-    if kind == "vaegan":
-        return FitVAEGANConfig(**common, run=run, gan=VAEGANConfig(disc_channels=(4,)))
-    if kind == "vae-factor":  # FactorVAE: its discriminator, its Adam and the permutations' RNG draws
-        return FitVAEConfig(**common, run=run, objective=ObjectiveConfig("factor-vae", factor_disc_hidden=(8,)))
-    if kind == "vae":
-        return FitVAEConfig(**common, run=run)
-    raise AssertionError(f"model kind {kind!r} is registered but has no tiny config here: add one to _config")
-
-
-# every registered kind (a new one fails until it has a tiny config above), and objectives with their own state
+# every registered kind (a new one fails until tests/factories.py's every_kind_config has a tiny
+# config for it), and objectives with their own state
 CASES = [*KINDS, "vae-factor"]
 
 
@@ -89,13 +51,13 @@ def _ctrl_c_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
 
 @pytest.mark.parametrize("kind", CASES)
 def test_interrupted_and_resumed_run_is_bitwise_equal_to_an_uninterrupted_one(kind, tmp_path, monkeypatch):
-    full = fit(_config(kind, tmp_path / "full"))
+    full = fit(every_kind_config(kind, tmp_path / "full"))
     with monkeypatch.context() as m:
         _ctrl_c_at(m, STOP_AT)
         with pytest.raises(Interrupted):
-            fit(_config(kind, tmp_path / "part"))
+            fit(every_kind_config(kind, tmp_path / "part"))
     assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["step"] == STOP_AT
-    cfg = _config(kind, tmp_path / "part")
+    cfg = every_kind_config(kind, tmp_path / "part")
     cfg.run.resume = True
     part = fit(cfg)
     a, b = load_checkpoint(full / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
