@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -55,6 +54,14 @@ from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import estimate as estimate_time
+from probgen.pipelines.loglik_results import (
+    batch_from_dict,
+    batch_to_dict,
+    cat_results,
+    cat_runs,
+    csv_rows,
+    summary_table,
+)
 from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_csv, write_json
@@ -103,64 +110,6 @@ def _settings(cfg: LoglikConfig, ckpt_path: Path) -> dict[str, Any]:
     settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_RESULTS}
     settings["checkpoint"] = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return settings
-
-
-def _result_to_dict(r: LoglikResult) -> dict[str, Any]:
-    return {"method": r.method, "log_px": r.log_px, "data_dim": r.data_dim, "info": r.info, "se": r.se,
-            "flags": r.flags, "per_point": r.per_point}  # fmt: skip
-
-
-def _result_from_dict(d: dict[str, Any]) -> LoglikResult:
-    return LoglikResult(d["method"], d["log_px"], d["data_dim"], d["info"], d["se"], d["flags"], d["per_point"])
-
-
-def _batch_to_dict(res: dict[str, LoglikResult], run: HMCResult | None) -> dict[str, Any]:
-    return {
-        "results": {m: _result_to_dict(r) for m, r in res.items()},
-        "run": None if run is None else dataclasses.asdict(run),
-    }
-
-
-def _batch_from_dict(d: dict[str, Any]) -> tuple[dict[str, LoglikResult], HMCResult | None]:
-    run = None if d["run"] is None else HMCResult(**d["run"])
-    return {m: _result_from_dict(r) for m, r in d["results"].items()}, run
-
-
-def _cat_results(parts: list[LoglikResult]) -> LoglikResult:
-    """One result from per-batch ones: log p(x), se and flags concatenated in point order; numeric
-    ``*_mean`` entries of ``info`` (e.g. AIS acceptance, IWAE weight ESS) averaged weighted by batch size."""
-    first = parts[0]
-    sizes = [p.log_px.numel() for p in parts]
-    info = dict(first.info)
-    for key, value in first.info.items():
-        if key.endswith("_mean") and isinstance(value, (int, float)) and all(key in p.info for p in parts):
-            info[key] = sum(float(p.info[key]) * s for p, s in zip(parts, sizes)) / sum(sizes)
-    se = None
-    if any(p.se is not None for p in parts):
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        se = torch.cat([p.se if p.se is not None else nan.expand(s) for p, s in zip(parts, sizes)])
-    flags = [list(f) for p in parts for f in p.flags]
-    per_point = {
-        k: torch.cat([p.per_point[k] for p in parts]) for k in first.per_point if all(k in p.per_point for p in parts)
-    }
-    log_px = torch.cat([p.log_px for p in parts])
-    return LoglikResult(first.method, log_px, first.data_dim, info, se, flags, per_point)
-
-
-def _cat_runs(runs: list[HMCResult]) -> HMCResult:
-    def cat(name: str, dim: int) -> torch.Tensor | None:
-        values = [getattr(r, name) for r in runs]
-        return None if any(v is None for v in values) else torch.cat(values, dim)
-
-    return HMCResult(
-        samples=cat("samples", 2),
-        potential=cat("potential", 2),
-        accept_prob=cat("accept_prob", 2),
-        diverging=cat("diverging", 2),
-        step_size=cat("step_size", 0),
-        inverse_mass=cat("inverse_mass", 0),
-        num_grad_evals=sum(r.num_grad_evals for r in runs),
-    )
 
 
 def discretises(cfg: LoglikConfig, vae: Any) -> bool:
@@ -238,44 +187,6 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
     return out, run
 
 
-def _rows(results: dict[str, LoglikResult], n: int, index: str = "datapoint") -> list[dict[str, Any]]:
-    """CSV rows, one per point: per method log p(x), bits/dim, se, flags and its per-point diagnostics."""
-    rows: list[dict[str, Any]] = [{index: i} for i in range(n)]
-    for m, r in results.items():
-        se = r.se.tolist() if r.se is not None else [math.nan] * n
-        cols = {f"log_px_{m}": r.log_px.tolist(), f"bits_per_dim_{m}": r.bits_per_dim.tolist(), f"se_{m}": se}
-        cols[f"flag_{m}"] = r.flag_strings()
-        cols.update({f"{k}_{m}": v.tolist() for k, v in r.per_point.items()})
-        for i, row in enumerate(rows):
-            row.update({k: v[i] for k, v in cols.items()})
-    return rows
-
-
-def _table(results: dict[str, LoglikResult], n: int) -> str:
-    """The printed summary: per method, mean +- standard error over points, the trusted mean, flag counts
-    (BDMC's bounds are on simulated points)."""
-    lines = [
-        f"{'method':<12}{'log p(x) [nats]':>24}{'bits/dim':>22}{'trusted mean':>15}  flagged"
-        f"   (N = {n}, mean +- standard error over points)"
-    ]
-    for m, r in results.items():
-        d = r.to_dict()
-        trusted = "-" if d["log_px_mean_trusted"] is None else f"{d['log_px_mean_trusted']:.3f}"
-        reasons = ", ".join(f"{k} {v}" for k, v in d["flag_counts"].items())
-        lines.append(
-            f"{m:<12}{d['log_px_mean']:>14.3f} +- {d['log_px_stderr']:<7.3f}"
-            f"{d['bits_per_dim_mean']:>12.5f} +- {d['bits_per_dim_stderr']:<8.5f}{trusted:>14}"
-            f"  {d['num_flagged']}/{n}{f' ({reasons})' if reasons else ''}"
-        )
-    if "bdmc-lower" in results and "bdmc-upper" in results:
-        gap = results["bdmc-upper"].log_px - results["bdmc-lower"].log_px
-        lines.append(
-            f"bdmc-*: on {n} points simulated from the model (not the data); upper - lower gap: "
-            f"mean {float(gap.mean()):.3f}, max {float(gap.max()):.3f} nats"
-        )
-    return "\n".join(lines)
-
-
 def _batch_key(first_point: int) -> str:
     return f"batch-{first_point:09d}"
 
@@ -344,13 +255,13 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             for lo in batches:
                 stored = store.get(_batch_key(lo))
                 if stored is not None:
-                    res, run = _batch_from_dict(stored)
+                    res, run = batch_from_dict(stored)
                 else:
                     pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
                     x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
                     res, run = _run_batch(cfg, vae, x)
                     if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
-                        store.put(_batch_key(lo), _batch_to_dict(res, run))
+                        store.put(_batch_key(lo), batch_to_dict(res, run))
                 for m, r in res.items():
                     parts.setdefault(m, []).append(r)
                 if run is not None:
@@ -371,13 +282,13 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             for m, rs in rank_parts.items():
                 parts.setdefault(m, []).extend(rs)
             runs.extend(rank_runs)
-    results = {m: _cat_results(parts[m]) for m in LOGLIK_METHODS if m in parts}
-    simulated = {m: _cat_results(parts[m]) for m in BDMC_METHODS if m in parts}
+    results = {m: cat_results(parts[m]) for m in LOGLIK_METHODS if m in parts}
+    simulated = {m: cat_results(parts[m]) for m in BDMC_METHODS if m in parts}
     seconds = time.perf_counter() - start
 
     checks = None
     if runs:
-        run = _cat_runs(runs)
+        run = cat_runs(runs)
         idata = diag.to_inference_data(run, attrs={"sampler": cfg.sampler, "checkpoint": str(ckpt_path)})
         diag.save_chains(idata, out / "chains.nc")
         checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
@@ -402,7 +313,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             "per point in bdmc.csv",
             **BDMCResult(simulated["bdmc-lower"], simulated["bdmc-upper"]).to_dict(),
         }
-    rows = _rows(results, n)
+    rows = csv_rows(results, n)
     warnings = ordering_warnings(results, vae.latent_dim)
     if checks is not None:
         report["diagnostics"] = checks.summary()
@@ -434,13 +345,13 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         write_csv(out / "loglik.csv", rows)
         written.append("loglik.csv")
     if simulated:
-        sim_rows = _rows(simulated, n, index="simulated_point")
+        sim_rows = csv_rows(simulated, n, index="simulated_point")
         for row, gap in zip(sim_rows, (simulated["bdmc-upper"].log_px - simulated["bdmc-lower"].log_px).tolist()):
             row["gap"] = gap
         write_csv(out / "bdmc.csv", sim_rows)
         written.append("bdmc.csv")
     store.remove()  # finished: a new run into this --out needs --overwrite
-    report["table"] = _table({**results, **simulated}, n)
+    report["table"] = summary_table({**results, **simulated}, n)
     report["out"] = str(out)
     log.info("wrote %s (%s%s)", out, ", ".join(written), ", chains.nc" if runs else "")
     return report
