@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", default="dsprites,digits", help="comma list: dsprites, digits")
     p.add_argument("--seed", type=int, default=0, help="seed of probgen loglik")
     p.add_argument("--quick", action="store_true", help="tiny models and short chains (a smoke run)")
+    p.add_argument(
+        "--loglik-flags",
+        default=None,
+        help="the sampling flags of probgen loglik, quoted (default: " + " ".join(LOGLIK) + ")",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt = train(name, out, args.quick)
         ll = out / f"{name}-loglik"
         settings = QUICK_LOGLIK if args.quick else LOGLIK
+        if args.loglik_flags is not None:
+            settings = ["--method", "all", *shlex.split(args.loglik_flags)]
         argv_ll = ["loglik", "--ckpt", str(ckpt), *settings, "--num-data", str(args.num_data),
                    "--seed", str(args.seed), "--no-progress", "--out", str(ll)]  # fmt: skip
         if not (ll / "loglik.json").is_file():

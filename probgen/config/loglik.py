@@ -31,17 +31,59 @@ BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 #: the README's dSprites model (docs/benchmarks.md, experiments/benchmarks/loglik_time_to_trust.py).
 BUDGETS: dict[str, dict[str, dict[str, int]]] = {
     "cpu": {
-        "quick": {"chains": 4, "warmup": 200, "samples": 300, "ais_steps": 300, "iwae_samples": 1000},
-        "standard": {"chains": 4, "warmup": 300, "samples": 600, "ais_steps": 1000, "iwae_samples": 5000},
-        "thorough": {"chains": 8, "warmup": 500, "samples": 1000, "ais_steps": 3000, "iwae_samples": 20000},
+        "quick": {
+            "chains": 4,
+            "warmup": 200,
+            "samples": 300,
+            "ais_steps": 300,
+            "leapfrog_steps": 5,
+            "iwae_samples": 1000,
+        },
+        "standard": {
+            "chains": 4,
+            "warmup": 300,
+            "samples": 600,
+            "ais_steps": 1000,
+            "leapfrog_steps": 10,
+            "iwae_samples": 5000,
+        },
+        "thorough": {
+            "chains": 8,
+            "warmup": 500,
+            "samples": 1000,
+            "ais_steps": 3000,
+            "leapfrog_steps": 10,
+            "iwae_samples": 20000,
+        },
     },
     "cuda": {
-        "quick": {"chains": 8, "warmup": 300, "samples": 500, "ais_steps": 1000, "iwae_samples": 5000},
-        "standard": {"chains": 16, "warmup": 500, "samples": 1000, "ais_steps": 3000, "iwae_samples": 20000},
-        "thorough": {"chains": 32, "warmup": 1000, "samples": 2000, "ais_steps": 10000, "iwae_samples": 100000},
+        "quick": {
+            "chains": 8,
+            "warmup": 300,
+            "samples": 500,
+            "ais_steps": 1000,
+            "leapfrog_steps": 10,
+            "iwae_samples": 5000,
+        },
+        "standard": {
+            "chains": 16,
+            "warmup": 500,
+            "samples": 1000,
+            "ais_steps": 3000,
+            "leapfrog_steps": 10,
+            "iwae_samples": 20000,
+        },
+        "thorough": {
+            "chains": 32,
+            "warmup": 1000,
+            "samples": 2000,
+            "ais_steps": 10000,
+            "leapfrog_steps": 10,
+            "iwae_samples": 100000,
+        },
     },
 }
-BUDGET_FIELDS = ("chains", "warmup", "samples", "ais_steps", "iwae_samples")
+BUDGET_FIELDS = ("chains", "warmup", "samples", "ais_steps", "leapfrog_steps", "iwae_samples")
 
 
 @dataclass
@@ -76,8 +118,9 @@ class LoglikConfig:
         "0: use --leapfrog-steps",
         default=2.5,
     )
-    leapfrog_steps: int = _help(
-        "leapfrog steps per AIS temperature (and per HMC transition if --trajectory-length 0)", default=10
+    leapfrog_steps: int | None = _help(
+        "leapfrog steps per AIS temperature (and per HMC transition if --trajectory-length 0) (default: from --budget)",
+        default=None,
     )
     target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8)
     adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True)
@@ -94,6 +137,12 @@ class LoglikConfig:
     )
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
     ais_steps: int | None = _help("AIS temperatures, one HMC transition each (default: from --budget)", default=None)
+    target_se: float = _help(
+        "AIS adaptive stop: points whose standard error is above this many nats get --chains more AIS chains, "
+        "round after round, until it is at most this or they have --max-chains; 0: off",
+        default=0.0,
+    )
+    max_chains: int = _help("AIS adaptive stop: at most this many chains per point (0: 8 x --chains)", default=0)
     points_per_batch: int = _help(
         "data points sampled together (all chains of a batch share each decoder call)", default=128
     )
@@ -121,7 +170,8 @@ class LoglikConfig:
         _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
         _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
         _check(self.samples is None or self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
-        _check(self.leapfrog_steps >= 1, "leapfrog_steps", f"must be >= 1, got {self.leapfrog_steps}")
+        lf = self.leapfrog_steps
+        _check(lf is None or lf >= 1, "leapfrog_steps", f"must be >= 1, got {lf}")
         _check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
         _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
         _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
@@ -129,6 +179,13 @@ class LoglikConfig:
         _check(k is None or k >= 1, "iwae_samples", f"must be >= 1, got {k}")
         _check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
         _check(self.ais_steps is None or self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
+        _check(self.target_se >= 0, "target_se", f"must be >= 0 (0: off), got {self.target_se}")
+        _check(self.max_chains >= 0, "max_chains", f"must be >= 0 (0: 8 x --chains), got {self.max_chains}")
+        _check(
+            not self.max_chains or self.chains is None or self.max_chains >= self.chains,
+            "max_chains",
+            f"must be at least --chains ({self.chains}), got {self.max_chains}",
+        )
         _check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
         _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
         check_device(self.device)

@@ -57,6 +57,9 @@ __all__ = [
 MAX_LOG_WEIGHT_VAR = 1.0
 #: ... or when the effective number of chains, (sum w)^2 / sum w^2, is below this fraction of them.
 MIN_ESS_FRACTION = 0.25
+#: The adaptive stop believes a point's se only once it comes from at least this many chains (the
+#: delta-method se of 4 chains is too noisy: measured, it let a point stop 3.5 se above the truth).
+MIN_STOP_CHAINS = 8
 
 
 def tempered_inverse_mass(posterior_variance: torch.Tensor) -> Callable[[float], torch.Tensor]:
@@ -192,13 +195,18 @@ def _result_with_flags(
     result = _result(method, log_px, target, **info)
     result.se = summary.pop("se")
     result.per_point = summary
-    c = log_w.shape[0]
-    bad = (summary["log_weight_var"] > MAX_LOG_WEIGHT_VAR) | (summary["weights_ess"] < MIN_ESS_FRACTION * c)
+    _flag_variance(result, torch.full_like(result.log_px, float(log_w.shape[0])))
+    return result
+
+
+def _flag_variance(result: LoglikResult, chains: torch.Tensor) -> None:
+    """Flag ``ais-variance`` where the log weights vary too much over the ``chains`` (N,) of a point."""
+    summary = result.per_point
+    bad = (summary["log_weight_var"] > MAX_LOG_WEIGHT_VAR) | (summary["weights_ess"] < MIN_ESS_FRACTION * chains)
     bad |= ~torch.isfinite(result.log_px)
     for i in torch.nonzero(bad).flatten().tolist():
         result.add_flag(i, "ais-variance")
     result.info["num_ais_variance"] = int(bad.sum())
-    return result
 
 
 class AISPlan(NamedTuple):
@@ -267,6 +275,8 @@ def ais(
     pilot_chains: int | None = None,
     posterior_variance: torch.Tensor | None = None,
     return_states: bool = False,
+    target_se: float | None = None,
+    max_chains: int | None = None,
 ) -> LoglikResult | tuple[LoglikResult, torch.Tensor]:
     """Annealed importance sampling from the prior to the posterior, with HMC transitions (Wu et al. 2017).
 
@@ -292,6 +302,16 @@ def ais(
 
     With ``return_states`` it also returns the chains' final states (C, N, D), approximate posterior
     draws from every basin AIS found (e.g. overdispersed starts for Appendix D chains).
+
+    **Adaptive stop.** With ``target_se`` > 0, after the first ``num_chains`` chains every point whose
+    se is above ``target_se`` (or that has fewer than :data:`MIN_STOP_CHAINS` = 8 chains) gets
+    ``num_chains`` more (on the same frozen plan, so all its chains' weights are exchangeable), round
+    after round, until its se is at most ``target_se`` or it has
+    ``max_chains`` (default 8 x ``num_chains``); points that end above the target are flagged
+    ``se-above-target``, and ``per_point["chains"]`` says how many chains each point got. Only the
+    points still above the target are annealed in a round (:meth:`LatentTarget.subset`). The stop
+    looks at the weights, so it is a sequential rule: it stops early mostly when no large weight has
+    been drawn yet, which errs low, the direction a lower bound allows (measured in the tests).
     """
     if num_chains < 1 or num_steps < 1 or leapfrog_steps < 1:
         raise ValueError(
@@ -302,9 +322,17 @@ def ais(
         raise ValueError(f"pilot_chains must be >= 0, got {pilot_chains}")
     mass = None if posterior_variance is None else tempered_inverse_mass(posterior_variance)
     common = {"leapfrog_steps": leapfrog_steps, "inverse_mass": mass, "target_accept_prob": target_accept_prob}
+    if target_se is not None and target_se > 0 and pilot == 0:
+        raise ValueError("the adaptive stop adds chains on a frozen plan: it needs pilot_chains >= 1")
     if pilot > 0:
         plan = pilot_plan(target, num_steps, pilot, schedule, delta=delta, progress=progress, **common)
         run = anneal(target, target.sample_prior(num_chains), plan.betas, plan.step_sizes, progress=progress, **common)
+        if target_se is not None and target_se > 0:
+            cap = max_chains if max_chains is not None else 8 * num_chains
+            columns = _add_chains(target, plan, run.log_w, num_chains, target_se, cap, progress, common)
+            info = run_info(num_chains, pilot, num_steps, leapfrog_steps, schedule, posterior_variance, run)
+            result = _stopped_result(target, columns, target_se, {**info, "target_se": target_se, "max_chains": cap})
+            return (result, run.z) if return_states else result
     elif isinstance(schedule, str) and schedule == "adaptive":
         raise ValueError("the adaptive schedule is made by a pilot run: pilot_chains must be >= 1")
     else:
@@ -314,3 +342,59 @@ def ais(
     info = run_info(num_chains, pilot, num_steps, leapfrog_steps, schedule, posterior_variance, run)
     result = _result_with_flags("ais", target, _logmeanexp(run.log_w, 0), run.log_w, **info)
     return (result, run.z) if return_states else result
+
+
+def _column_se(log_w: torch.Tensor) -> float:
+    return float(log_weight_summary(log_w[:, None])["se"][0])
+
+
+def _add_chains(
+    target: LatentTarget,
+    plan: AISPlan,
+    log_w: torch.Tensor,
+    per_round: int,
+    target_se: float,
+    cap: int,
+    progress: bool,
+    common: dict[str, object],
+) -> list[torch.Tensor]:
+    """Per point, the log weights of all its chains: the first run's (``log_w``, (C, N)) and then
+    ``per_round`` more in each round for the points whose se is still above ``target_se``."""
+    columns = [log_w[:, i] for i in range(log_w.shape[1])]
+    while True:
+        # se is nan with one chain: such a point needs more chains too
+        need = [
+            i
+            for i, w in enumerate(columns)
+            if (w.numel() < MIN_STOP_CHAINS or not _column_se(w) <= target_se) and w.numel() + per_round <= cap
+        ]
+        if not need:
+            return columns
+        index = torch.tensor(need, device=log_w.device)
+        sub = target.subset(index)
+        steps = plan.step_sizes[:, index.to(plan.step_sizes.device)]
+        extra = anneal(sub, sub.sample_prior(per_round), plan.betas, steps, progress=progress, desc="AIS, more chains",
+                       **common)  # fmt: skip
+        for j, i in enumerate(need):
+            columns[i] = torch.cat([columns[i], extra.log_w[:, j]])
+
+
+def _stopped_result(
+    target: LatentTarget, columns: list[torch.Tensor], target_se: float, info: dict[str, object]
+) -> LoglikResult:
+    """The AIS result of an adaptive stop: points with different numbers of chains."""
+    rows = [{k: float(v[0]) for k, v in log_weight_summary(w[:, None]).items()} for w in columns]
+    log_px = torch.stack([_logmeanexp(w, 0) for w in columns])
+    result = _result("ais", log_px, target, **info)
+    result.se = torch.tensor([r["se"] for r in rows], dtype=torch.float64)
+    chains = torch.tensor([float(w.numel()) for w in columns], dtype=torch.float64)
+    result.per_point = {
+        k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in ("log_weight_var", "weights_ess")
+    }
+    result.per_point["chains"] = chains
+    _flag_variance(result, chains)
+    for i in torch.nonzero(~(result.se <= target_se)).flatten().tolist():
+        result.add_flag(i, "se-above-target")
+    result.info["num_se_above_target"] = int((~(result.se <= target_se)).sum())
+    result.info["chains_total"] = int(chains.sum())
+    return result

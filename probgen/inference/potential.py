@@ -30,7 +30,8 @@ class LatentTarget:
 
     ``log_joint(z)`` maps z (C, N, D) to ``(log p(z), log p(x | z))``, each (C, N) in nats.
     ``sample_prior(C)`` draws z (C, N, D) from p(z). ``data_dim`` is the number of observed scalars per
-    data point (pixels x channels), the D of bits/dim.
+    data point (pixels x channels), the D of bits/dim. ``select(index)``, when given, builds the target
+    of the points ``index`` (M,) alone (:meth:`subset`), so that extra work can go to a few points.
     """
 
     log_joint: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -38,6 +39,31 @@ class LatentTarget:
     num_data: int
     latent_dim: int
     data_dim: int
+    select: Callable[[torch.Tensor], LatentTarget] | None = None
+
+    def subset(self, index: torch.Tensor) -> LatentTarget:
+        """The target of the data points ``index`` (M,) only, in that order.
+
+        Uses ``select`` when the target has one (:func:`from_pyro_model` gives it); otherwise a view
+        that evaluates every point and keeps the chosen ones (correct, but it pays for all N points).
+        """
+        index = index.long().flatten()
+        if self.select is not None:
+            return self.select(index)
+        n, m = self.num_data, index.numel()
+
+        def log_joint(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            full = self.sample_prior(z.shape[0]).to(z.dtype)
+            full = full.index_copy(1, index.to(z.device), z)
+            lp, ll = self.log_joint(full)
+            return lp[:, index], ll[:, index]
+
+        def sample_prior(c: int) -> torch.Tensor:
+            return self.sample_prior(c)[:, index]
+
+        if m and int(index.max()) >= n:
+            raise IndexError(f"subset index {int(index.max())} out of range for {n} points")
+        return LatentTarget(log_joint, sample_prior, m, self.latent_dim, self.data_dim)
 
     def potential(self, beta: float | torch.Tensor = 1.0) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
         """Potential energy of the tempered posterior p(z) p(x | z)^beta.
@@ -111,7 +137,14 @@ def from_pyro_model(
         with torch.no_grad():
             return _trace(model, args, kwargs, num_chains, None, latent).nodes[latent]["value"].detach()
 
-    return LatentTarget(log_joint, sample_prior, int(num_data), int(latent_dim), data_dim)
+    def select(index: torch.Tensor) -> LatentTarget:
+        # the data are the tensor arguments whose first dimension is the number of points
+        picked = [
+            a[index.to(a.device)] if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == num_data else a for a in args
+        ]
+        return from_pyro_model(model, *picked, latent=latent, observed=observed, **kwargs)
+
+    return LatentTarget(log_joint, sample_prior, int(num_data), int(latent_dim), data_dim, select)
 
 
 def encoder_proposal(guide: Callable, *args: Any, latent: str = "z", **kwargs: Any) -> dist.Distribution:

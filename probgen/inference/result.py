@@ -18,7 +18,15 @@ __all__ = ["FLAG_REASONS", "LoglikResult"]
 
 
 #: The reasons a per-point estimate can be flagged (``flag_<method>`` in loglik.csv).
-FLAG_REASONS = ("rhat", "ess", "divergences", "missed-mode", "heavy-tailed-weights", "ais-variance")
+FLAG_REASONS = (
+    "rhat",
+    "ess",
+    "divergences",
+    "missed-mode",
+    "heavy-tailed-weights",
+    "ais-variance",
+    "se-above-target",
+)
 
 
 @dataclass

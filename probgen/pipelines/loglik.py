@@ -178,7 +178,10 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
             min_ess_per_chain=cfg.checks.min_ess_per_chain, sampler=cfg.sampler, leapfrog_steps=steps,
         )  # fmt: skip
     if "ais" in methods:
-        out["ais"] = ais(target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
+        out["ais"] = ais(
+            target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress,
+            target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
+        )  # fmt: skip
     if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
         z_star, x_sim = simulate(pixel_model(cfg, vae), x)  # x sets only the number and shape
         sim = from_pyro_model(pixel_model(cfg, vae), x_sim)

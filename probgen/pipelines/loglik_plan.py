@@ -12,7 +12,8 @@ Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k import
   x 4 particles x 100 tempered transitions x 6 gradients); L comes from ``--trajectory-length`` and
   the adapted step size (chosen in warm-up), so the estimate assumes L = trajectory length / 0.6
   (a typical adapted step in units of the posterior scale), or ``--leapfrog-steps`` when it is 0;
-- AIS: (C + pilot) T (L + 1) gradients, pilot = max(2, C / 4) chains;
+- AIS: (C + pilot) T (L + 1) gradients, pilot = max(2, C / 4) chains (with ``--target-se``, up to
+  (max chains + pilot) T (L + 1), printed as a second figure);
 - BDMC: (2 C + pilot) T (L + 1) gradients.
 """
 
@@ -110,6 +111,11 @@ def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[
     parts = {m: g * t_grad + f * t_fwd for m, (g, f) in evaluation_counts(cfg, num_points).items()}
     total = sum(parts.values())
     detail = ", ".join(f"{m} {format_duration(s)}" for m, s in parts.items())
+    if "ais" in parts and cfg.target_se:  # the adaptive stop: up to max_chains per point
+        cap = cfg.max_chains or 8 * cfg.chains
+        pilot = max(2, cfg.chains // 4)
+        worst = parts["ais"] * (cap + pilot) / (cfg.chains + pilot)
+        detail += f"; ais up to {format_duration(worst)} if every point needs --max-chains {cap} for --target-se"
     hmc = ""
     if "appendix-d" in cfg.methods and cfg.sampler == "hmc" and cfg.trajectory_length:
         hmc = f"; appendix-d assumes {_hmc_leapfrog(cfg)} leapfrog steps per transition (warm-up chooses)"

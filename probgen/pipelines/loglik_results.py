@@ -47,15 +47,24 @@ def batch_from_dict(d: dict[str, Any]) -> tuple[dict[str, LoglikResult], HMCResu
     return {m: result_from_dict(r) for m, r in d["results"].items()}, run
 
 
+#: per-point counts in a result's ``info``, added up over batches
+SUMMED = ("num_ais_variance", "num_se_above_target", "chains_total")
+
+
 def cat_results(parts: list[LoglikResult]) -> LoglikResult:
     """One result from per-batch ones: log p(x), se and flags concatenated in point order; numeric
-    ``*_mean`` entries of ``info`` (e.g. AIS acceptance, IWAE weight ESS) averaged weighted by batch size."""
+    ``*_mean`` entries of ``info`` (e.g. AIS acceptance, IWAE weight ESS) averaged weighted by batch
+    size, and the counts of :data:`SUMMED` added up."""
     first = parts[0]
     sizes = [p.log_px.numel() for p in parts]
     info = dict(first.info)
     for key, value in first.info.items():
-        if key.endswith("_mean") and isinstance(value, (int, float)) and all(key in p.info for p in parts):
+        if not isinstance(value, (int, float)) or not all(key in p.info for p in parts):
+            continue
+        if key.endswith("_mean"):
             info[key] = sum(float(p.info[key]) * s for p, s in zip(parts, sizes)) / sum(sizes)
+        elif key in SUMMED:
+            info[key] = sum(int(p.info[key]) for p in parts)
     se = None
     if any(p.se is not None for p in parts):
         nan = torch.tensor(math.nan, dtype=torch.float64)

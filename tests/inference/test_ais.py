@@ -171,3 +171,49 @@ def test_tiny_runs_stay_finite_and_adaptive_needs_a_pilot():
             assert torch.isfinite(r.log_px).all() and r.log_px.shape == (2,)
     with pytest.raises(ValueError, match="pilot"):
         ais(target, 4, 10, 2, pilot_chains=0)  # the adaptive schedule is made by the pilot
+
+
+def _adaptive_stop_runs(seeds: range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Errors against the exact PPCA value, se and chains per point of adaptive-stop AIS runs."""
+    m = PPCA.random(obs_dim=6, latent_dim=2, s=1.0, seed=4)
+    errs, ses, chains = [], [], []
+    for seed in seeds:
+        x = m.simulate(6, seed=20 + seed)
+        pyro.set_rng_seed(seed)
+        r = ais(m.target(x), num_chains=4, num_steps=200, leapfrog_steps=3, target_se=0.1, max_chains=64)
+        # every point reached the target on at least 8 chains or used every chain it was allowed
+        reached = r.se <= 0.1
+        assert (reached & (r.per_point["chains"] >= 8) | (r.per_point["chains"] + 4 > 64)).all()
+        assert [("se-above-target" in f) for f in r.flags] == (~reached).tolist()
+        assert r.info["chains_total"] == int(r.per_point["chains"].sum()) and r.info["target_se"] == 0.1
+        errs.append(r.log_px - m.log_evidence(x))
+        ses.append(r.se)
+        chains.append(r.per_point["chains"])
+    return torch.cat(errs), torch.cat(ses), torch.cat(chains)
+
+
+def test_adaptive_stop_adds_chains_where_the_error_bar_is_wide():
+    err, se, c = _adaptive_stop_runs(range(1))
+    assert c.min() >= 8 and c.max() > c.min() and (c % 4 == 0).all(), c  # chains went where needed
+    assert (err < 4 * se + 0.1).all(), (err, se)
+
+
+@pytest.mark.slow
+def test_adaptive_stop_stays_one_sided_over_seeds():
+    # the stop looks at the weights (a sequential rule); over 48 points the pooled estimate must stay
+    # a lower bound: no point far above the truth, and the mean error not above its own noise
+    err, se, _ = _adaptive_stop_runs(range(8))
+    assert (err < 4 * se + 0.1).all(), (err, se)
+    assert float(err.mean()) < 2 * float(err.std() / math.sqrt(err.numel()))
+    assert float(err.mean()) > -0.1  # and not far below: 200 steps suffice on this posterior
+
+
+def test_adaptive_stop_gives_up_at_max_chains_with_a_flag():
+    m = _sharp_ppca()
+    x = m.simulate(3, seed=5)
+    pyro.set_rng_seed(0)
+    r = ais(m.target(x), num_chains=2, num_steps=5, leapfrog_steps=2, target_se=1e-4, max_chains=6)
+    assert r.per_point["chains"].tolist() == [6.0, 6.0, 6.0]
+    assert all("se-above-target" in f for f in r.flags) and r.info["num_se_above_target"] == 3
+    with pytest.raises(ValueError, match="frozen plan"):
+        ais(m.target(x), 2, 5, 2, schedule="sigmoid", pilot_chains=0, target_se=0.1)

@@ -241,3 +241,22 @@ def test_evaluation_counts():
     assert counts["ais"] == (10 * (8 + 2) * 50 * 5, 0.0)  # pilot: 8 // 4 = 2 chains
     assert counts["bdmc"] == (10 * (16 + 2) * 50 * 5, 0.0)
     assert [format_duration(s) for s in (3, 252, 5580)] == ["3 s", "4.2 min", "1.6 h"]
+
+
+def test_target_se_adds_ais_chains_per_point_and_counts_them_over_batches(ckpt, tmp_path):
+    out = tmp_path / "stop"
+    argv = ["loglik", "--ckpt", str(ckpt), *FAST, "--method", "ais", "--ais-steps", "20", "--target-se", "0.05",
+            "--max-chains", "6", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0  # 4 points in batches of 3 and 1
+    rows = read_csv(out / "loglik.csv")
+    chains = [int(float(r["chains_ais"])) for r in rows]
+    assert all(c in (2, 4, 6) for c in chains) and max(chains) == 6, chains
+    above = [float(r["se_ais"]) > 0.05 for r in rows]
+    assert ["se-above-target" in r["flag_ais"] for r in rows] == above
+    res = json.loads((out / "loglik.json").read_text())["results"]["ais"]
+    assert res["chains_total"] == sum(chains) and res["num_se_above_target"] == sum(above)
+    assert res["target_se"] == 0.05 and res["max_chains"] == 6
+    with pytest.raises(UserError, match="--max-chains"):
+        LoglikConfig(chains=8, max_chains=4)
+    with pytest.raises(UserError, match="--target-se"):
+        LoglikConfig(target_se=-1.0)
