@@ -36,7 +36,7 @@ from probgen.data import load_dataset, to_unit  # noqa: E402
 from probgen.inference.potential import from_pyro_model  # noqa: E402
 from probgen.inference.quadrature import grid_log_px  # noqa: E402
 from probgen.models.vae import load_vae  # noqa: E402
-from probgen.pipelines.loglik import pixel_model  # noqa: E402
+from probgen.pipelines.loglik import chosen_points, pixel_model  # noqa: E402
 from probgen.utils.io import read_csv, write_csv  # noqa: E402
 
 FIT = ["--arch", "mlp", "--hidden-dims", "256", "--latent-dim", "2", "--batch-size", "64", "--lr", "1e-3"]
@@ -76,24 +76,30 @@ def train(name: str, out: Path, quick: bool) -> Path:
     return run / "checkpoint.pt"
 
 
-def exact(ckpt: Path, num_data: int, quick: bool, cache: Path | None = None) -> list[dict[str, float]]:
-    """Quadrature log p(x) of the first ``num_data`` test points under the pixel model loglik scores
-    (kept in ``cache``, a JSON file, when given). The coarse grid (81 x 81 over [-6, 6]^2, spacing
-    0.15) finds each posterior; the fine one (161 x 161 over its box) integrates; ``quadrature_error``
-    compares it with 80 x 80."""
+def exact(
+    ckpt: Path, num_data: int, quick: bool, cache: Path | None = None, points: str = "random"
+) -> list[dict[str, float]]:
+    """Quadrature log p(x) of the ``num_data`` test points that ``probgen loglik --points points``
+    scores, under the pixel model it scores (kept in ``cache``, a JSON file, when given). The coarse
+    grid (81 x 81 over [-6, 6]^2, spacing 0.15) finds each posterior; the fine one (161 x 161 over its
+    box) integrates; ``quadrature_error`` compares it with 80 x 80."""
     if cache is not None and cache.is_file():
-        rows = json.loads(cache.read_text())
-        if len(rows) >= num_data:
-            return rows[:num_data]
+        kept = json.loads(cache.read_text())
+        if isinstance(kept, dict) and kept.get("points") == points and kept.get("num_data") == num_data:
+            return kept["rows"]
     vae, fit_cfg = load_vae(ckpt)
     vae.requires_grad_(False)
     split = load_dataset(fit_cfg.data).split("test")
-    x = to_unit(split.images[:num_data])
+    index = chosen_points(len(split), num_data, points)
+    x = to_unit(split.images[index])
     target = from_pyro_model(pixel_model(LoglikConfig(), vae), x)
     q = grid_log_px(target, coarse=61 if quick else 81, fine=101 if quick else 161, chunk=512)
-    rows = [{"exact": float(a), "quadrature_error": float(e)} for a, e in zip(q["log_px"], q["error"])]
+    rows = [
+        {"datapoint": int(i), "exact": float(a), "quadrature_error": float(e)}
+        for i, a, e in zip(index.tolist(), q["log_px"], q["error"])
+    ]
     if cache is not None:
-        cache.write_text(json.dumps(rows, indent=2) + "\n")
+        cache.write_text(json.dumps({"points": points, "num_data": num_data, "rows": rows}, indent=2) + "\n")
     return rows
 
 
@@ -157,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-data", type=int, default=16, help="test points per model")
     p.add_argument("--models", default="dsprites,digits", help="comma list: dsprites, digits")
     p.add_argument("--seed", type=int, default=0, help="seed of probgen loglik")
+    p.add_argument("--points", default="random", choices=("random", "first"), help="probgen loglik --points")
     p.add_argument("--quick", action="store_true", help="tiny models and short chains (a smoke run)")
     p.add_argument(
         "--loglik-flags",
@@ -174,11 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.loglik_flags is not None:
             settings = ["--method", "all", *shlex.split(args.loglik_flags)]
         argv_ll = ["loglik", "--ckpt", str(ckpt), *settings, "--num-data", str(args.num_data),
-                   "--seed", str(args.seed), "--no-progress", "--out", str(ll)]  # fmt: skip
+                   "--seed", str(args.seed), "--points", args.points, "--no-progress", "--out", str(ll)]  # fmt: skip
         if not (ll / "loglik.json").is_file():
             _run(argv_ll)
         rows = read_csv(ll / "loglik.csv")
-        for r, e in zip(rows, exact(ckpt, len(rows), args.quick, out / f"{name}-exact.json")):
+        for r, e in zip(rows, exact(ckpt, len(rows), args.quick, out / f"{name}-exact.json", args.points)):
+            if int(r["datapoint"]) != e["datapoint"]:
+                raise SystemExit(f"{name}: loglik.csv and the quadrature disagree on the points")
             r.update(e, model=name)
         all_rows += rows
         table = compare(rows)

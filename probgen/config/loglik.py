@@ -83,6 +83,10 @@ BUDGETS: dict[str, dict[str, dict[str, int]]] = {
         },
     },
 }
+#: ``--points``: which --num-data points of the split are evaluated
+POINTS = ("random", "first")
+#: the seed of ``--points random`` (fixed: every run, whatever its --seed, scores the same points)
+POINTS_SEED = 20130120
 BUDGET_FIELDS = ("chains", "warmup", "samples", "ais_steps", "leapfrog_steps", "iwae_samples")
 
 
@@ -92,7 +96,14 @@ class LoglikConfig:
 
     ckpt: str = _help("VAE checkpoint file (or its run directory)", default="", required=True)
     split: str = _help("dataset split to evaluate", default="test")
-    num_data: int = _help("evaluate the first N data points of the split (all of them if fewer)", default=100)
+    num_data: int = _help(
+        "evaluate N data points of the split (all of them if fewer); --points says which", default=100
+    )
+    points: str = _help(
+        "which --num-data points: random (a fixed random subset of the split, the same for every --seed, in split "
+        "order) or first (the first N: in dSprites' factor order these are all small squares)",
+        default="random",
+    )
     method: str = _help(
         "estimators, comma-separated: elbo, iwae, appendix-d, ais, or all (these four); bdmc: forward and reverse "
         "AIS bounds on --num-data points simulated from the model",
@@ -147,7 +158,8 @@ class LoglikConfig:
         "data points sampled together (all chains of a batch share each decoder call)", default=128
     )
     plot_points: tuple[int, ...] = _help(
-        "data points (indices into the split) that get trace and rank PNGs (default: the 2 with the worst R-hat)",
+        "data points (indices into the split, the datapoint column of loglik.csv) that get trace and rank PNGs "
+        "(default: the 2 with the worst R-hat)",
         default=(),
     )
     data_root: str | None = data_root_field()
@@ -166,6 +178,7 @@ class LoglikConfig:
         for m in self.method.replace(" ", "").split(","):
             _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
         _choice(self.sampler, "sampler", ("hmc", "nuts"))
+        _choice(self.points, "points", POINTS)
         _choice(self.budget, "budget", tuple(BUDGETS["cpu"]))
         _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
         _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")

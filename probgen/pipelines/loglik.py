@@ -34,7 +34,7 @@ import torch
 
 from probgen.checkpoint import load_checkpoint
 from probgen.config import LoglikConfig, to_dict
-from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS
+from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
 from probgen.data import load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.inference import diagnostics as diag
@@ -190,6 +190,17 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
     return out, run
 
 
+def chosen_points(split_size: int, num_data: int, points: str = "random") -> torch.Tensor:
+    """Indices into the split of the ``num_data`` points `probgen loglik` evaluates (``--points``):
+    ``first``, or ``random``: a fixed random subset (seed :data:`POINTS_SEED`, independent of
+    ``--seed``), sorted. All of the split when it has no more than ``num_data`` points."""
+    n = min(num_data, split_size)
+    if points == "first" or n == split_size:
+        return torch.arange(n)
+    perm = torch.randperm(split_size, generator=torch.Generator().manual_seed(POINTS_SEED))
+    return perm[:n].sort().values
+
+
 def _batch_key(first_point: int) -> str:
     return f"batch-{first_point:09d}"
 
@@ -222,7 +233,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     data_cfg = fit_cfg.data if cfg.data_root is None else dataclasses.replace(fit_cfg.data, data_root=cfg.data_root)
     data = load_dataset(data_cfg)
     split = data.split(cfg.split)
-    n = min(cfg.num_data, len(split))
+    index = chosen_points(len(split), cfg.num_data, cfg.points)  # into the split, in split order
+    n = index.numel()
     if n == 0:
         raise UserError(f"--split: the {cfg.split!r} split of {data.name!r} is empty")
     if n < cfg.num_data:
@@ -247,7 +259,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         log.info("continuing %s: %d of %d batches were already done", out, len(batches) - len(todo), len(batches))
     estimate = None
     if todo and dist.is_main:  # time a few decoder gradients on the first batch to do, then extrapolate
-        x = to_unit(split.images[todo[0] : min(todo[0] + cfg.points_per_batch, n)]).to(device)
+        x = to_unit(split.images[index[todo[0] : todo[0] + cfg.points_per_batch]]).to(device)
         points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
         seconds, line = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
         estimate = {"seconds": seconds, "points": points, "line": line}
@@ -261,7 +273,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
                     res, run = batch_from_dict(stored)
                 else:
                     pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
-                    x = to_unit(split.images[lo : min(lo + cfg.points_per_batch, n)]).to(device)
+                    x = to_unit(split.images[index[lo : lo + cfg.points_per_batch]]).to(device)
                     res, run = _run_batch(cfg, vae, x)
                     if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
                         store.put(_batch_key(lo), batch_to_dict(res, run))
@@ -292,7 +304,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     checks = None
     if runs:
         run = cat_runs(runs)
-        idata = diag.to_inference_data(run, attrs={"sampler": cfg.sampler, "checkpoint": str(ckpt_path)})
+        attrs = {"sampler": cfg.sampler, "checkpoint": str(ckpt_path)}
+        idata = diag.to_inference_data(run, point_index=index.tolist(), attrs=attrs)
         diag.save_chains(idata, out / "chains.nc")
         checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
     cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
@@ -303,6 +316,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
         "data_source": data.source,
         "split": cfg.split,
         "num_data": n,
+        "points": cfg.points,
         "data_dim": vae.image_shape[0] * vae.image_shape[1] * vae.image_shape[2],
         "latent_dim": vae.latent_dim,
         "likelihood": vae.cfg.likelihood,
@@ -316,13 +330,14 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             "per point in bdmc.csv",
             **BDMCResult(simulated["bdmc-lower"], simulated["bdmc-upper"]).to_dict(),
         }
-    rows = csv_rows(results, n)
+    rows = csv_rows(results, n, labels=index.tolist())
     warnings = ordering_warnings(results, vae.latent_dim)
     if checks is not None:
         report["diagnostics"] = checks.summary()
         for row, d in zip(rows, checks.rows()):
             row.update({k: v for k, v in d.items() if k != "datapoint"})
-        points = [p for p in cfg.plot_points if p < n] or diag.worst_points(checks)
+        asked = set(index.tolist())
+        points = [p for p in cfg.plot_points if p in asked] or diag.worst_points(checks)
         report["plots"] = [p.name for p in diag.plot_chains(idata, points, out)]
         if checks.num_failed:
             warnings.append(

@@ -93,9 +93,12 @@ def cat_runs(runs: list[HMCResult]) -> HMCResult:
     )
 
 
-def csv_rows(results: dict[str, LoglikResult], n: int, index: str = "datapoint") -> list[dict[str, Any]]:
-    """CSV rows, one per point: per method log p(x), bits/dim, se, flags and its per-point diagnostics."""
-    rows: list[dict[str, Any]] = [{index: i} for i in range(n)]
+def csv_rows(
+    results: dict[str, LoglikResult], n: int, index: str = "datapoint", labels: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """CSV rows, one per point: per method log p(x), bits/dim, se, flags and its per-point diagnostics;
+    column ``index`` holds ``labels`` (e.g. indices into the split; default 0 .. n - 1)."""
+    rows: list[dict[str, Any]] = [{index: i} for i in (range(n) if labels is None else labels)]
     for m, r in results.items():
         se = r.se.tolist() if r.se is not None else [math.nan] * n
         cols = {f"log_px_{m}": r.log_px.tolist(), f"bits_per_dim_{m}": r.bits_per_dim.tolist(), f"se_{m}": se}

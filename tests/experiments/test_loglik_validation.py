@@ -20,4 +20,7 @@ def test_quick_validation_writes_the_table(tmp_path, monkeypatch, capsys):
     assert all(r["points"] == 3 for r in table)
     assert "| appendix-d |" in (tmp_path / "validation.md").read_text()
     exact = json.loads((tmp_path / "dsprites-exact.json").read_text())
-    assert len(exact) == 3 and all(e["quadrature_error"] < 0.01 for e in exact)
+    assert exact["points"] == "random" and exact["num_data"] == 3
+    assert len(exact["rows"]) == 3 and all(e["quadrature_error"] < 0.01 for e in exact["rows"])
+    rows = (tmp_path / "validation.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [e["datapoint"] for e in exact["rows"]]

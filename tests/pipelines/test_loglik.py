@@ -2,13 +2,14 @@ import json
 import math
 
 import pytest
+import torch
 
 from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.errors import UserError
 from probgen.pipelines.fit_vae import fit_vae
-from probgen.pipelines.loglik import loglik
+from probgen.pipelines.loglik import chosen_points, loglik
 from probgen.utils.io import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,7 +58,13 @@ def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path
     assert report["data_dim"] == 4096 and report["latent_dim"] == 2 and report["config"]["chains"] == 2
     assert report["estimate"]["seconds"] > 0 and report["estimate"]["points"] == 4
     rows = read_csv(out / "loglik.csv")
-    assert [int(r["datapoint"]) for r in rows] == list(range(4))
+    picked = [int(r["datapoint"]) for r in rows]  # --points random: a fixed random subset, in split order
+    assert picked == chosen_points(32, 4).tolist() and picked != [0, 1, 2, 3] and picked == sorted(picked)
+    assert report["points"] == "random"
+    import arviz as az
+
+    assert az.from_netcdf(str(out / "chains.nc")).posterior["datapoint"].values.tolist() == picked
+    assert {p.name for p in out.glob("trace_dp*.png")} <= {f"trace_dp{i}.png" for i in picked}
     assert {"log_px_ais", "bits_per_dim_iwae", "rhat", "ess_bulk", "failed"} <= set(rows[0])
     for m, r in res.items():  # every method: a per-point error bar and flag, counted in loglik.json
         assert {f"se_{m}", f"flag_{m}"} <= set(rows[0])
@@ -135,6 +142,15 @@ def test_settings_from_a_config_file(ckpt, tmp_path, capsys):
     assert list(report["results"]) == ["iwae"] and report["results"]["iwae"]["num_samples"] == 7
     assert report["num_data"] == 2 and report["config"]["checks"]["rhat_max"] == 1.05
     assert "chains.nc" not in {p.name for p in out.iterdir()}  # no HMC ran
+
+
+def test_points_are_a_fixed_random_subset_or_the_first_ones():
+    a, b = chosen_points(2000, 16), chosen_points(2000, 16, "random")
+    assert torch.equal(a, b) and a.unique().numel() == 16 and int(a.max()) > 1000  # spread over the split
+    assert chosen_points(2000, 16, "first").tolist() == list(range(16))
+    assert chosen_points(5, 16).tolist() == list(range(5))  # all of a small split
+    with pytest.raises(UserError, match="--points"):
+        LoglikConfig(points="last")
 
 
 def test_method_takes_a_comma_list_in_report_order():

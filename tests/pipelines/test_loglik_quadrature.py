@@ -12,7 +12,7 @@ from probgen.inference.potential import from_pyro_model
 from probgen.inference.quadrature import grid_log_px
 from probgen.models.vae import load_vae
 from probgen.pipelines.fit_vae import fit_vae
-from probgen.pipelines.loglik import loglik, pixel_model
+from probgen.pipelines.loglik import chosen_points, loglik, pixel_model
 from probgen.utils.io import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -32,7 +32,8 @@ def trained(tmp_path_factory):
     ckpt = fit_vae(cfg) / "checkpoint.pt"
     vae, fit_cfg = load_vae(ckpt)
     vae.requires_grad_(False)
-    x = to_unit(load_dataset(fit_cfg.data).split("test").images[:POINTS])
+    split = load_dataset(fit_cfg.data).split("test")
+    x = to_unit(split.images[chosen_points(len(split), POINTS)])  # the points loglik picks
     q = grid_log_px(from_pyro_model(pixel_model(LoglikConfig(), vae), x), coarse=121, fine=201, chunk=1024)
     assert (q["error"] < 0.01).all()
     return ckpt, q["log_px"]
