@@ -148,6 +148,11 @@ class LoglikConfig:
     )
     max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
     ais_steps: int | None = _help("AIS temperatures, one HMC transition each (default: from --budget)", default=None)
+    ais_mass: str = _help(
+        "AIS mass matrix: unit (identity) or encoder (diagonal, from the encoder's variance, tempered: the "
+        "prior's scale at beta 0, the encoder's at beta 1)",
+        default="unit",
+    )
     target_se: float = _help(
         "AIS adaptive stop: points whose standard error is above this many nats get --chains more AIS chains, "
         "round after round, until it is at most this or they have --max-chains; 0: off",
@@ -179,6 +184,7 @@ class LoglikConfig:
             _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
         _choice(self.sampler, "sampler", ("hmc", "nuts"))
         _choice(self.points, "points", POINTS)
+        _choice(self.ais_mass, "ais_mass", ("unit", "encoder"))
         _choice(self.budget, "budget", tuple(BUDGETS["cpu"]))
         _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
         _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")

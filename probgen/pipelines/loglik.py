@@ -158,6 +158,14 @@ def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Te
     )
 
 
+def encoder_variance(proposal: Any) -> torch.Tensor:
+    """The variance (N, D) of the encoder's diagonal Gaussian q(z | x) (for ``--ais-mass encoder``)."""
+    base = getattr(proposal, "base_dist", proposal)
+    if not hasattr(base, "scale"):
+        raise UserError(f"--ais-mass encoder: the encoder's q is a {type(base).__name__}, not a diagonal Gaussian")
+    return base.scale.detach().square().expand(proposal.batch_shape + proposal.event_shape)
+
+
 def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, LoglikResult], HMCResult | None]:
     methods = cfg.methods
     target = from_pyro_model(pixel_model(cfg, vae), x)
@@ -178,8 +186,9 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
             min_ess_per_chain=cfg.checks.min_ess_per_chain, sampler=cfg.sampler, leapfrog_steps=steps,
         )  # fmt: skip
     if "ais" in methods:
+        variance = encoder_variance(proposal) if cfg.ais_mass == "encoder" else None
         out["ais"] = ais(
-            target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress,
+            target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress, posterior_variance=variance,
             target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
         )  # fmt: skip
     if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)

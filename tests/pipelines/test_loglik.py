@@ -276,3 +276,14 @@ def test_target_se_adds_ais_chains_per_point_and_counts_them_over_batches(ckpt, 
         LoglikConfig(chains=8, max_chains=4)
     with pytest.raises(UserError, match="--target-se"):
         LoglikConfig(target_se=-1.0)
+
+
+def test_ais_mass_from_the_encoder(ckpt, tmp_path):
+    out = tmp_path / "mass"
+    argv = ["loglik", "--ckpt", str(ckpt), *FAST, "--method", "ais", "--ais-steps", "20", "--ais-mass", "encoder",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads((out / "loglik.json").read_text())["results"]["ais"]
+    assert res["diagonal_mass"] is True and math.isfinite(res["log_px_mean"]) and res["log_px_mean"] < 0
+    with pytest.raises(UserError, match="--ais-mass"):
+        LoglikConfig(ais_mass="full")
