@@ -358,11 +358,14 @@ def run_hmc(
     *,
     progress: bool = False,
     desc: str = "HMC",
+    on_warmup: Callable[[BatchedHMC], None] | None = None,
     **kernel_options: Any,
 ) -> HMCResult:
     """Run :class:`BatchedHMC` from z0 (C, N, D) for ``num_warmup`` adaptation and ``num_samples``
     kept transitions; returns samples shaped (chain, draw, data point, latent).
 
+    ``on_warmup(kernel)``, when given, is called once between warm-up and sampling (when the step
+    sizes and leapfrog counts are fixed), e.g. to report how long the sampling will take.
     ``kernel_options`` are :class:`BatchedHMC`'s keyword arguments.
     """
     if num_samples < 1 or num_warmup < 0:
@@ -377,6 +380,8 @@ def run_hmc(
         for _ in range(num_warmup):
             params = kernel.sample(params)
             bar.update()
+        if on_warmup is not None:
+            on_warmup(kernel)
         for s in range(num_samples):
             params = kernel.sample(params)
             draws[s] = params["z"]

@@ -54,6 +54,7 @@ from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import estimate as estimate_time
+from probgen.pipelines.loglik_plan import format_duration
 from probgen.pipelines.loglik_results import (
     batch_from_dict,
     batch_to_dict,
@@ -139,7 +140,27 @@ def _pixel_model_note(cfg: LoglikConfig, vae: Any) -> str:
     )
 
 
-def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Tensor) -> HMCResult:
+def _sampling_report(cfg: LoglikConfig, seconds_per_grad: float) -> Any:
+    """The ``on_warmup`` of the Appendix D chains: once warm-up has fixed the leapfrog counts, log
+    how long the draws will take (the longest point's count sets every transition's length)."""
+
+    def report(kernel: Any) -> None:
+        steps = kernel.num_steps
+        chains, points = kernel.num_chains, kernel.step_size.numel()
+        seconds = 2 * cfg.samples * (steps + 1) * chains * points * seconds_per_grad
+        per = kernel.steps_per_point
+        spread = "" if per is None else f" (points: {int(per.min())} to {steps}, median {int(per.median())})"
+        log.info(
+            "appendix-d: warm-up chose %d leapfrog steps per transition%s; the %d draws per chain will take about %s",
+            steps, spread, 2 * cfg.samples, format_duration(seconds),
+        )  # fmt: skip
+
+    return report
+
+
+def _posterior_chains(
+    cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Tensor, on_warmup: Any = None
+) -> HMCResult:
     n_draws = 2 * cfg.samples
     if cfg.sampler == "nuts":
         fns = [from_pyro_model(pixel_model(cfg, vae), x[i : i + 1]).potential() for i in range(x.shape[0])]
@@ -155,6 +176,7 @@ def _posterior_chains(cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Te
         target_accept_prob=cfg.target_accept,
         adapt_mass_matrix=cfg.adapt_mass,
         progress=cfg.progress,
+        on_warmup=on_warmup,
     )
 
 
@@ -166,7 +188,11 @@ def encoder_variance(proposal: Any) -> torch.Tensor:
     return base.scale.detach().square().expand(proposal.batch_shape + proposal.event_shape)
 
 
-def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, LoglikResult], HMCResult | None]:
+def _run_batch(
+    cfg: LoglikConfig, vae: Any, x: torch.Tensor, seconds_per_grad: float | None = None
+) -> tuple[dict[str, LoglikResult], HMCResult | None]:
+    """All the configured estimators on one batch of points; with ``seconds_per_grad`` the Appendix D
+    chains log how long their draws will take once warm-up has chosen the leapfrog counts."""
     methods = cfg.methods
     target = from_pyro_model(pixel_model(cfg, vae), x)
     proposal = encoder_proposal(vae.guide, x)
@@ -179,7 +205,8 @@ def _run_batch(cfg: LoglikConfig, vae: Any, x: torch.Tensor) -> tuple[dict[str, 
         # overdispersed starts: half the chains from the encoder, half from prior draws annealed to
         # the posterior, so that chains can land in modes the encoder does not know about
         z0 = overdispersed_init(target, proposal, cfg.chains)
-        run = _posterior_chains(cfg, vae, x, z0)
+        report = None if seconds_per_grad is None else _sampling_report(cfg, seconds_per_grad)
+        run = _posterior_chains(cfg, vae, x, z0, report)
         steps = run.num_steps or None  # NUTS chooses its own
         out["appendix-d"] = appendix_d_from_samples(
             target, run, cfg.samples, cfg.shrink, rhat_max=cfg.checks.rhat_max,
@@ -270,8 +297,8 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     if todo and dist.is_main:  # time a few decoder gradients on the first batch to do, then extrapolate
         x = to_unit(split.images[index[todo[0] : todo[0] + cfg.points_per_batch]]).to(device)
         points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
-        seconds, line = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
-        estimate = {"seconds": seconds, "points": points, "line": line}
+        seconds, line, per_grad = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
+        estimate = {"seconds": seconds, "points": points, "line": line, "seconds_per_gradient": per_grad}
         log.info("%s", line)
     finished = 0
     try:
@@ -283,7 +310,9 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
                 else:
                     pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
                     x = to_unit(split.images[index[lo : lo + cfg.points_per_batch]]).to(device)
-                    res, run = _run_batch(cfg, vae, x)
+                    first = estimate is not None and lo == todo[0] and cfg.sampler == "hmc"
+                    timing = {"seconds_per_grad": estimate["seconds_per_gradient"]} if first else {}
+                    res, run = _run_batch(cfg, vae, x, **timing)
                     if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
                         store.put(_batch_key(lo), batch_to_dict(res, run))
                 for m, r in res.items():

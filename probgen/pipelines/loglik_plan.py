@@ -103,9 +103,9 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[float, str]:
-    """(seconds, one line) for the configured methods on ``num_points`` points, timed on ``target``
-    (the first batch still to do)."""
+def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[float, str, float]:
+    """(seconds, one line, seconds per image gradient) for the configured methods on ``num_points``
+    points, timed on ``target`` (the first batch still to do)."""
     fwd_batch = max(1, min(cfg.max_batch // target.num_data, cfg.iwae_samples))
     t_grad, t_fwd = measure(target, cfg.chains, fwd_batch)
     parts = {m: g * t_grad + f * t_fwd for m, (g, f) in evaluation_counts(cfg, num_points).items()}
@@ -123,4 +123,4 @@ def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[
         f"estimated {format_duration(total)} for {num_points} points ({detail}; {t_grad * 1e3:.3g} ms per image "
         f"gradient, {t_fwd * 1e3:.3g} ms per forward pass{hmc})"
     )
-    return total, line
+    return total, line, t_grad

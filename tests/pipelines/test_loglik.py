@@ -41,6 +41,8 @@ def test_loglik_cli_writes_results_and_the_estimators_are_ordered(ckpt, tmp_path
     printed = captured.out
     assert "appendix-d" in printed and "bits/dim" in printed
     assert "estimated" in captured.err and "ms per image gradient" in captured.err  # before the work
+    # and once warm-up has chosen the leapfrog counts, how long the draws will take
+    assert "appendix-d: warm-up chose" in captured.err and "draws per chain will take about" in captured.err
     assert {"loglik.json", "loglik.csv", "chains.nc"} <= {p.name for p in out.iterdir()}
     assert len(list(out.glob("trace_dp*.png"))) == 2 and len(list(out.glob("rank_dp*.png"))) == 2
     report = json.loads((out / "loglik.json").read_text())
@@ -169,11 +171,11 @@ def test_an_interrupted_run_continues_and_ends_as_an_uninterrupted_one(ckpt, tmp
     assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
     real, computed = pipeline._run_batch, []
 
-    def counting(cfg, vae, x):
+    def counting(cfg, vae, x, **timing):
         if len(computed) == stop_after:
             raise KeyboardInterrupt
         computed.append(x.shape[0])
-        return real(cfg, vae, x)
+        return real(cfg, vae, x, **timing)
 
     monkeypatch.setattr(pipeline, "_run_batch", counting)
     out = tmp_path / "out"
