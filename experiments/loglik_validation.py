@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -35,6 +37,8 @@ from probgen.config import LoglikConfig  # noqa: E402
 from probgen.data import load_dataset, to_unit  # noqa: E402
 from probgen.inference.potential import from_pyro_model  # noqa: E402
 from probgen.inference.quadrature import grid_log_px  # noqa: E402
+from probgen.inference.result import LoglikResult  # noqa: E402
+from probgen.inference.trust import cross_check  # noqa: E402
 from probgen.models.vae import load_vae  # noqa: E402
 from probgen.pipelines.loglik import chosen_points, pixel_model  # noqa: E402
 from probgen.utils.io import read_csv, write_csv  # noqa: E402
@@ -101,6 +105,23 @@ def exact(
     if cache is not None:
         cache.write_text(json.dumps({"points": points, "num_data": num_data, "rows": rows}, indent=2) + "\n")
     return rows
+
+
+def reflag(rows: list[dict[str, Any]], methods: Sequence[str] = METHODS) -> None:
+    """Apply the current per-point cross-checks (:func:`probgen.inference.trust.cross_check`) to
+    loglik.csv rows in place. They depend only on each point's estimates, se and flags, so this gives
+    the flags the current `probgen loglik` writes for the same estimates (and changes nothing in a
+    loglik.csv it wrote: flags only get added, once)."""
+    results = {}
+    for m in methods:
+        log_px = torch.tensor([float(r[f"log_px_{m}"]) for r in rows], dtype=torch.float64)
+        se = torch.tensor([float(r[f"se_{m}"] or "nan") for r in rows], dtype=torch.float64)
+        flags = [[f for f in r[f"flag_{m}"].split("+") if f] for r in rows]
+        results[m] = LoglikResult(m, log_px, 1, se=se, flags=flags)
+    cross_check(results)
+    for m, res in results.items():
+        for r, f in zip(rows, res.flag_strings()):
+            r[f"flag_{m}"] = f
 
 
 def compare(rows: list[dict[str, Any]], methods: Sequence[str] = METHODS) -> list[dict[str, Any]]:
@@ -185,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (ll / "loglik.json").is_file():
             _run(argv_ll)
         rows = read_csv(ll / "loglik.csv")
+        reflag(rows)  # a loglik.csv written before the latest cross-check rules gets their flags
         for r, e in zip(rows, exact(ckpt, len(rows), args.quick, out / f"{name}-exact.json", args.points)):
             if int(r["datapoint"]) != e["datapoint"]:
                 raise SystemExit(f"{name}: loglik.csv and the quadrature disagree on the points")

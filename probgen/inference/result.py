@@ -26,6 +26,7 @@ FLAG_REASONS = (
     "heavy-tailed-weights",
     "ais-variance",
     "se-above-target",
+    "loose-bound",
 )
 
 

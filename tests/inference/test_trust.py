@@ -38,7 +38,7 @@ def test_missed_mode_fires_where_ais_is_above_appendix_d_beyond_noise():
 def test_a_correct_set_of_estimates_gets_no_flag():
     ais = _res("ais", [-10.1, -20.0], se=[0.1, 0.1])
     appd = _res("appendix-d", [-10.0, -19.9], se=[0.05, 0.05])
-    iwae = _res("iwae", [-10.5, -20.3], se=[0.1, 0.1])
+    iwae = _res("iwae", [-10.3, -20.2], se=[0.1, 0.1])  # below, within 3 combined se + 0.1 (0.44)
     elbo = _res("elbo", [-12.0, -22.0], se=[0.1, 0.1])
     results = {"elbo": elbo, "iwae": iwae, "ais": ais, "appendix-d": appd}
     cross_check(results)
@@ -51,6 +51,19 @@ def test_a_lower_bound_above_a_trusted_upper_flags_both_but_not_an_untrusted_one
     cross_check({"iwae": iwae, "appendix-d": appd})
     assert appd.flags == [["missed-mode"], ["rhat"]]
     assert iwae.flags == [["heavy-tailed-weights"], []]  # point 1's upper estimate was not trusted
+
+
+def test_a_lower_estimate_far_below_a_trusted_appendix_d_is_a_loose_bound():
+    # point 0: AIS 1.34 nats below (the dSprites point whose 8 AIS chains all ended in one of two
+    # modes, weights' variance 0.11); point 1: 0.3 below, within noise; point 2: far below an
+    # Appendix D that is itself flagged, which cannot accuse it
+    appd = _res("appendix-d", [-91.45, -87.12, -50.0], se=[0.01, 0.01, 0.01], flags=[[], [], ["rhat"]])
+    ais = _res("ais", [-92.79, -87.42, -60.0], se=[0.11, 0.1, 0.1])
+    iwae = _res("iwae", [-116.7, -87.2, -60.0], se=[0.5, 0.05, 0.1])
+    elbo = _res("elbo", [-130.0, -95.0, -70.0], se=[0.1, 0.1, 0.1])
+    cross_check({"elbo": elbo, "iwae": iwae, "ais": ais, "appendix-d": appd})
+    assert ais.flags == [["loose-bound"], [], []] and iwae.flags == [["loose-bound"], [], []]
+    assert appd.flags == [[], [], ["rhat"]] and elbo.trusted.all()  # the ELBO is a bound, not an estimate
 
 
 def test_bdmc_bounds_are_checked_against_each_other():
