@@ -76,13 +76,13 @@ def trusted(rows: list[dict[str, str]], ref: list[dict[str, str]], method: str) 
         gap = abs(float(r[f"log_px_{method}"]) - float(q[f"log_px_{method}"]))
         gaps.append(gap)
         ok += gap <= NUM_SE * se + TOL
-    worst = max(ses, default=math.nan)
+    # None (JSON null) where no unflagged point had a value to compare
     return {
         "trusted": ok,
         "flagged": flagged,
         "points": len(rows),
-        "max_se": worst,
-        "max_gap": max(gaps, default=math.nan),
+        "max_se": max(ses, default=None),
+        "max_gap": max(gaps, default=None),
     }
 
 
@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--budget {budget}: {seconds / 60:.1f} min (estimated {est / 60:.1f} min), "
             + ", ".join(
                 f"{m} {c['trusted'] - c['flagged']}/{c['points'] - c['flagged']} unflagged points within their error "
-                f"bar, {c['flagged']} flagged, largest unflagged se {c['max_se']:.3f}"
+                f"bar, {c['flagged']} flagged, largest unflagged se "
+                + ("-" if c["max_se"] is None else f"{c['max_se']:.3f}")
                 for m, c in counts.items()
             )
             + f" -> {'trusted' if ok else 'NOT trusted'}",

@@ -34,6 +34,8 @@ def test_a_point_is_trusted_when_flagged_or_within_its_error_bar(bench):
     c = bench.trusted(rows, ref, "ais")
     assert (c["trusted"], c["flagged"], c["points"]) == (2, 1, 4)
     assert c["max_se"] == pytest.approx(0.1) and c["max_gap"] == pytest.approx(0.5)
+    none = bench.trusted([_row(-1.0, 0.1, "ais-variance")], [_row(-1.0, 0.1)], "ais")
+    assert none["max_se"] is None and none["max_gap"] is None  # JSON null, not NaN
 
 
 def test_the_benchmark_runs_end_to_end_and_needs_few_flags(bench, tmp_path, capsys):
