@@ -54,7 +54,7 @@ from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import estimate as estimate_time
-from probgen.pipelines.loglik_plan import format_duration
+from probgen.pipelines.loglik_plan import sampling_report
 from probgen.pipelines.loglik_results import (
     batch_from_dict,
     batch_to_dict,
@@ -140,24 +140,6 @@ def _pixel_model_note(cfg: LoglikConfig, vae: Any) -> str:
     )
 
 
-def _sampling_report(cfg: LoglikConfig, seconds_per_grad: float) -> Any:
-    """The ``on_warmup`` of the Appendix D chains: once warm-up has fixed the leapfrog counts, log
-    how long the draws will take (the longest point's count sets every transition's length)."""
-
-    def report(kernel: Any) -> None:
-        steps = kernel.num_steps
-        chains, points = kernel.num_chains, kernel.step_size.numel()
-        seconds = 2 * cfg.samples * (steps + 1) * chains * points * seconds_per_grad
-        per = kernel.steps_per_point
-        spread = "" if per is None else f" (points: {int(per.min())} to {steps}, median {int(per.median())})"
-        log.info(
-            "appendix-d: warm-up chose %d leapfrog steps per transition%s; the %d draws per chain will take about %s",
-            steps, spread, 2 * cfg.samples, format_duration(seconds),
-        )  # fmt: skip
-
-    return report
-
-
 def _posterior_chains(
     cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Tensor, on_warmup: Any = None
 ) -> HMCResult:
@@ -205,7 +187,7 @@ def _run_batch(
         # overdispersed starts: half the chains from the encoder, half from prior draws annealed to
         # the posterior, so that chains can land in modes the encoder does not know about
         z0 = overdispersed_init(target, proposal, cfg.chains)
-        report = None if seconds_per_grad is None else _sampling_report(cfg, seconds_per_grad)
+        report = None if seconds_per_grad is None else sampling_report(cfg, seconds_per_grad)
         run = _posterior_chains(cfg, vae, x, z0, report)
         steps = run.num_steps or None  # NUTS chooses its own
         out["appendix-d"] = appendix_d_from_samples(

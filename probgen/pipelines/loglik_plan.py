@@ -19,8 +19,10 @@ Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k import
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,7 +30,9 @@ import torch
 from probgen.config import LoglikConfig
 from probgen.inference.potential import LatentTarget
 
-__all__ = ["estimate", "evaluation_counts", "format_duration"]
+log = logging.getLogger("probgen")
+
+__all__ = ["estimate", "evaluation_counts", "format_duration", "sampling_report"]
 
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
 TYPICAL_STEP = 0.6
@@ -124,3 +128,21 @@ def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[
         f"gradient, {t_fwd * 1e3:.3g} ms per forward pass{hmc})"
     )
     return total, line, t_grad
+
+
+def sampling_report(cfg: LoglikConfig, seconds_per_grad: float) -> Callable[[Any], None]:
+    """The ``on_warmup`` of the Appendix D chains: once warm-up has fixed the leapfrog counts, log
+    how long the draws will take (the longest point's count sets every transition's length)."""
+
+    def report(kernel: Any) -> None:
+        steps = kernel.num_steps
+        chains, points = kernel.num_chains, kernel.step_size.numel()
+        seconds = 2 * cfg.samples * (steps + 1) * chains * points * seconds_per_grad
+        per = kernel.steps_per_point
+        spread = "" if per is None else f" (points: {int(per.min())} to {steps}, median {int(per.median())})"
+        log.info(
+            "appendix-d: warm-up chose %d leapfrog steps per transition%s; the %d draws per chain will take about %s",
+            steps, spread, 2 * cfg.samples, format_duration(seconds),
+        )  # fmt: skip
+
+    return report
