@@ -148,23 +148,34 @@ def anneal(
     return AISRun(log_w, state.z, steps, accept_sum / max(num_steps - 1, 1), ll_sd)
 
 
-def log_weight_summary(log_w: torch.Tensor) -> dict[str, torch.Tensor]:
+def log_weight_summary(log_w: torch.Tensor, counts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per point, from log weights (C, N): the variance of the log weights, the weights' effective
     number of chains (sum w)^2 / sum w^2, and the standard error of log mean(w) by the delta method.
+
+    ``counts`` (N,), when given, says how many of the C rows hold each point's weights (the first
+    ones; the rest are padding, -inf), as after an adaptive stop.
 
     With w normalised by the largest weight, se(log mean w) ~ sd(w) / (sqrt(C) mean(w)), which in
     terms of the ESS is sqrt((C / ESS - 1) / (C - 1)). It is itself an estimate from C chains: with
     few chains, or heavy-tailed weights whose large values no chain has drawn yet, it is noisy and
     tends to be too small; that is why :func:`ais` also flags large log-weight variances.
     """
-    c = log_w.shape[0]
     lw = log_w.double()
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
-    if c < 2:
-        nan = torch.full_like(ess, math.nan)
-        return {"log_weight_var": nan, "weights_ess": ess, "se": nan}
+    if counts is None:
+        c = log_w.shape[0]
+        if c < 2:
+            nan = torch.full_like(ess, math.nan)
+            return {"log_weight_var": nan, "weights_ess": ess, "se": nan}
+        se = torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0))
+        return {"log_weight_var": lw.var(0), "weights_ess": ess, "se": se}
+    c = counts.to(lw.device, torch.float64)
+    held = torch.arange(lw.shape[0], device=lw.device)[:, None] < c  # (C, N): the rows of each point
+    mean = torch.where(held, lw, 0.0).sum(0) / c
+    var = torch.where(held, (lw - mean).square(), 0.0).sum(0) / (c - 1)
     se = torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0))
-    return {"log_weight_var": lw.var(0), "weights_ess": ess, "se": se}
+    few = c < 2
+    return {"log_weight_var": var.masked_fill(few, math.nan), "weights_ess": ess, "se": se.masked_fill(few, math.nan)}
 
 
 def run_info(
@@ -189,13 +200,22 @@ def run_info(
 
 
 def _result_with_flags(
-    method: str, target: LatentTarget, log_px: torch.Tensor, log_w: torch.Tensor, **info: object
+    method: str,
+    target: LatentTarget,
+    log_px: torch.Tensor,
+    log_w: torch.Tensor,
+    counts: torch.Tensor | None = None,
+    **info: object,
 ) -> LoglikResult:
-    summary = {k: v.detach().cpu() for k, v in log_weight_summary(log_w).items()}
+    """The result of weights ``log_w`` (C, N), with ``counts`` (N,) of its rows per point when they
+    differ (see :func:`log_weight_summary`; then also ``per_point["chains"]``)."""
+    summary = {k: v.detach().cpu() for k, v in log_weight_summary(log_w, counts).items()}
     result = _result(method, log_px, target, **info)
     result.se = summary.pop("se")
     result.per_point = summary
-    _flag_variance(result, torch.full_like(result.log_px, float(log_w.shape[0])))
+    if counts is not None:
+        result.per_point["chains"] = counts.detach().double().cpu()
+    _flag_variance(result, result.per_point.get("chains", torch.full_like(result.log_px, float(log_w.shape[0]))))
     return result
 
 
@@ -329,9 +349,17 @@ def ais(
         run = anneal(target, target.sample_prior(num_chains), plan.betas, plan.step_sizes, progress=progress, **common)
         if target_se is not None and target_se > 0:
             cap = max_chains if max_chains is not None else 8 * num_chains
-            columns = _add_chains(target, plan, run.log_w, num_chains, target_se, cap, progress, common)
+            log_w, chains = _add_chains(target, plan, run.log_w, num_chains, target_se, cap, progress, common)
             info = run_info(num_chains, pilot, num_steps, leapfrog_steps, schedule, posterior_variance, run)
-            result = _stopped_result(target, columns, target_se, {**info, "target_se": target_se, "max_chains": cap})
+            log_px = torch.logsumexp(log_w, 0) - chains.double().log()
+            result = _result_with_flags(
+                "ais", target, log_px, log_w, chains, target_se=target_se, max_chains=cap, **info
+            )
+            above = ~(result.se <= target_se)  # nan (one chain) counts as above
+            for i in torch.nonzero(above).flatten().tolist():
+                result.add_flag(i, "se-above-target")
+            result.info["num_se_above_target"] = int(above.sum())
+            result.info["chains_total"] = int(chains.sum())
             return (result, run.z) if return_states else result
     elif isinstance(schedule, str) and schedule == "adaptive":
         raise ValueError("the adaptive schedule is made by a pilot run: pilot_chains must be >= 1")
@@ -344,10 +372,6 @@ def ais(
     return (result, run.z) if return_states else result
 
 
-def _column_se(log_w: torch.Tensor) -> float:
-    return float(log_weight_summary(log_w[:, None])["se"][0])
-
-
 def _add_chains(
     target: LatentTarget,
     plan: AISPlan,
@@ -357,44 +381,27 @@ def _add_chains(
     cap: int,
     progress: bool,
     common: dict[str, object],
-) -> list[torch.Tensor]:
-    """Per point, the log weights of all its chains: the first run's (``log_w``, (C, N)) and then
-    ``per_round`` more in each round for the points whose se is still above ``target_se``."""
-    columns = [log_w[:, i] for i in range(log_w.shape[1])]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log weights (C', N) of every point's chains and their number per point (N,): the first
+    run's (``log_w``, (C, N)), then ``per_round`` more in each round for the points whose se is still
+    above ``target_se`` or that have fewer than :data:`MIN_STOP_CHAINS` (rows past a point's count
+    are -inf). One host read per round, for the list of points that need more."""
+    n = log_w.shape[1]
+    padded = log_w.new_full((max(cap, log_w.shape[0]), n), -math.inf)
+    padded[: log_w.shape[0]] = log_w
+    chains = torch.full((n,), log_w.shape[0], dtype=torch.long, device=log_w.device)
     while True:
+        top = int(chains.max())
+        se = log_weight_summary(padded[:top], chains)["se"]
         # se is nan with one chain: such a point needs more chains too
-        need = [
-            i
-            for i, w in enumerate(columns)
-            if (w.numel() < MIN_STOP_CHAINS or not _column_se(w) <= target_se) and w.numel() + per_round <= cap
-        ]
-        if not need:
-            return columns
-        index = torch.tensor(need, device=log_w.device)
+        need = ((chains < MIN_STOP_CHAINS) | ~(se <= target_se)) & (chains + per_round <= cap)
+        index = torch.nonzero(need).flatten()
+        if index.numel() == 0:
+            return padded[:top], chains
         sub = target.subset(index)
         steps = plan.step_sizes[:, index.to(plan.step_sizes.device)]
         extra = anneal(sub, sub.sample_prior(per_round), plan.betas, steps, progress=progress, desc="AIS, more chains",
                        **common)  # fmt: skip
-        for j, i in enumerate(need):
-            columns[i] = torch.cat([columns[i], extra.log_w[:, j]])
-
-
-def _stopped_result(
-    target: LatentTarget, columns: list[torch.Tensor], target_se: float, info: dict[str, object]
-) -> LoglikResult:
-    """The AIS result of an adaptive stop: points with different numbers of chains."""
-    rows = [{k: float(v[0]) for k, v in log_weight_summary(w[:, None]).items()} for w in columns]
-    log_px = torch.stack([_logmeanexp(w, 0) for w in columns])
-    result = _result("ais", log_px, target, **info)
-    result.se = torch.tensor([r["se"] for r in rows], dtype=torch.float64)
-    chains = torch.tensor([float(w.numel()) for w in columns], dtype=torch.float64)
-    result.per_point = {
-        k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in ("log_weight_var", "weights_ess")
-    }
-    result.per_point["chains"] = chains
-    _flag_variance(result, chains)
-    for i in torch.nonzero(~(result.se <= target_se)).flatten().tolist():
-        result.add_flag(i, "se-above-target")
-    result.info["num_se_above_target"] = int((~(result.se <= target_se)).sum())
-    result.info["chains_total"] = int(chains.sum())
-    return result
+        rows = chains[index][None, :] + torch.arange(per_round, device=log_w.device)[:, None]  # (per_round, M)
+        padded[rows, index[None, :]] = extra.log_w.to(padded.dtype)
+        chains[index] += per_round

@@ -66,6 +66,14 @@ def test_log_weight_summary_is_the_delta_method_over_chains():
     assert torch.allclose(same["se"], torch.zeros(2, dtype=torch.float64)) and torch.allclose(
         same["weights_ess"], torch.full((2,), 8.0, dtype=torch.float64)
     )
+    # per-point counts (an adaptive stop): rows past a point's count are padding (-inf)
+    counts = torch.tensor([40, 12, 1])
+    padded = torch.where(torch.arange(40)[:, None] < counts, lw, -math.inf)
+    p = log_weight_summary(padded, counts)
+    for i, c in enumerate(counts.tolist()[:2]):
+        alone = log_weight_summary(lw[:c, i : i + 1])
+        assert all(torch.allclose(p[k][i : i + 1], alone[k]) for k in ("se", "weights_ess", "log_weight_var"))
+    assert p["se"][2].isnan() and p["log_weight_var"][2].isnan() and p["weights_ess"][2] == 1.0
 
 
 def test_ais_variance_flags_a_large_log_weight_variance_or_a_dominant_chain():
