@@ -40,6 +40,7 @@ from probgen.errors import UserError
 from probgen.inference import diagnostics as diag
 from probgen.inference.bdmc import BDMCResult, bdmc, simulate
 from probgen.inference.hmc import HMCResult, run_hmc
+from probgen.inference.laplace import ais_laplace
 from probgen.inference.loglik import (
     LoglikResult,
     ais,
@@ -53,8 +54,8 @@ from probgen.inference.reference import run_nuts
 from probgen.inference.trust import cross_check
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
+from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, LAPLACE_STARTS, sampling_report
 from probgen.pipelines.loglik_plan import estimate as estimate_time
-from probgen.pipelines.loglik_plan import sampling_report
 from probgen.pipelines.loglik_results import (
     batch_from_dict,
     batch_to_dict,
@@ -199,6 +200,14 @@ def _run_batch(
         out["ais"] = ais(
             target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress, posterior_variance=variance,
             target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
+        )  # fmt: skip
+    if "ais-laplace" in methods:  # optimiser starts: the encoder's mean, encoder draws, prior draws
+        encoder_draws, prior_draws = LAPLACE_STARTS
+        parts = [proposal.mean.unsqueeze(0), proposal.sample((encoder_draws,)), target.sample_prior(prior_draws)]
+        starts = torch.cat(parts)
+        out["ais-laplace"] = ais_laplace(
+            target, starts, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, laplace_steps=LAPLACE_FIT_STEPS,
+            progress=cfg.progress, target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
         )  # fmt: skip
     if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
         z_star, x_sim = simulate(pixel_model(cfg, vae), x)  # x sets only the number and shape

@@ -14,6 +14,8 @@ Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k import
   (a typical adapted step in units of the posterior scale), or ``--leapfrog-steps`` when it is 0;
 - AIS: (C + pilot) T (L + 1) gradients, pilot = max(2, C / 4) chains (with ``--target-se``, up to
   (max chains + pilot) T (L + 1), printed as a second figure);
+- AIS from a Laplace fit: as AIS, plus the fit: 8 starts x 200 Adam steps, and 4 Hessians of D
+  double-backward passes each (counted as 2 gradients);
 - BDMC: (2 C + pilot) T (L + 1) gradients.
 """
 
@@ -37,6 +39,8 @@ __all__ = ["estimate", "evaluation_counts", "format_duration", "sampling_report"
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
 TYPICAL_STEP = 0.6
 MAX_LEAPFROG = 256
+#: ais-laplace's optimiser starts besides the encoder's mean, (encoder draws, prior draws), and its Adam steps
+LAPLACE_STARTS, LAPLACE_FIT_STEPS = (3, 12), 200
 
 
 def _hmc_leapfrog(cfg: LoglikConfig) -> int:
@@ -45,8 +49,9 @@ def _hmc_leapfrog(cfg: LoglikConfig) -> int:
     return max(1, min(MAX_LEAPFROG, math.ceil(cfg.trajectory_length / TYPICAL_STEP)))
 
 
-def evaluation_counts(cfg: LoglikConfig, num_points: int) -> dict[str, tuple[float, float]]:
-    """Per method: (image-level gradient evaluations, forward-only evaluations) over ``num_points``."""
+def evaluation_counts(cfg: LoglikConfig, num_points: int, latent_dim: int = 0) -> dict[str, tuple[float, float]]:
+    """Per method: (image-level gradient evaluations, forward-only evaluations) over ``num_points``
+    points of a ``latent_dim``-dimensional latent (it sets ais-laplace's Hessian work)."""
     c, n = cfg.chains, num_points
     pilot = max(2, c // 4)
     ais_grads = cfg.ais_steps * (cfg.leapfrog_steps + 1)
@@ -62,6 +67,9 @@ def evaluation_counts(cfg: LoglikConfig, num_points: int) -> dict[str, tuple[flo
         out["appendix-d"] = (n * (c * grads + starts), 0.0)
     if "ais" in cfg.methods:
         out["ais"] = (n * (c + pilot) * ais_grads, 0.0)
+    if "ais-laplace" in cfg.methods:
+        fit = (1 + sum(LAPLACE_STARTS)) * LAPLACE_FIT_STEPS + 4 * 2 * latent_dim
+        out["ais-laplace"] = (n * ((c + pilot) * ais_grads + fit), 0.0)
     if "bdmc" in cfg.methods:
         out["bdmc"] = (n * (2 * c + pilot) * ais_grads, 0.0)
     return out
@@ -112,14 +120,15 @@ def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[
     points, timed on ``target`` (the first batch still to do)."""
     fwd_batch = max(1, min(cfg.max_batch // target.num_data, cfg.iwae_samples))
     t_grad, t_fwd = measure(target, cfg.chains, fwd_batch)
-    parts = {m: g * t_grad + f * t_fwd for m, (g, f) in evaluation_counts(cfg, num_points).items()}
+    parts = {m: g * t_grad + f * t_fwd for m, (g, f) in evaluation_counts(cfg, num_points, target.latent_dim).items()}
     total = sum(parts.values())
     detail = ", ".join(f"{m} {format_duration(s)}" for m, s in parts.items())
-    if "ais" in parts and cfg.target_se:  # the adaptive stop: up to max_chains per point
-        cap = cfg.max_chains or 8 * cfg.chains
-        pilot = max(2, cfg.chains // 4)
-        worst = parts["ais"] * (cap + pilot) / (cfg.chains + pilot)
-        detail += f"; ais up to {format_duration(worst)} if every point needs --max-chains {cap} for --target-se"
+    for m in ("ais", "ais-laplace"):
+        if m in parts and cfg.target_se:  # the adaptive stop: up to max_chains per point
+            cap = cfg.max_chains or 8 * cfg.chains
+            pilot = max(2, cfg.chains // 4)
+            worst = parts[m] * (cap + pilot) / (cfg.chains + pilot)
+            detail += f"; {m} up to {format_duration(worst)} if every point needs --max-chains {cap} for --target-se"
     hmc = ""
     if "appendix-d" in cfg.methods and cfg.sampler == "hmc" and cfg.trajectory_length:
         hmc = f"; appendix-d assumes {_hmc_leapfrog(cfg)} leapfrog steps per transition (warm-up chooses)"

@@ -48,7 +48,7 @@ def batch_from_dict(d: dict[str, Any]) -> tuple[dict[str, LoglikResult], HMCResu
 
 
 #: per-point counts in a result's ``info``, added up over batches
-SUMMED = ("num_ais_variance", "num_se_above_target", "chains_total")
+SUMMED = ("num_ais_variance", "num_se_above_target", "chains_total", "num_missed_mode")
 
 
 def cat_results(parts: list[LoglikResult]) -> LoglikResult:

@@ -66,6 +66,18 @@ def test_a_lower_estimate_far_below_a_trusted_appendix_d_is_a_loose_bound():
     assert appd.flags == [[], [], ["rhat"]] and elbo.trusted.all()  # the ELBO is a bound, not an estimate
 
 
+def test_a_lower_estimate_far_below_another_trusted_lower_one_is_a_loose_bound():
+    # point 0: agree; 1: ais-laplace sat in a lesser basin, 2 nats below trusted AIS; 2: AIS 2 nats
+    # below ais-laplace, but AIS is flagged (it accuses no one, and is not accused twice); 3: within noise
+    ais = _res("ais", [-10.0, -20.0, -32.0, -40.0], se=[0.1, 0.1, 0.1, 0.3], flags=[[], [], ["ais-variance"], []])
+    lap = _res("ais-laplace", [-10.05, -22.0, -30.0, -40.8], se=[0.05, 0.05, 0.05, 0.05])
+    iwae = _res("iwae", [-11.0, -21.0, -31.0, -41.0], se=[0.1] * 4, flags=[["heavy-tailed-weights"]] * 4)
+    cross_check({"iwae": iwae, "ais": ais, "ais-laplace": lap})
+    assert lap.flags == [[], ["loose-bound"], [], []]
+    assert ais.flags == [[], [], ["ais-variance", "loose-bound"], []]
+    assert all(f == ["heavy-tailed-weights", "loose-bound"] for f in iwae.flags[:3])  # 1 nat below, se 0.14
+
+
 def test_bdmc_bounds_are_checked_against_each_other():
     lower = _res("bdmc-lower", [-10.0, -9.0], se=[0.05, 0.05])
     upper = _res("bdmc-upper", [-9.9, -10.0], se=[0.05, 0.05])

@@ -258,6 +258,9 @@ def test_evaluation_counts():
     assert counts["appendix-d"] == (10 * (8 * 500 * (5 + 1) + starts), 0.0)  # 3.0 / 0.6 = 5 leapfrog steps
     assert counts["ais"] == (10 * (8 + 2) * 50 * 5, 0.0)  # pilot: 8 // 4 = 2 chains
     assert counts["bdmc"] == (10 * (16 + 2) * 50 * 5, 0.0)
+    cfg.method = "ais-laplace"
+    fit = 16 * 200 + 4 * 2 * 3  # 16 starts x 200 Adam steps, 4 Hessians of 3 double-backward passes
+    assert evaluation_counts(cfg, 10, latent_dim=3) == {"ais-laplace": (10 * ((8 + 2) * 50 * 5 + fit), 0.0)}
     assert [format_duration(s) for s in (3, 252, 5580)] == ["3 s", "4.2 min", "1.6 h"]
 
 
@@ -289,3 +292,19 @@ def test_ais_mass_from_the_encoder(ckpt, tmp_path):
     assert res["diagonal_mass"] is True and math.isfinite(res["log_px_mean"]) and res["log_px_mean"] < 0
     with pytest.raises(UserError, match="--ais-mass"):
         LoglikConfig(ais_mass="full")
+
+
+def test_ais_laplace_runs_beside_ais_with_its_own_columns(ckpt, tmp_path, capsys):
+    out = tmp_path / "lap"
+    argv = ["loglik", "--ckpt", str(ckpt), *FAST, "--method", "ais,ais-laplace", "--out", str(out)]
+    assert main(argv) == 0
+    assert "ais-laplace" in capsys.readouterr().err  # in the time estimate
+    rows = read_csv(out / "loglik.csv")
+    for col in ("log_px_ais-laplace", "se_ais-laplace", "flag_ais-laplace", "other_optima_ais-laplace",
+                "laplace_gap_ais-laplace", "log_weight_var_ais-laplace"):  # fmt: skip
+        assert col in rows[0], col
+    res = json.loads((out / "loglik.json").read_text())["results"]
+    assert list(res) == ["ais", "ais-laplace"] and res["ais-laplace"]["laplace_starts"] == 16
+    # both lower bounds of the same points: close, on this latent-2 model
+    assert abs(res["ais-laplace"]["log_px_mean"] - res["ais"]["log_px_mean"]) < 1.0
+    assert LoglikConfig(method="all").methods == ("elbo", "iwae", "appendix-d", "ais")

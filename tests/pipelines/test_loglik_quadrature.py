@@ -63,3 +63,21 @@ def test_estimates_agree_with_quadrature(trained, tmp_path, seed):
     assert report["results"]["elbo"]["log_px_mean"] <= report["results"]["iwae"]["log_px_mean"]
     assert flagged["appendix-d"] + flagged["ais"] < 2 * POINTS  # not everything flagged away
     assert math.isfinite(report["results"]["ais"]["log_px_mean"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ais_from_the_laplace_fit_agrees_with_quadrature_per_point(trained, tmp_path, seed):
+    ckpt, exact = trained
+    cfg = LoglikConfig(
+        ckpt=str(ckpt), num_data=POINTS, method="ais-laplace", chains=8, ais_steps=100, leapfrog_steps=5,
+        seed=seed, out=str(tmp_path / "ll"), progress=False, device="cpu",
+    )  # fmt: skip
+    loglik(cfg)
+    rows = read_csv(tmp_path / "ll" / "loglik.csv")
+    est = torch.tensor([float(r["log_px_ais-laplace"]) for r in rows], dtype=torch.float64)
+    se = torch.tensor([float(r["se_ais-laplace"]) for r in rows], dtype=torch.float64)
+    ok = torch.tensor([not r["flag_ais-laplace"] for r in rows])
+    err = est - exact
+    assert (err <= 3 * se + 0.05).all(), (err, se)  # a lower bound, flagged or not
+    assert (err[ok].abs() <= 3 * se[ok] + 0.1).all(), (err, se, ok)  # unflagged: within its error bar
+    assert int(ok.sum()) >= POINTS // 2, [r["flag_ais-laplace"] for r in rows]

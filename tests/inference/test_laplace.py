@@ -1,0 +1,91 @@
+import math
+
+import pyro
+import pytest
+import torch
+
+from probgen.inference.laplace import ais_laplace, laplace_fit, whitened
+from tests.inference.bimodal import Bimodal
+from tests.inference.folded import FoldedDecoder
+from tests.inference.ppca import PPCA
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _starts(target, r: int = 6) -> torch.Tensor:
+    return target.sample_prior(r)
+
+
+def test_on_a_gaussian_posterior_the_laplace_fit_is_exact_and_so_is_the_estimate():
+    pyro.set_rng_seed(0)
+    m = PPCA.random(obs_dim=16, latent_dim=3, s=0.05, seed=0)  # sharp: posterior sd ~0.012
+    x = m.simulate(5)
+    target = m.target(x)
+    fit = laplace_fit(target, _starts(target))
+    mean, cov = m.posterior(x)
+    assert torch.allclose(fit.mean, mean, atol=1e-8)
+    assert torch.allclose(fit.scale @ fit.scale.transpose(-1, -2), cov.expand(5, 3, 3), rtol=1e-6)
+    assert (fit.other_optima == 0).all() and (fit.grad_norm < 1e-6).all()
+    r = ais_laplace(target, _starts(target), num_chains=4, num_steps=20, leapfrog_steps=3)
+    # the path starts at the posterior itself: every weight is p(x) (a wrong log|L| or base would show)
+    assert torch.allclose(r.log_px, m.log_evidence(x), atol=1e-8), r.log_px - m.log_evidence(x)
+    assert r.method == "ais-laplace" and r.trusted.all()
+
+
+def test_whitened_target_integrates_to_the_evidence_and_subsets():
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.5, seed=3)
+    x = m.simulate(4)
+    target = m.target(x)
+    fit = laplace_fit(target, _starts(target))
+    fit = fit._replace(scale=fit.scale * 1.7, log_det_scale=fit.log_det_scale + 2 * math.log(1.7))  # a wider q
+    w = whitened(target, fit)
+    torch.manual_seed(0)
+    u = w.sample_prior(200_000)
+    base, rest = w.log_joint(u)
+    # E_base[exp(rest)] = p(x): plain importance sampling from the whitened base
+    est = torch.logsumexp(rest, 0) - math.log(u.shape[0])
+    assert torch.allclose(est, m.log_evidence(x), atol=0.02)
+    sub = w.subset(torch.tensor([2, 0]))
+    b2, r2 = sub.log_joint(u[:5, [2, 0]])
+    assert torch.allclose(r2, rest[:5, [2, 0]]) and torch.allclose(b2, base[:5, [2, 0]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_on_non_gaussian_posteriors_it_is_a_lower_bound_and_flags_second_modes(seed):
+    """Bimodal decoder (z1 seen through z1^2), posteriors from one-moded to two-moded; truth by quadrature."""
+    m = Bimodal.random(obs_dim=12, s=0.3, tilt=0.08, seed=seed)
+    z = torch.tensor([[0.0, 0.5], [0.4, -1.0], [1.5, 0.0], [-2.0, 1.0], [2.5, -0.5], [0.8, 0.8]], dtype=torch.float64)
+    x = m.simulate(z, seed=seed)
+    exact = m.quadrature(x)
+    pyro.set_rng_seed(seed)
+    target = m.target(x)
+    r = ais_laplace(target, _starts(target, 8), num_chains=16, num_steps=100, leapfrog_steps=5)
+    err = r.log_px - exact["log_px"]
+    # one-sided: never above the truth beyond its error bar, flagged or not
+    assert (err < 3 * r.se + 0.05).all(), (err, r.se)
+    ok = r.trusted
+    assert (err[ok].abs() < 3 * r.se[ok] + 0.1).all(), (err, r.se, r.flags)
+    # a point whose posterior holds two modes of real mass is never passed with one of them missing
+    two = (exact["mass_right"] > 0.05) & (exact["mass_right"] < 0.95)
+    for i in torch.nonzero(two).flatten().tolist():
+        assert not ok[i] or err[i].abs() < 3 * r.se[i] + 0.1, (i, err[i], r.flags[i])
+    assert two.any() and (r.per_point["other_optima"][two] > 0).any()
+
+
+def test_folded_posterior_both_modes_found_and_flagged():
+    dec = FoldedDecoder.random(s=0.2, k=1.0)  # the decoder sees z1 only through |z1|: equal modes
+    x = dec.simulate(torch.tensor([[2.0, 0.5], [1.5, -1.0], [-2.5, 0.0]], dtype=torch.float64))
+    pyro.set_rng_seed(0)
+    target = dec.target(x)
+    r = ais_laplace(target, _starts(target, 8), num_chains=8, num_steps=100, leapfrog_steps=5)
+    assert all("missed-mode" in f for f in r.flags), r.flags
+    err = r.log_px - dec.log_evidence(x)
+    # one basin of two equal ones: log 2 low, the failure the flag announces
+    assert (err < 3 * r.se + 0.05).all() and (err < -0.3).all(), err
+    assert r.info["num_missed_mode"] == 3
+
+
+def test_bad_starts_are_refused():
+    target = PPCA.random(obs_dim=6, latent_dim=2).target(torch.zeros(3, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="starts must be"):
+        laplace_fit(target, torch.zeros(2, 3, 3, dtype=torch.float64))
