@@ -36,21 +36,25 @@ def test_a_point_is_trusted_when_flagged_or_within_its_error_bar(bench):
     assert c["max_se"] == pytest.approx(0.1) and c["max_gap"] == pytest.approx(0.5)
     none = bench.trusted([_row(-1.0, 0.1, "ais-variance")], [_row(-1.0, 0.1)], "ais")
     assert none["max_se"] is None and none["max_gap"] is None  # JSON null, not NaN
+    other = [{k.replace("ais", "ais-laplace"): v for k, v in r.items()} for r in ref]
+    assert bench.trusted(rows, other, "ais", "ais-laplace") == c  # against another method's reference
 
 
 def test_the_benchmark_runs_end_to_end_and_needs_few_flags(bench, tmp_path, capsys):
     ckpt = fit_vae(tiny_vae_config(tmp_path / "vae")) / "checkpoint.pt"
     tiny = "--device cpu --chains 2 --ais-steps 10 --leapfrog-steps 2 -k 20"
+    ref = "--method ais-laplace --ais-steps 20 --target-se 0.5 --max-chains 4"
     argv = ["--ckpt", str(ckpt), "--num-data", "3", "--budgets", "quick", "--extra", tiny, "--out", str(tmp_path / "t"),
-            "--reference", "--ais-steps 20 --target-se 0.5 --max-chains 4"]  # fmt: skip
+            "--method", "ais,ais-laplace", "--reference", ref]  # fmt: skip
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "--budget quick:" in out and "flagged" in out and "largest unflagged se" in out
     summary = json.loads((tmp_path / "t" / "time_to_trust.json").read_text())
     (row,) = summary["budgets"]
     assert row["budget"] == "quick" and row["minutes"] > 0 and row["estimated_minutes"] > 0
-    counts = row["counts"]["ais"]
-    # the verdict: every point trusted, and no more than a quarter flagged
-    assert row["trusted"] == (counts["trusted"] == 3 and counts["flagged"] <= 0.75)
+    counts = row["counts"]
+    # the verdict: for every method, every point trusted, and no more than a quarter flagged
+    assert row["trusted"] == all(c["trusted"] == 3 and c["flagged"] <= 0.75 for c in counts.values())
+    assert set(counts) == {"ais", "ais-laplace"}  # both against the reference's ais-laplace
     assert bench.main([*argv, "--max-flagged", "1.0"]) == 0  # the reference is kept and reused
     assert "reference (" not in capsys.readouterr().out

@@ -305,6 +305,6 @@ def test_ais_laplace_runs_beside_ais_with_its_own_columns(ckpt, tmp_path, capsys
         assert col in rows[0], col
     res = json.loads((out / "loglik.json").read_text())["results"]
     assert list(res) == ["ais", "ais-laplace"] and res["ais-laplace"]["laplace_starts"] == 16
-    # both lower bounds of the same points: close, on this latent-2 model
-    assert abs(res["ais-laplace"]["log_px_mean"] - res["ais"]["log_px_mean"]) < 1.0
+    assert all(float(r["other_optima_ais-laplace"]) >= 0 and math.isfinite(float(r["laplace_gap_ais-laplace"]))
+               for r in rows)  # fmt: skip
     assert LoglikConfig(method="all").methods == ("elbo", "iwae", "appendix-d", "ais")
