@@ -21,7 +21,8 @@ factor for the same work:
 
 What it cannot do alone is see a mode the Laplace fit does not sit on: the path starts in one basin.
 A point is therefore flagged ``missed-mode`` when another start converged to a distinct optimum
-(more than :data:`MODE_DISTANCE` Laplace standard deviations away) whose log p(x, z) is within
+(more than :data:`MODE_DISTANCE` Laplace standard deviations away, with log p(x, z) dipping by more
+than :data:`MODE_BARRIER` nats on the segment between the two) whose log p(x, z) is within
 log(1 / :data:`MODE_MASS`) of the best one's: a basin that may hold a percent or more of the mass.
 Plain ``--method ais`` (from the prior) and Appendix D cross-check it per point.
 """
@@ -37,12 +38,16 @@ from probgen.inference.ais import ais
 from probgen.inference.potential import LatentTarget
 from probgen.inference.result import LoglikResult
 
-__all__ = ["MODE_DISTANCE", "MODE_MASS", "LaplaceFit", "ais_laplace", "laplace_fit", "whitened"]
+__all__ = ["MODE_BARRIER", "MODE_DISTANCE", "MODE_MASS", "LaplaceFit", "ais_laplace", "laplace_fit", "whitened"]
 
 #: an optimum this many Laplace standard deviations (Mahalanobis, under the best fit) from the best ...
 MODE_DISTANCE = 4.0
 #: ... whose log p(x, z) is within log(1 / MODE_MASS) nats of the best one's counts as another mode
 MODE_MASS = 0.01
+#: ... and whose segment to z* dips more than this many nats below both ends (a separate basin)
+MODE_BARRIER = 1.0
+#: points along that segment where log p(x, z) is evaluated
+SEGMENT_POINTS = 8
 #: the smallest eigenvalue kept in the Hessian of -log p(x, z) (a flat direction gets this precision)
 MIN_PRECISION = 1e-2
 #: the fractions of a Newton step tried in turn (a point keeps the first that raises log p(x, z))
@@ -86,6 +91,27 @@ def _factor(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     scale = evecs * evals.rsqrt().unsqueeze(-2)
     clipped = (evecs * evals.unsqueeze(-2)) @ evecs.transpose(-1, -2)
     return scale.to(p.dtype), (-0.5 * evals.log().sum(-1)).to(p.dtype), clipped.to(p.dtype)
+
+
+@torch.no_grad()
+def _other_optima(
+    target: LatentTarget, optima: torch.Tensor, f_all: torch.Tensor, zs: torch.Tensor, f: torch.Tensor, p: torch.Tensor
+) -> torch.Tensor:
+    """(R, N) bool: the starts' end points (R, N, D) that are another basin than z* (N, D): more than
+    :data:`MODE_DISTANCE` Laplace sds away, log p(x, z) within log(1 / :data:`MODE_MASS`) of z*'s,
+    and a dip of more than :data:`MODE_BARRIER` nats below both ends on the segment between them (a
+    ridge or a slope the optimiser had not finished climbing has none)."""
+    diff = optima - zs.unsqueeze(0)  # (R, N, D)
+    dist = torch.einsum("rni,nij,rnj->rn", diff, p, diff).clamp_min(0).sqrt()
+    near = (dist > MODE_DISTANCE) & (f_all > f.unsqueeze(0) - math.log(1 / MODE_MASS))
+    if not bool(near.any()):
+        return near
+    t = torch.linspace(0, 1, SEGMENT_POINTS + 2, dtype=zs.dtype, device=zs.device)[1:-1]
+    line = zs + t.view(-1, 1, 1, 1) * diff.unsqueeze(0)  # (T, R, N, D)
+    lp, ll = target.log_joint(line.reshape(-1, *zs.shape))
+    lowest = (lp + ll).view(t.numel(), *f_all.shape).amin(0)  # (R, N)
+    dip = torch.minimum(f_all, f.unsqueeze(0)) - lowest
+    return near & (dip > MODE_BARRIER)
 
 
 def laplace_fit(
@@ -135,10 +161,7 @@ def laplace_fit(
             p = torch.where(better.unsqueeze(-1), p_new, p)
             step = torch.where(better, torch.zeros_like(step), step)  # done for those points
     scale, log_det, clipped = _factor(p)
-    # other optima: far from z* in Laplace units, and not much less probable
-    diff = optima - zs.unsqueeze(0)  # (R, N, D)
-    dist = torch.einsum("rni,nij,rnj->rn", diff, clipped, diff).clamp_min(0).sqrt()
-    other = (dist > MODE_DISTANCE) & (f_all > f.unsqueeze(0) - math.log(1 / MODE_MASS))
+    other = _other_optima(target, optima, f_all, zs, f, clipped)
     grad_norm = torch.einsum("ni,nij,nj->n", g, scale @ scale.transpose(-1, -2), g).clamp_min(0).sqrt()
     return LaplaceFit(zs, scale, log_det, f, other.sum(0), grad_norm)
 
