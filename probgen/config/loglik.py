@@ -29,9 +29,10 @@ ALL_METHODS = ("elbo", "iwae", "appendix-d", "ais")
 #: the results of ``--method bdmc`` (on points simulated from the model; not part of "all")
 BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 
-#: ``--budget``: the sampling settings it fills in (those not given), per device type. CPU quick
-#: takes 3.3 min on 32 points of the README's dSprites model, but flags most of them there; thorough
-#: meets issue 12's "done" on the latent-2 validation models (docs/benchmarks.md, docs/loglik.md).
+#: ``--budget``: the sampling settings it fills in (those not given), per device type. On 32 points
+#: of the README's dSprites model, CPU quick takes 3.3 min with ais + iwae and flags most points,
+#: and about 5 min with ais-laplace, which flags few (docs/benchmarks.md); thorough meets issue 12's
+#: "done" on the latent-2 validation models (docs/loglik.md).
 BUDGETS: dict[str, dict[str, dict[str, int]]] = {
     "cpu": {
         "quick": {
