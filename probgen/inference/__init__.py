@@ -1,5 +1,6 @@
 """probgen.inference: SVI objectives and annealing, the batched HMC kernel, log-likelihood
-estimators (ELBO, IWAE, Kingma & Welling App. D, AIS from the prior or a Laplace fit, BDMC), per-point trust checks and the ArviZ bridge.
+estimators (ELBO, IWAE, Kingma & Welling App. D, AIS from the prior or a Laplace fit, BDMC),
+per-point trust checks and the ArviZ bridge.
 
 Inference receives callables (a Pyro model and guide, a log-joint), never a concrete model class.
 Names load lazily. ``ais``, ``appendix_d`` and ``bdmc`` are modules whose estimator has the same

@@ -28,3 +28,15 @@ def test_only_latent_dimension_two():
     model = PPCA.random(6, 3, seed=0, dtype=torch.float32)
     with pytest.raises(ValueError, match="latent dimension 2"):
         grid_log_px(model.target(model.simulate(2)))
+
+
+def test_a_posterior_beyond_the_box_has_no_error_bound():
+    model = PPCA.random(12, 2, s=0.2, seed=0, dtype=torch.float64)
+    z = torch.tensor([[0.5, 0.0], [7.0, 0.0], [0.0, -6.5], [1.0, 1.0]], dtype=torch.float64)  # 2 beyond lim 6
+    x = z @ model.W.T + model.b
+    q = grid_log_px(model.target(x), coarse=121, fine=201)
+    assert q["at_edge"].tolist() == [False, True, True, False]
+    assert torch.isinf(q["error"][1:3]).all() and (q["error"][[0, 3]] < 1e-3).all()
+    wide = grid_log_px(model.target(x), lim=12.0, coarse=241, fine=201)
+    assert not wide["at_edge"].any()
+    assert torch.allclose(wide["log_px"], model.log_evidence(x), atol=2e-3)
