@@ -67,7 +67,9 @@ class LaplaceFit(NamedTuple):
     grad_norm: torch.Tensor
 
 
-def _log_joint_grad(target: LatentTarget, z: torch.Tensor, create_graph: bool = False):
+def _log_joint_grad(
+    target: LatentTarget, z: torch.Tensor, create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     z = z.detach().requires_grad_(True)
     lp, ll = target.log_joint(z.unsqueeze(0))
     f = (lp + ll)[0]
@@ -81,7 +83,10 @@ def _precision(target: LatentTarget, z: torch.Tensor) -> tuple[torch.Tensor, tor
     zz, f, g = _log_joint_grad(target, z, create_graph=True)
     rows = [torch.autograd.grad(g[:, j].sum(), zz, retain_graph=True)[0] for j in range(z.shape[-1])]
     h = -torch.stack(rows, -2).detach()
-    return f.detach(), g.detach(), (h + h.transpose(-1, -2)) / 2
+    h = (h + h.transpose(-1, -2)) / 2
+    eye = torch.eye(z.shape[-1], dtype=h.dtype, device=h.device).expand_as(h)
+    h = torch.where(torch.isfinite(h).all(-1, keepdim=True).all(-2, keepdim=True), h, eye)  # not finite: unit precision
+    return f.detach(), g.detach(), h
 
 
 def _factor(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -106,10 +111,10 @@ def _other_optima(
     near = (dist > MODE_DISTANCE) & (f_all > f.unsqueeze(0) - math.log(1 / MODE_MASS))
     if not bool(near.any()):
         return near
-    t = torch.linspace(0, 1, SEGMENT_POINTS + 2, dtype=zs.dtype, device=zs.device)[1:-1]
-    line = zs + t.view(-1, 1, 1, 1) * diff.unsqueeze(0)  # (T, R, N, D)
-    lp, ll = target.log_joint(line.reshape(-1, *zs.shape))
-    lowest = (lp + ll).view(t.numel(), *f_all.shape).amin(0)  # (R, N)
+    lowest = torch.full_like(f_all, math.inf)
+    for t in torch.linspace(0, 1, SEGMENT_POINTS + 2).tolist()[1:-1]:  # one R x N call per point on the segments
+        lp, ll = target.log_joint(zs + t * diff)
+        lowest = torch.minimum(lowest, lp + ll)
     dip = torch.minimum(f_all, f.unsqueeze(0)) - lowest
     return near & (dip > MODE_BARRIER)
 
