@@ -14,8 +14,9 @@ Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k import
   (a typical adapted step in units of the posterior scale), or ``--leapfrog-steps`` when it is 0;
 - AIS: (C + pilot) T (L + 1) gradients, pilot = max(2, C / 4) chains (with ``--target-se``, up to
   (max chains + pilot) T (L + 1), printed as a second figure);
-- AIS from a Laplace fit: as AIS, plus the fit: 8 starts x 200 Adam steps, and 4 Hessians of D
-  double-backward passes each (counted as 2 gradients);
+- AIS from a Laplace fit: as AIS, plus the fit: 16 starts x 200 Adam steps, and at most 10
+  Hessians of D double-backward passes each (counted as 2 gradients; 1 + 3 Newton steps of up to 3
+  tries), plus 8 forward evaluations per start for the basin check;
 - BDMC: (2 C + pilot) T (L + 1) gradients.
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
+from probgen.inference.laplace import NEWTON_FRACTIONS, SEGMENT_POINTS
 from probgen.inference.potential import LatentTarget
 
 log = logging.getLogger("probgen")
@@ -41,6 +43,8 @@ TYPICAL_STEP = 0.6
 MAX_LEAPFROG = 256
 #: ais-laplace's optimiser starts besides the encoder's mean, (encoder draws, prior draws), and its Adam steps
 LAPLACE_STARTS, LAPLACE_FIT_STEPS = (3, 12), 200
+#: the most Hessians a Laplace fit computes: one, then up to len(NEWTON_FRACTIONS) per Newton step
+LAPLACE_HESSIANS = 1 + 3 * len(NEWTON_FRACTIONS)
 
 
 def _hmc_leapfrog(cfg: LoglikConfig) -> int:
@@ -68,8 +72,9 @@ def evaluation_counts(cfg: LoglikConfig, num_points: int, latent_dim: int = 0) -
     if "ais" in cfg.methods:
         out["ais"] = (n * (c + pilot) * ais_grads, 0.0)
     if "ais-laplace" in cfg.methods:
-        fit = (1 + sum(LAPLACE_STARTS)) * LAPLACE_FIT_STEPS + 4 * 2 * latent_dim
-        out["ais-laplace"] = (n * ((c + pilot) * ais_grads + fit), 0.0)
+        starts = 1 + sum(LAPLACE_STARTS)
+        fit = starts * LAPLACE_FIT_STEPS + LAPLACE_HESSIANS * 2 * latent_dim
+        out["ais-laplace"] = (n * ((c + pilot) * ais_grads + fit), n * starts * SEGMENT_POINTS)
     if "bdmc" in cfg.methods:
         out["bdmc"] = (n * (2 * c + pilot) * ais_grads, 0.0)
     return out
