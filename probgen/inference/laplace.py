@@ -130,8 +130,9 @@ def laplace_fit(
 
     All R x N starts climb log p(x, z) together by Adam (``steps`` steps, learning rate decaying from
     ``lr`` to 0 along a cosine), the best of each point's R optima is refined by ``newton_steps``
-    Newton steps (each kept only where it raises log p(x, z)), and the covariance is the inverse of
-    the clipped Hessian there.
+    Newton steps (the full step, or half or a quarter of it, whichever first raises log p(x, z);
+    none where none does), and the covariance is the inverse of the clipped Hessian there. A start
+    whose log p(x, z) ends non-finite is never chosen.
     """
     if starts.dim() != 3 or starts.shape[1:] != (target.num_data, target.latent_dim):
         raise ValueError(f"starts must be (R, {target.num_data}, {target.latent_dim}), got {tuple(starts.shape)}")
@@ -147,7 +148,7 @@ def laplace_fit(
         sched.step()
     with torch.no_grad():
         lp, ll = target.log_joint(z)
-        f_all = lp + ll  # (R, N)
+        f_all = torch.nan_to_num(lp + ll, nan=-math.inf)  # (R, N); argmax would pick a NaN
         optima = z.detach()
     n = target.num_data
     best = f_all.argmax(0)

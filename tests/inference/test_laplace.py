@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from probgen.inference.laplace import ais_laplace, laplace_fit, whitened
+from probgen.inference.potential import LatentTarget
 from tests.inference.bimodal import Bimodal
 from tests.inference.folded import FoldedDecoder
 from tests.inference.ppca import PPCA
@@ -89,3 +90,19 @@ def test_bad_starts_are_refused():
     target = PPCA.random(obs_dim=6, latent_dim=2).target(torch.zeros(3, 6, dtype=torch.float64))
     with pytest.raises(ValueError, match="starts must be"):
         laplace_fit(target, torch.zeros(2, 3, 3, dtype=torch.float64))
+
+
+def test_a_start_that_ends_non_finite_is_never_chosen():
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.3, seed=1)
+    x = m.simulate(3)
+    exact = m.target(x)
+
+    def log_joint(z):  # NaN far out, as a decoder that overflows there
+        lp, ll = exact.log_joint(z)
+        return lp, torch.where(z[..., 0] > 50, torch.nan, ll)
+
+    target = LatentTarget(log_joint, exact.sample_prior, 3, 2, 8)
+    starts = torch.cat([torch.full((1, 3, 2), 100.0, dtype=torch.float64), exact.sample_prior(3)])
+    fit = laplace_fit(target, starts)
+    mean, _ = m.posterior(x)
+    assert torch.allclose(fit.mean, mean, atol=1e-6) and torch.isfinite(fit.log_joint).all()
