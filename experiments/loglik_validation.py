@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from probgen.cli import main as probgen  # noqa: E402
-from probgen.config import LoglikConfig  # noqa: E402
+from probgen.config import LOGLIK_METHODS, LoglikConfig  # noqa: E402
 from probgen.data import load_dataset, to_unit  # noqa: E402
 from probgen.inference.potential import from_pyro_model  # noqa: E402
 from probgen.inference.quadrature import grid_log_px  # noqa: E402
@@ -51,8 +51,6 @@ QUICK_LOGLIK = ["--chains", "2", "--warmup", "60", "--samples", "60", "--ais-ste
                 "-k", "300", "--leapfrog-steps", "4"]  # fmt: skip
 LOWER = ("elbo", "iwae", "ais", "ais-laplace")
 METHODS = ("elbo", "iwae", "appendix-d", "ais")
-#: every estimator a loglik.csv can hold, in report order
-ALL = ("elbo", "iwae", "appendix-d", "ais", "ais-laplace")
 
 
 def _run(argv: list[str]) -> None:
@@ -214,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (ll / "loglik.json").is_file():
             _run(argv_ll)
         rows = read_csv(ll / "loglik.csv")
-        methods = [m for m in ALL if f"log_px_{m}" in rows[0]]
+        methods = [m for m in LOGLIK_METHODS if f"log_px_{m}" in rows[0]]
         reflag(rows, methods)  # a loglik.csv written before the latest cross-check rules gets their flags
         for r, e in zip(rows, exact(ckpt, len(rows), args.quick, out / f"{name}-exact.json", args.points)):
             if int(r["datapoint"]) != e["datapoint"]:

@@ -38,7 +38,16 @@ from probgen.inference.ais import ais
 from probgen.inference.potential import LatentTarget
 from probgen.inference.result import LoglikResult
 
-__all__ = ["MODE_BARRIER", "MODE_DISTANCE", "MODE_MASS", "LaplaceFit", "ais_laplace", "laplace_fit", "whitened"]
+__all__ = [
+    "MODE_BARRIER",
+    "MODE_DISTANCE",
+    "MODE_MASS",
+    "NEWTON_STEPS",
+    "LaplaceFit",
+    "ais_laplace",
+    "laplace_fit",
+    "whitened",
+]
 
 #: an optimum this many Laplace standard deviations (Mahalanobis, under the best fit) from the best ...
 MODE_DISTANCE = 4.0
@@ -50,6 +59,8 @@ MODE_BARRIER = 1.0
 SEGMENT_POINTS = 8
 #: the smallest eigenvalue kept in the Hessian of -log p(x, z) (a flat direction gets this precision)
 MIN_PRECISION = 1e-2
+#: Newton steps after Adam (laplace_fit's default)
+NEWTON_STEPS = 3
 #: the fractions of a Newton step tried in turn (a point keeps the first that raises log p(x, z))
 NEWTON_FRACTIONS = (1.0, 0.5, 0.25)
 
@@ -124,7 +135,7 @@ def laplace_fit(
     starts: torch.Tensor,
     steps: int = 200,
     lr: float = 0.2,
-    newton_steps: int = 3,
+    newton_steps: int = NEWTON_STEPS,
 ) -> LaplaceFit:
     """Laplace approximation of each point's posterior from starts (R, N, D) (module docstring).
 
@@ -166,6 +177,8 @@ def laplace_fit(
             g = torch.where(better, g_new, g)
             p = torch.where(better.unsqueeze(-1), p_new, p)
             step = torch.where(better, torch.zeros_like(step), step)  # done for those points
+            if not bool(step.any()):  # every point took its step: shorter tries would change nothing
+                break
     scale, log_det, clipped = _factor(p)
     other = _other_optima(target, optima, f_all, zs, f, clipped)
     grad_norm = torch.einsum("ni,nij,nj->n", g, scale @ scale.transpose(-1, -2), g).clamp_min(0).sqrt()

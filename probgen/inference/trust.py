@@ -125,16 +125,16 @@ def cross_check(results: dict[str, LoglikResult], num_se: float = 3.0, tol: floa
         trusted = up.trusted
         for lo_name in LOOSE:
             if lo_name in results:
-                lo = results[lo_name]
-                below = ((up.log_px - lo.log_px) > disagreement_threshold(lo, up, **kw)) & trusted
-                for i in torch.nonzero(below).flatten().tolist():
-                    lo.add_flag(i, "loose-bound")
-    trusted = {m: results[m].trusted for m in LOOSE if m in results}  # judged before step 4's flags
-    for hi_name, hi_ok in trusted.items():
-        hi = results[hi_name]
-        for lo_name in trusted:
+                _flag_loose(results[lo_name], up, trusted, kw)
+    loose_ok = {m: results[m].trusted for m in LOOSE if m in results}  # judged before step 4's flags
+    for hi_name, hi_ok in loose_ok.items():
+        for lo_name in loose_ok:
             if lo_name != hi_name:
-                lo = results[lo_name]
-                below = ((hi.log_px - lo.log_px) > disagreement_threshold(lo, hi, **kw)) & hi_ok
-                for i in torch.nonzero(below).flatten().tolist():
-                    lo.add_flag(i, "loose-bound")
+                _flag_loose(results[lo_name], results[hi_name], hi_ok, kw)
+
+
+def _flag_loose(lo: LoglikResult, hi: LoglikResult, hi_ok: torch.Tensor, kw: dict[str, float]) -> None:
+    """Flag ``lo`` ``loose-bound`` where it is below ``hi`` beyond the margin and ``hi`` is trusted (``hi_ok``)."""
+    below = ((hi.log_px - lo.log_px) > disagreement_threshold(lo, hi, **kw)) & hi_ok
+    for i in torch.nonzero(below).flatten().tolist():
+        lo.add_flag(i, "loose-bound")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
-from probgen.inference.laplace import NEWTON_FRACTIONS, SEGMENT_POINTS
+from probgen.inference.laplace import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS
 from probgen.inference.potential import LatentTarget
 
 log = logging.getLogger("probgen")
@@ -44,7 +44,7 @@ MAX_LEAPFROG = 256
 #: ais-laplace's optimiser starts besides the encoder's mean, (encoder draws, prior draws), and its Adam steps
 LAPLACE_STARTS, LAPLACE_FIT_STEPS = (3, 12), 200
 #: the most Hessians a Laplace fit computes: one, then up to len(NEWTON_FRACTIONS) per Newton step
-LAPLACE_HESSIANS = 1 + 3 * len(NEWTON_FRACTIONS)
+LAPLACE_HESSIANS = 1 + NEWTON_STEPS * len(NEWTON_FRACTIONS)
 
 
 def _hmc_leapfrog(cfg: LoglikConfig) -> int:
