@@ -40,6 +40,18 @@ def test_a_point_is_trusted_when_flagged_or_within_its_error_bar(bench):
     assert bench.trusted(rows, other, "ais", "ais-laplace") == c  # against another method's reference
 
 
+def test_each_method_is_compared_with_the_same_reference_column_or_the_closest(bench):
+    ref = [{"log_px_ais": "-1", "log_px_iwae": "-2", "se_ais": "0.1"}]
+    assert bench.reference_columns(["ais", "iwae", "ais-laplace"], ref, None) == {
+        "ais": "ais",
+        "iwae": "iwae",
+        "ais-laplace": "ais",  # not run by the reference: its closest, ais
+    }
+    assert bench.reference_columns(["iwae"], ref, "ais") == {"iwae": "ais"}  # one named column for all
+    with pytest.raises(SystemExit, match="no appendix-d column"):
+        bench.reference_columns(["iwae"], ref, "appendix-d")
+
+
 def test_the_benchmark_runs_end_to_end_and_needs_few_flags(bench, tmp_path, capsys):
     ckpt = fit_vae(tiny_vae_config(tmp_path / "vae")) / "checkpoint.pt"
     tiny = "--device cpu --chains 2 --ais-steps 10 --leapfrog-steps 2 -k 20"
@@ -55,6 +67,7 @@ def test_the_benchmark_runs_end_to_end_and_needs_few_flags(bench, tmp_path, caps
     counts = row["counts"]
     # the verdict: for every method, every point trusted, and no more than a quarter flagged
     assert row["trusted"] == all(c["trusted"] == 3 and c["flagged"] <= 0.75 for c in counts.values())
-    assert set(counts) == {"ais", "ais-laplace"}  # both against the reference's ais-laplace
+    assert set(counts) == {"ais", "ais-laplace"}
+    assert summary["compared_with"] == {"ais": "ais-laplace", "ais-laplace": "ais-laplace"}  # the only column
     assert bench.main([*argv, "--max-flagged", "1.0"]) == 0  # the reference is kept and reused
     assert "reference (" not in capsys.readouterr().out
