@@ -29,6 +29,7 @@ Plain ``--method ais`` (from the prior) and Appendix D cross-check it per point.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -41,9 +42,11 @@ from probgen.inference.result import LoglikResult
 __all__ = [
     "MODE_BARRIER",
     "MODE_DISTANCE",
+    "MAX_MODES",
     "MODE_MASS",
     "NEWTON_STEPS",
     "LaplaceFit",
+    "Mixture",
     "ais_laplace",
     "laplace_fit",
     "whitened",
@@ -63,12 +66,18 @@ MIN_PRECISION = 1e-2
 NEWTON_STEPS = 3
 #: the fractions of a Newton step tried in turn (a point keeps the first that raises log p(x, z))
 NEWTON_FRACTIONS = (1.0, 0.5, 0.25)
+#: the most basins per point that ais-laplace anneals to (z*'s and up to MAX_MODES - 1 others); a
+#: point whose starts found more is flagged ``missed-mode``
+MAX_MODES = 4
 
 
 class LaplaceFit(NamedTuple):
     """Per point: the optimum z* (N, D), a factor L (N, D, D) of the covariance P^-1 = L L^T, log|det L|
-    (N,), log p(x, z*) (N,), the number of distinct optima among the starts that may hold mass (N,),
-    and the norm of the gradient at z* in Laplace units (N,) (about 0 once converged)."""
+    (N,), log p(x, z*) (N,), the number of starts that ended in another basin that may hold mass (N,),
+    and the norm of the gradient at z* in Laplace units (N,) (about 0 once converged). ``basins``
+    (N, K, D) holds up to K = :data:`MAX_MODES` - 1 of those other basins' end points, one per basin
+    (``basin_found`` (N, K) says which slots hold one), and ``basins_left_out`` (N,) how many more
+    basins the starts found beyond K; both are empty (K = 0) in a fit made by hand."""
 
     mean: torch.Tensor
     scale: torch.Tensor
@@ -76,6 +85,21 @@ class LaplaceFit(NamedTuple):
     log_joint: torch.Tensor
     other_optima: torch.Tensor
     grad_norm: torch.Tensor
+    basins: torch.Tensor | None = None
+    basin_found: torch.Tensor | None = None
+    basins_left_out: torch.Tensor | None = None
+
+
+class Mixture(NamedTuple):
+    """For each of M components (one Laplace fit each, points repeated where a posterior has several
+    basins): its point's components, padded to K: their means (M, K, D), precisions (M, K, D, D) and
+    log(weight) - log|det L| - D/2 log 2 pi (M, K; -inf in padding), and the slot (M,) that is the
+    component itself. :func:`whitened` adds log r(z), the component's responsibility, to its target."""
+
+    means: torch.Tensor
+    precisions: torch.Tensor
+    log_norm: torch.Tensor
+    own: torch.Tensor
 
 
 def _log_joint_grad(
@@ -164,6 +188,19 @@ def laplace_fit(
     n = target.num_data
     best = f_all.argmax(0)
     zs = optima[best, torch.arange(n, device=z.device)]
+    zs, f, g, p = _newton(target, zs, newton_steps)
+    scale, log_det, clipped = _factor(p)
+    other = _other_optima(target, optima, f_all, zs, f, clipped)
+    grad_norm = torch.einsum("ni,nij,nj->n", g, scale @ scale.transpose(-1, -2), g).clamp_min(0).sqrt()
+    basins, found, left_out = _distinct_basins(optima, f_all, other, clipped, MAX_MODES - 1)
+    return LaplaceFit(zs, scale, log_det, f, other.sum(0), grad_norm, basins, found, left_out)
+
+
+def _newton(
+    target: LatentTarget, zs: torch.Tensor, newton_steps: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backtracking Newton steps on log p(x, z) from zs (N, D): (z, log p(x, z), gradient, Hessian of
+    -log p(x, z)) at the end (laplace_fit's docstring)."""
     f, g, p = _precision(target, zs)
     for _ in range(newton_steps):
         _, _, clipped = _factor(p)
@@ -179,16 +216,40 @@ def laplace_fit(
             step = torch.where(better, torch.zeros_like(step), step)  # done for those points
             if not bool(step.any()):  # every point took its step: shorter tries would change nothing
                 break
-    scale, log_det, clipped = _factor(p)
-    other = _other_optima(target, optima, f_all, zs, f, clipped)
-    grad_norm = torch.einsum("ni,nij,nj->n", g, scale @ scale.transpose(-1, -2), g).clamp_min(0).sqrt()
-    return LaplaceFit(zs, scale, log_det, f, other.sum(0), grad_norm)
+    return zs, f, g, p
 
 
-def whitened(target: LatentTarget, fit: LaplaceFit) -> LatentTarget:
+def _distinct_basins(
+    optima: torch.Tensor, f_all: torch.Tensor, other: torch.Tensor, p: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per point, up to ``k`` of the end points (R, N, D) marked ``other`` (R, N), one per basin: the
+    highest first, then each next one more than :data:`MODE_DISTANCE` sds (under the precision ``p``
+    (N, D, D) at z*) from those kept. Returns (N, k, D) end points, (N, k) bool which slots hold one,
+    and (N,) how many more distinct ones there were."""
+    r, n, d = optima.shape
+    basins = optima.new_zeros(n, k, d)
+    found = torch.zeros(n, k, dtype=torch.bool, device=optima.device)
+    left_out = torch.zeros(n, dtype=torch.long, device=optima.device)
+    for i in torch.nonzero(other.any(0)).flatten().tolist():
+        kept: list[torch.Tensor] = []
+        for j in sorted(torch.nonzero(other[:, i]).flatten().tolist(), key=lambda j: -float(f_all[j, i])):
+            zj = optima[j, i]
+            if all(float((zj - zk) @ p[i] @ (zj - zk)) > MODE_DISTANCE**2 for zk in kept):
+                if len(kept) < k:
+                    basins[i, len(kept)], found[i, len(kept)] = zj, True
+                else:
+                    left_out[i] += 1
+                kept.append(zj)
+    return basins, found, left_out
+
+
+def whitened(target: LatentTarget, fit: LaplaceFit, mixture: Mixture | None = None) -> LatentTarget:
     """The posterior in u = L^-1 (z - z*): base N(0, I) in the prior's place, log p(x, z*+Lu) + log|L|
     - log N(u; 0, I) in the likelihood's, so that base x likelihood = p(x, z) |L| and its integral
-    over u is p(x) (module docstring). Supports :meth:`LatentTarget.subset` (points of both)."""
+    over u is p(x) (module docstring). With ``mixture``, each point is one component of a mixture of
+    Laplace fits and log r(z) is added, its responsibility for z: the integral is then that
+    component's share of p(x), and the shares of a point's components sum to p(x).
+    Supports :meth:`LatentTarget.subset` (points of both)."""
     d = target.latent_dim
     half_log_2pi = 0.5 * math.log(2 * math.pi)
     mean, scale, log_det = fit.mean, fit.scale, fit.log_det_scale
@@ -197,17 +258,108 @@ def whitened(target: LatentTarget, fit: LaplaceFit) -> LatentTarget:
         z = mean + torch.einsum("nij,cnj->cni", scale, u)
         lp, ll = target.log_joint(z)
         base = -0.5 * u.square().sum(-1) - d * half_log_2pi
-        return base, lp + ll + log_det - base
+        rest = lp + ll + log_det - base
+        if mixture is not None:
+            diff = z.unsqueeze(-2) - mixture.means  # (C, M, K, D)
+            log_q = mixture.log_norm - 0.5 * torch.einsum("cmki,mkij,cmkj->cmk", diff, mixture.precisions, diff)
+            own = log_q.gather(-1, mixture.own.view(1, -1, 1).expand(log_q.shape[0], -1, 1)).squeeze(-1)
+            rest = rest + own - torch.logsumexp(log_q, -1)
+        return base, rest
 
     def sample_base(c: int) -> torch.Tensor:
         return torch.randn(c, *mean.shape, dtype=mean.dtype, device=mean.device)
 
     def select(index: torch.Tensor) -> LatentTarget:
         i = index.to(mean.device)
-        sub = LaplaceFit(*(t[i] for t in fit))
-        return whitened(target.subset(index), sub)
+        sub = LaplaceFit(*(None if t is None else t[i] for t in fit))
+        mix = None if mixture is None else Mixture(*(t[i] for t in mixture))
+        return whitened(target.subset(index), sub, mix)
 
     return LatentTarget(log_joint, sample_base, target.num_data, d, target.data_dim, select)
+
+
+def _components(target: LatentTarget, fit: LaplaceFit) -> tuple[torch.Tensor, LaplaceFit, Mixture] | None:
+    """The mixture's components: every point's z* fit, then a Laplace fit (Newton-refined, as z*'s) at
+    each other basin in ``fit.basins``. Returns the point of each component (M,), their fits and the
+    :class:`Mixture`; None where no point has another basin. A refined basin that ended within
+    :data:`MODE_DISTANCE` sds of a component already kept is dropped (it climbed back to it).
+    Weights are the fits' Laplace evidences p(x, z_k) |L_k| (any weights keep the estimate unbiased;
+    these make each component's share about its basin's mass)."""
+    if fit.basin_found is None or not bool(fit.basin_found.any()):
+        return None
+    n, d = target.num_data, target.latent_dim
+    pts, slots = torch.nonzero(fit.basin_found, as_tuple=True)
+    sub = target.subset(pts)
+    zs, f, _, p = _newton(sub, fit.basins[pts, slots], NEWTON_STEPS)
+    scale, log_det, clipped = _factor(p)
+    own_p = torch.linalg.inv(fit.scale @ fit.scale.transpose(-1, -2))  # z*'s clipped precision
+    means = [[fit.mean[i]] for i in range(n)]
+    precs = [[own_p[i]] for i in range(n)]
+    keep = []
+    for e, i in enumerate(pts.tolist()):
+        ok = torch.isfinite(f[e]) and all(
+            float((zs[e] - m) @ q @ (zs[e] - m)) > MODE_DISTANCE**2 for m, q in zip(means[i], precs[i])
+        )
+        if ok:
+            keep.append(e)
+            means[i].append(zs[e])
+            precs[i].append(clipped[e])
+    if not keep:
+        return None
+    kept = torch.tensor(keep, dtype=torch.long, device=pts.device)
+    point_of = torch.cat([torch.arange(n, device=pts.device), pts[kept]])
+    comp = LaplaceFit(
+        torch.cat([fit.mean, zs[kept]]),
+        torch.cat([fit.scale, scale[kept]]),
+        torch.cat([fit.log_det_scale, log_det[kept]]),
+        torch.cat([fit.log_joint, f[kept]]),
+        fit.other_optima[point_of],
+        fit.grad_norm[point_of],
+    )
+    all_p = torch.cat([own_p, clipped[kept]])
+    m, k = point_of.numel(), max(len(x) for x in means)
+    members = [[] for _ in range(n)]  # each point's components, in order
+    for v, i in enumerate(point_of.tolist()):
+        members[i].append(v)
+    log_evidence = comp.log_joint + comp.log_det_scale
+    idx = torch.zeros(m, k, dtype=torch.long, device=pts.device)
+    valid = torch.zeros(m, k, dtype=torch.bool, device=pts.device)
+    own = torch.zeros(m, dtype=torch.long, device=pts.device)
+    for v, i in enumerate(point_of.tolist()):
+        idx[v, : len(members[i])] = torch.tensor(members[i], device=pts.device)
+        valid[v, : len(members[i])] = True
+        own[v] = members[i].index(v)
+    ev = torch.where(valid, log_evidence[idx], -math.inf)
+    log_w = ev - torch.logsumexp(ev, -1, keepdim=True)
+    log_norm = torch.where(valid, log_w - comp.log_det_scale[idx] - 0.5 * d * math.log(2 * math.pi), -math.inf)
+    return point_of, comp, Mixture(comp.mean[idx], all_p[idx], log_norm, own)
+
+
+def _combine(result: LoglikResult, point_of: torch.Tensor, n: int) -> LoglikResult:
+    """One point's estimate from its components' (``result`` over M components, ``point_of`` (M,)):
+    p(x) is the sum of their shares, var(p-hat) the sum of theirs (independent runs), flags the union;
+    per point the largest log-weight variance, the smallest weights ESS and the chains summed."""
+    idx = point_of.cpu()
+    top = torch.full((n,), -math.inf, dtype=torch.float64).scatter_reduce(0, idx, result.log_px, "amax")
+    rel = torch.where(torch.isfinite(top[idx]), (result.log_px - top[idx]).exp(), 0.0)  # each share / the largest
+    log_px = top + torch.zeros(n, dtype=torch.float64).index_add(0, idx, rel).log()
+    out = dataclasses.replace(result, log_px=log_px, flags=[[] for _ in range(n)], per_point={})
+    if result.se is not None:  # the delta method: var(p-hat) / p-hat^2 = sum over shares of (share se)^2 / p-hat^2
+        share = torch.where(torch.isfinite(log_px[idx]), (result.log_px - log_px[idx]).exp(), 0.0)
+        out.se = torch.zeros(n, dtype=torch.float64).index_add(0, idx, (share * result.se).square()).sqrt()
+    fill = {"log_weight_var": ("amax", -math.inf), "weights_ess": ("amin", math.inf)}
+    for name, values in result.per_point.items():
+        mode, first = fill.get(name, ("sum", 0.0))
+        start = torch.full((n,), first, dtype=torch.float64)
+        out.per_point[name] = start.scatter_reduce(0, idx, values.double(), mode)
+    for v, i in enumerate(idx.tolist()):
+        for reason in result.flags[v]:
+            out.add_flag(i, reason)
+    counts = out.flag_counts()
+    for key, reason in (("num_ais_variance", "ais-variance"), ("num_se_above_target", "se-above-target")):
+        if key in out.info:
+            out.info[key] = counts.get(reason, 0)
+    return out
 
 
 def ais_laplace(
@@ -233,21 +385,28 @@ def ais_laplace(
     its peak).
     """
     fit = laplace_fit(target, starts, steps=laplace_steps)
+    n = target.num_data
+    parts = _components(target, fit)
+    if parts is None:
+        point_of, annealed = torch.arange(n), whitened(target, fit)
+    else:
+        point_of, comp, mixture = parts
+        annealed = whitened(target.subset(point_of), comp, mixture)
     result = ais(
-        whitened(target, fit),
-        num_chains,
-        num_steps,
-        leapfrog_steps,
-        progress=progress,
-        target_se=target_se,
-        max_chains=max_chains,
+        annealed, num_chains, num_steps, leapfrog_steps, progress=progress, target_se=target_se, max_chains=max_chains
     )
     assert isinstance(result, LoglikResult)
+    if parts is not None:
+        result = _combine(result, point_of, n)
     result.method = "ais-laplace"
+    modes = torch.bincount(point_of.cpu(), minlength=n).double()
+    left_out = fit.basins_left_out.detach().cpu()
+    result.per_point["num_modes"] = modes
     result.per_point["other_optima"] = fit.other_optima.detach().double().cpu()
     result.per_point["laplace_gap"] = (result.log_px - fit.log_joint.detach().double().cpu()).cpu()
-    for i in torch.nonzero(fit.other_optima > 0).flatten().tolist():
+    for i in torch.nonzero(left_out > 0).flatten().tolist():
         result.add_flag(i, "missed-mode")
     result.info.update({"laplace_steps": laplace_steps, "laplace_starts": int(starts.shape[0]),
-                        "num_missed_mode": int((fit.other_optima > 0).sum())})  # fmt: skip
+                        "max_modes": MAX_MODES, "num_multimodal": int((modes > 1).sum()),
+                        "num_missed_mode": int((left_out > 0).sum())})  # fmt: skip
     return result

@@ -45,18 +45,30 @@ class LatentTarget:
         """The target of the data points ``index`` (M,) only, in that order.
 
         Uses ``select`` when the target has one (:func:`from_pyro_model` gives it); otherwise a view
-        that evaluates every point and keeps the chosen ones (correct, but it pays for all N points).
+        that evaluates every point and keeps the chosen ones (correct, but it pays for all N points,
+        once per repeat of the most repeated index).
         """
         index = index.long().flatten()
         if self.select is not None:
             return self.select(index)
         n, m = self.num_data, index.numel()
+        # a point chosen several times is evaluated in several rounds, each with one copy of it
+        repeat = torch.zeros(m, dtype=torch.long)
+        seen: dict[int, int] = {}
+        for j, i in enumerate(index.tolist()):
+            repeat[j] = seen.get(i, 0)
+            seen[i] = repeat[j].item() + 1
+        rounds = [torch.nonzero(repeat == r).flatten() for r in range(int(repeat.max()) + 1 if m else 0)]
 
         def log_joint(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            full = self.sample_prior(z.shape[0]).to(z.dtype)
-            full = full.index_copy(1, index.to(z.device), z)
-            lp, ll = self.log_joint(full)
-            return lp[:, index], ll[:, index]
+            lp = z.new_empty(z.shape[:2])
+            ll = z.new_empty(z.shape[:2])
+            for pos in rounds:
+                pos_d, idx = pos.to(z.device), index[pos].to(z.device)
+                full = self.sample_prior(z.shape[0]).to(z.dtype).index_copy(1, idx, z[:, pos_d])
+                lp_full, ll_full = self.log_joint(full)
+                lp[:, pos_d], ll[:, pos_d] = lp_full[:, idx], ll_full[:, idx]
+            return lp, ll
 
         def sample_prior(c: int) -> torch.Tensor:
             return self.sample_prior(c)[:, index]
