@@ -19,12 +19,22 @@ factor for the same work:
 3. **Everything else is AIS's**: the pilot run and frozen plan, the flags (``ais-variance``), the
    adaptive stop (``--target-se``).
 
-What it cannot do alone is see a mode the Laplace fit does not sit on: the path starts in one basin.
-A point is therefore flagged ``missed-mode`` when another start converged to a distinct optimum
-(more than :data:`MODE_DISTANCE` Laplace standard deviations away, with log p(x, z) dipping by more
-than :data:`MODE_BARRIER` nats on the segment between the two) whose log p(x, z) is within
-log(1 / :data:`MODE_MASS`) of the best one's: a basin that may hold a percent or more of the mass.
-Plain ``--method ais`` (from the prior) and Appendix D cross-check it per point.
+**Several basins.** The starts often end in more than one basin (a posterior with two modes, as
+dSprites' symmetric shapes give). Another start's optimum counts as another basin when it lies more
+than :data:`MODE_DISTANCE` Laplace standard deviations from z*, its log p(x, z) is within
+log(1 / :data:`MODE_MASS`) of z*'s (it may hold a percent of the mass or more), and log p(x, z)
+dips by more than :data:`MODE_BARRIER` nats on the segment between the two (a ridge or an
+unfinished climb has no dip). Up to :data:`MAX_MODES` basins per point get a Laplace fit each
+(Newton-refined like z*'s), and q becomes their mixture, weighted by the fits' Laplace evidences.
+Each component k then gets its own AIS run, in its own whitened coordinates, from q_k to the
+posterior times r_k(z), the component's responsibility pi_k q_k(z) / q(z): since the r_k sum to one
+everywhere, the components' estimates of their shares sum to an unbiased estimate of p(x), whatever
+the weights and wherever the components sit (the weights only set how the mass is split). Their
+error bars add in quadrature. A point whose starts found more basins than :data:`MAX_MODES` is
+flagged ``missed-mode``.
+
+What it cannot see is a basin that none of the starts reaches. Plain ``--method ais`` (from the
+prior) and Appendix D cross-check it per point.
 """
 
 from __future__ import annotations
@@ -292,7 +302,8 @@ def _components(target: LatentTarget, fit: LaplaceFit) -> tuple[torch.Tensor, La
     sub = target.subset(pts)
     zs, f, _, p = _newton(sub, fit.basins[pts, slots], NEWTON_STEPS)
     scale, log_det, clipped = _factor(p)
-    own_p = torch.linalg.inv(fit.scale @ fit.scale.transpose(-1, -2))  # z*'s clipped precision
+    linv = torch.linalg.inv(fit.scale.double())
+    own_p = (linv.transpose(-1, -2) @ linv).to(p.dtype)  # z*'s clipped precision, (L L^T)^-1
     means = [[fit.mean[i]] for i in range(n)]
     precs = [[own_p[i]] for i in range(n)]
     keep = []
@@ -378,11 +389,11 @@ def ais_laplace(
 
     ``starts`` (R, N, D) are the optimiser's starts (e.g. the encoder's mean and draws of the encoder
     and the prior). The annealing is :func:`~probgen.inference.ais.ais` on :func:`whitened` (same
-    schedule, pilot, flags and adaptive stop); the result is named ``ais-laplace``, with per-point
-    ``other_optima`` (starts that ended at another optimum that may hold mass; > 0 is flagged
-    ``missed-mode``) and
-    ``laplace_gap``, the estimate minus log p(x, z*) (how much mass the posterior spreads around
-    its peak).
+    schedule, pilot, flags and adaptive stop), once per basin found (``num_chains`` chains each: a
+    point with two basins costs twice); the result is named ``ais-laplace``, with per-point
+    ``num_modes`` (the basins annealed to), ``other_optima`` (starts that ended in another basin
+    than z*'s) and ``laplace_gap``, the estimate minus log p(x, z*) (how much mass the posterior
+    spreads around its peak). Flags are the union of the components'.
     """
     fit = laplace_fit(target, starts, steps=laplace_steps)
     n = target.num_data
