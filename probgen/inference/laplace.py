@@ -240,16 +240,31 @@ def _distinct_basins(
     basins = optima.new_zeros(n, k, d)
     found = torch.zeros(n, k, dtype=torch.bool, device=optima.device)
     left_out = torch.zeros(n, dtype=torch.long, device=optima.device)
-    for i in torch.nonzero(other.any(0)).flatten().tolist():
-        kept: list[torch.Tensor] = []
-        for j in sorted(torch.nonzero(other[:, i]).flatten().tolist(), key=lambda j: -float(f_all[j, i])):
-            zj = optima[j, i]
-            if all(float((zj - zk) @ p[i] @ (zj - zk)) > MODE_DISTANCE**2 for zk in kept):
+    pts = torch.nonzero(other.any(0)).flatten()
+    if not pts.numel():
+        return basins, found, left_out
+    # every pair of a point's end points at once, then one copy to the host for the greedy choice
+    diff = optima[:, None, pts] - optima[None, :, pts]  # (R, R, P, D)
+    far = (torch.einsum("abpi,pij,abpj->pab", diff, p[pts], diff) > MODE_DISTANCE**2).tolist()
+    order = torch.where(other[:, pts], f_all[:, pts], -math.inf).argsort(dim=0, descending=True, stable=True).T.tolist()
+    marked = other[:, pts].T.tolist()
+    rows, slots, starts, extra = [], [], [], [0] * len(order)
+    for q, i in enumerate(pts.tolist()):
+        kept: list[int] = []
+        for j in (j for j in order[q] if marked[q][j]):
+            if all(far[q][j][c] for c in kept):
                 if len(kept) < k:
-                    basins[i, len(kept)], found[i, len(kept)] = zj, True
+                    rows.append(i)
+                    slots.append(len(kept))
+                    starts.append(j)
                 else:
-                    left_out[i] += 1
-                kept.append(zj)
+                    extra[q] += 1
+                kept.append(j)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=optima.device)
+    slots_t = torch.tensor(slots, dtype=torch.long, device=optima.device)
+    basins[rows_t, slots_t] = optima[torch.tensor(starts, dtype=torch.long, device=optima.device), rows_t]
+    found[rows_t, slots_t] = True
+    left_out[pts] = torch.tensor(extra, dtype=torch.long, device=optima.device)
     return basins, found, left_out
 
 
@@ -304,17 +319,19 @@ def _components(target: LatentTarget, fit: LaplaceFit) -> tuple[torch.Tensor, La
     scale, log_det, clipped = _factor(p)
     linv = torch.linalg.inv(fit.scale.double())
     own_p = (linv.transpose(-1, -2) @ linv).to(p.dtype)  # z*'s clipped precision, (L L^T)^-1
-    means = [[fit.mean[i]] for i in range(n)]
-    precs = [[own_p[i]] for i in range(n)]
-    keep = []
-    for e, i in enumerate(pts.tolist()):
-        ok = torch.isfinite(f[e]) and all(
-            float((zs[e] - m) @ q @ (zs[e] - m)) > MODE_DISTANCE**2 for m, q in zip(means[i], precs[i])
-        )
-        if ok:
+    # squared distances of each refined basin to its z* (under z*'s precision) and to the other
+    # refined basins (under theirs), copied to the host once for the greedy choice
+    to_star = zs - fit.mean[pts]
+    d_star = torch.einsum("ei,eij,ej->e", to_star, own_p[pts], to_star)
+    between = zs[:, None] - zs[None]  # (E, E, D): row e against column c's basin
+    d_between = torch.einsum("eci,cij,ecj->ec", between, clipped, between)
+    ok_star = (torch.isfinite(f) & (d_star > MODE_DISTANCE**2)).tolist()
+    far = (d_between > MODE_DISTANCE**2).tolist()
+    pts_list = pts.tolist()
+    keep: list[int] = []
+    for e, i in enumerate(pts_list):
+        if ok_star[e] and all(far[e][c] for c in keep if pts_list[c] == i):
             keep.append(e)
-            means[i].append(zs[e])
-            precs[i].append(clipped[e])
     if not keep:
         return None
     kept = torch.tensor(keep, dtype=torch.long, device=pts.device)
@@ -328,18 +345,15 @@ def _components(target: LatentTarget, fit: LaplaceFit) -> tuple[torch.Tensor, La
         fit.grad_norm[point_of],
     )
     all_p = torch.cat([own_p, clipped[kept]])
-    m, k = point_of.numel(), max(len(x) for x in means)
-    members = [[] for _ in range(n)]  # each point's components, in order
+    members: list[list[int]] = [[] for _ in range(n)]  # each point's components, in order
     for v, i in enumerate(point_of.tolist()):
         members[i].append(v)
+    k = max(len(x) for x in members)
+    rows = [members[i] + [0] * (k - len(members[i])) for i in point_of.tolist()]
+    idx = torch.tensor(rows, dtype=torch.long, device=pts.device)
+    valid = torch.arange(k, device=pts.device) < torch.bincount(point_of, minlength=n)[point_of, None]
+    own = torch.tensor([members[i].index(v) for v, i in enumerate(point_of.tolist())], device=pts.device)
     log_evidence = comp.log_joint + comp.log_det_scale
-    idx = torch.zeros(m, k, dtype=torch.long, device=pts.device)
-    valid = torch.zeros(m, k, dtype=torch.bool, device=pts.device)
-    own = torch.zeros(m, dtype=torch.long, device=pts.device)
-    for v, i in enumerate(point_of.tolist()):
-        idx[v, : len(members[i])] = torch.tensor(members[i], device=pts.device)
-        valid[v, : len(members[i])] = True
-        own[v] = members[i].index(v)
     ev = torch.where(valid, log_evidence[idx], -math.inf)
     log_w = ev - torch.logsumexp(ev, -1, keepdim=True)
     log_norm = torch.where(valid, log_w - comp.log_det_scale[idx] - 0.5 * d * math.log(2 * math.pi), -math.inf)
