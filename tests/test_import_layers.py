@@ -144,7 +144,7 @@ def test_an_import_running_up_is_reported(tmp_path, path, source, reason):
 def test_imports_down_or_sideways_are_allowed(tmp_path):
     files = {
         "pipelines/fit.py": "from probgen.training.loop import fit\nfrom probgen.models.vae import VAE\n",
-        "training/loop.py": "from probgen.inference.svi import svi_step\nfrom probgen.checkpoint import save\n",
+        "training/loop.py": "from probgen.inference.svi.step import svi_step\nfrom probgen.checkpoint import save\n",
         "models/vae.py": "from probgen.inference import elbo\nfrom probgen.config import VAEConfig\n",
         "checkpoint.py": "from probgen import __version__\nimport torch\n",
         "__init__.py": "from probgen.pipelines.fit import fit\n",

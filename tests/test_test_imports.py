@@ -1,5 +1,5 @@
 """Test modules never import each other: shared builders live in tests/factories.py, shared helpers in
-plain modules (tests/inference/ppca.py, tests/reliability/procs.py, ...), fixtures in conftest.py."""
+plain modules (probgen/inference/testing/ppca.py, tests/reliability/procs.py, ...), fixtures in conftest.py."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def test_no_test_module_imports_another():
 def test_the_check_reports_imports_of_test_modules_only(tmp_path):
     (tmp_path / "test_a.py").write_text("from tests.pipelines.test_fit_gan import GAN_FLAGS\n")
     (tmp_path / "test_b.py").write_text("def f():\n    from tests.conftest import TINY_FLAGS\n")
-    (tmp_path / "test_c.py").write_text("from tests.factories import TINY_FLAGS\nimport tests.inference.ppca\n")
+    (tmp_path / "test_c.py").write_text(
+        "from tests.factories import TINY_FLAGS\nimport probgen.inference.testing.ppca\n"
+    )
     (tmp_path / "test_d.py").write_text("from . import conftest\n")
     bad = imports_of_test_modules(tmp_path)
     assert [b.split(" ")[0] for b in bad] == ["test_a.py:1", "test_b.py:2", "test_d.py:1"], bad

@@ -1,7 +1,7 @@
 """AIS schedules on sharp and broad posteriors, and BDMC gaps as the number of AIS steps grows.
 
 Both on probabilistic PCA, whose log p(x) is known in closed form (the model of the test suite,
-tests/inference/ppca.py: run from the repository root).
+probgen/inference/testing/ppca.py: run from the repository root).
 
     python experiments/benchmarks/ais_bdmc.py schedules [--steps 1000] [--seeds 2] [--points 16]
     python experiments/benchmarks/ais_bdmc.py bdmc [--steps 100,300,1000] [--seeds 2] [--points 16] [--scale 0.05]
@@ -30,9 +30,9 @@ import time
 import pyro
 import torch
 
-from probgen.inference.ais import ais
-from probgen.inference.bdmc import bdmc_gap_table, simulate
-from tests.inference.ppca import PPCA
+from probgen.inference.loglik.ais import ais
+from probgen.inference.loglik.bdmc import bdmc_gap_table, simulate
+from probgen.inference.testing.ppca import PPCA
 
 SCHEDULES = (("sigmoid", 0), ("sigmoid", None), ("geometric-sigmoid", None), ("geometric", None), ("adaptive", None))
 MODELS = {"sharp": dict(obs_dim=16, latent_dim=2, s=0.05), "broad": dict(obs_dim=20, latent_dim=10, s=1.0)}

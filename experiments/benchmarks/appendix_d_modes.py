@@ -5,7 +5,7 @@ Run from the repository root (it uses the test suite's models, tests/inference/)
     python experiments/benchmarks/appendix_d_modes.py modes [--seeds 3] [--points 8] [--chains 8]
     python experiments/benchmarks/appendix_d_modes.py trajectories [--seeds 3]
 
-``modes``: the bimodal-by-construction decoder of tests/inference/bimodal.py (latent 2, 12 observed,
+``modes``: the bimodal-by-construction decoder of probgen/inference/testing/bimodal.py (latent 2, 12 observed,
 scale 0.3; the decoder sees z1 through z1^2 and a small tilt, so each point has modes near +-z1* of
 unequal mass), points made from z1* evenly spaced in [-2, 2]. Chains start either all from an
 encoder that knows only the z1 > 0 mode, or overdispersed (:func:`overdispersed_init`: half encoder,
@@ -30,10 +30,10 @@ import numpy as np
 import pyro
 import torch
 
-from probgen.inference.appendix_d import appendix_d_from_samples, overdispersed_init
-from probgen.inference.hmc import run_hmc
-from probgen.inference.potential import LatentTarget
-from tests.inference.bimodal import Bimodal
+from probgen.inference.loglik.appendix_d import appendix_d_from_samples, overdispersed_init
+from probgen.inference.mcmc.hmc import run_hmc
+from probgen.inference.mcmc.potential import LatentTarget
+from probgen.inference.testing.bimodal import Bimodal
 
 Q_FITS = ("per-mode", "mixture", "single")
 

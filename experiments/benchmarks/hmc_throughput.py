@@ -2,7 +2,7 @@
 
 Four samplers on the same conv decoder, the same 64 binary 64x64 images and the same latent size:
 
-- ``probgen``: :func:`probgen.inference.hmc.run_hmc` on the Pyro model's traced potential, C chains x N
+- ``probgen``: :func:`probgen.inference.mcmc.hmc.run_hmc` on the Pyro model's traced potential, C chains x N
   points, per-(chain, point) accept test, per-point step size and diagonal mass adapted in warm-up.
 - ``ceiling``: a minimal batched leapfrog in plain torch (hand-written density, per-(chain, point)
   accept), at the same batch size, with the step sizes and masses probgen adapted: the speed limit.
@@ -45,10 +45,10 @@ from pyro.infer import HMC, MCMC, NUTS
 
 from probgen.config import DataConfig, VAEConfig
 from probgen.data import load_dataset, to_unit
-from probgen.inference.elbo import make_elbo
-from probgen.inference.hmc import BatchedHMC, run_hmc
-from probgen.inference.potential import encoder_proposal, from_pyro_model
-from probgen.inference.svi import hot_loop, svi_step
+from probgen.inference.mcmc.hmc import BatchedHMC, run_hmc
+from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
+from probgen.inference.svi.elbo import make_elbo
+from probgen.inference.svi.step import hot_loop, svi_step
 from probgen.models.vae import VAE, load_vae
 from probgen.utils.device import resolve_device
 

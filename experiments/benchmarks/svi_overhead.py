@@ -2,7 +2,7 @@
 
 Both train the same network (the default Burgess et al. conv VAE) on the same batches of 64x64
 binary dSprites images with Adam. The probgen step is the one `probgen fit vae` runs
-(:func:`probgen.inference.svi.svi_step`: Pyro model/guide, Trace_ELBO, poutine.scale for beta);
+(:func:`probgen.inference.svi.step.svi_step`: Pyro model/guide, Trace_ELBO, poutine.scale for beta);
 the plain step computes the same one-sample ELBO by hand. Steps alternate in short blocks (the
 order flips every round) so that machine noise hits both alike. Each round gives one paired ratio
 (probgen block time / the adjacent plain block time); the reported ratio is the median of those
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from probgen.config import DataConfig, VAEConfig
 from probgen.data import load_dataset, to_unit
-from probgen.inference.elbo import make_elbo
-from probgen.inference.svi import hot_loop, svi_step
+from probgen.inference.svi.elbo import make_elbo
+from probgen.inference.svi.step import hot_loop, svi_step
 from probgen.models.vae import VAE
 from probgen.utils.device import resolve_device
 

@@ -51,8 +51,8 @@ import torch.nn.functional as F
 
 from probgen.config import DataConfig, PerfConfig, VAEConfig
 from probgen.data import load_dataset
-from probgen.inference.elbo import make_elbo
-from probgen.inference.svi import hot_loop
+from probgen.inference.svi.elbo import make_elbo
+from probgen.inference.svi.step import hot_loop
 from probgen.models.vae import VAE
 from probgen.training.batches import make_batches
 from probgen.training.guards import NonFiniteGuard
@@ -259,8 +259,8 @@ def plain_grad_evals(vae: VAE, x: torch.Tensor, chains: int, evals: int) -> None
 
 def loglik_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Data points/s of IWAE (k=5000) and AIS, as `probgen loglik` runs them, against plain-PyTorch references."""
-    from probgen.inference.loglik import ais, elbo_iwae
-    from probgen.inference.potential import encoder_proposal, from_pyro_model
+    from probgen.inference.loglik.iwae import ais, elbo_iwae
+    from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 
     cpu = device.type == "cpu"
     n = args.loglik_points or (4 if cpu else 128)  # points per batch (`--points-per-batch`, default 128)

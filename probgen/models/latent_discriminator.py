@@ -2,7 +2,7 @@
 
 The paper uses 6 hidden layers of 1000 units with LeakyReLU(0.2); its logit estimates
 log q(z) / prod_d q(z_d) once trained on codes against codes permuted per dimension
-(:func:`probgen.inference.objectives.discriminator_loss`).
+(:func:`probgen.inference.svi.objectives.discriminator_loss`).
 """
 
 from __future__ import annotations

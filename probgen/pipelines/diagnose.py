@@ -8,7 +8,7 @@ import arviz as az
 import pandas as pd
 
 from probgen.config import DiagnoseConfig
-from probgen.inference import diagnostics as diag
+from probgen.inference.mcmc import diagnostics as diag
 from probgen.utils.io import _clean
 
 

@@ -24,8 +24,8 @@ import torch
 from probgen.config import FitVAEConfig, ObjectiveConfig
 from probgen.data import to_unit
 from probgen.errors import UserError
-from probgen.inference.schedules import beta_at
-from probgen.inference.svi import svi_step
+from probgen.inference.svi.schedules import beta_at
+from probgen.inference.svi.step import svi_step
 from probgen.models.vae import VAE, build_vae, load_vae, resolve_likelihood
 from probgen.plots import save_grid
 from probgen.training.ddp import distributed_loss, sync_batchnorm

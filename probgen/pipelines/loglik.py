@@ -37,11 +37,9 @@ from probgen.config import LoglikConfig, to_dict
 from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
 from probgen.data import load_dataset, to_unit
 from probgen.errors import UserError
-from probgen.inference import diagnostics as diag
-from probgen.inference.bdmc import BDMCResult, bdmc, simulate
-from probgen.inference.hmc import HMCResult, run_hmc
-from probgen.inference.laplace import ais_laplace
-from probgen.inference.loglik import (
+from probgen.inference.mcmc import diagnostics as diag
+from probgen.inference.loglik.bdmc import BDMCResult, bdmc, simulate
+from probgen.inference.loglik.iwae import (
     LoglikResult,
     ais,
     appendix_d_from_samples,
@@ -49,9 +47,11 @@ from probgen.inference.loglik import (
     ordering_warnings,
     overdispersed_init,
 )
-from probgen.inference.potential import encoder_proposal, from_pyro_model
-from probgen.inference.reference import run_nuts
-from probgen.inference.trust import cross_check
+from probgen.inference.loglik.laplace import ais_laplace
+from probgen.inference.loglik.trust import cross_check
+from probgen.inference.mcmc.hmc import HMCResult, run_hmc
+from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
+from probgen.inference.mcmc.reference import run_nuts
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, LAPLACE_STARTS, sampling_report

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
-from probgen.inference.laplace import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS
-from probgen.inference.potential import LatentTarget
+from probgen.inference.loglik.laplace import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS
+from probgen.inference.mcmc.potential import LatentTarget
 
 log = logging.getLogger("probgen")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from probgen.inference.hmc import HMCResult
-from probgen.inference.result import LoglikResult
+from probgen.inference.loglik.result import LoglikResult
+from probgen.inference.mcmc.hmc import HMCResult
 
 __all__ = [
     "batch_from_dict",

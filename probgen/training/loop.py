@@ -36,7 +36,7 @@ from probgen.config import PerfConfig, from_dict, to_dict
 from probgen.data import ImageData, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
-from probgen.inference.svi import hot_loop
+from probgen.inference.svi.step import hot_loop
 from probgen.plots import plot_curves
 from probgen.training.batches import make_batches
 from probgen.training.ddp import global_batch_draw

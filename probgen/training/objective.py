@@ -17,8 +17,8 @@ from torch import nn
 
 from probgen.config import ObjectiveConfig, flag
 from probgen.errors import UserError
-from probgen.inference.elbo import make_elbo
-from probgen.inference.objectives import (
+from probgen.inference.svi.elbo import make_elbo
+from probgen.inference.svi.objectives import (
     DIPVAE2,
     IWAE,
     BetaTCVAE,
@@ -27,7 +27,7 @@ from probgen.inference.objectives import (
     capacity_at,
     discriminator_loss,
 )
-from probgen.inference.svi import svi_step
+from probgen.inference.svi.step import svi_step
 from probgen.models.latent_discriminator import LatentDiscriminator
 
 BASE_TERMS = ("loss", "recon", "kl")

@@ -16,8 +16,8 @@ from torch import nn
 
 from probgen.config import PerfConfig, flag
 from probgen.errors import UserError
-from probgen.inference.graphed import GraphedSVIStep
-from probgen.inference.svi import svi_step
+from probgen.inference.svi.graphed import GraphedSVIStep
+from probgen.inference.svi.step import svi_step
 
 log = logging.getLogger("probgen")
 

@@ -13,8 +13,8 @@ from typing import Any
 def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package`` from ``table``: public name -> ``"submodule"`` or
     ``"submodule:attribute"`` (relative to ``package``; the attribute defaults to the name). A name
-    equal to its submodule's name is the submodule itself, as with ``torch.fft.fft``:
-    ``probgen.inference.ais`` is the module, ``probgen.inference.ais.ais`` the function.
+    equal to the whole submodule path is that submodule; otherwise it is the attribute, so
+    ``"ais": "loglik.ais"`` makes ``probgen.inference.ais`` the function, never the module.
     """
 
     def __getattr__(name: str) -> Any:
@@ -22,7 +22,7 @@ def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], A
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         where, _, attr = table[name].partition(":")
         module = importlib.import_module(f"{package}.{where}")
-        value = module if not attr and name == where.rsplit(".", 1)[-1] else getattr(module, attr or name)
+        value = module if not attr and name == where else getattr(module, attr or name)
         setattr(sys.modules[package], name, value)  # later lookups skip this function
         return value
 

@@ -8,8 +8,8 @@ import torch
 
 from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.data import load_dataset, to_unit
-from probgen.inference.potential import from_pyro_model
-from probgen.inference.quadrature import grid_log_px
+from probgen.inference.loglik.quadrature import grid_log_px
+from probgen.inference.mcmc.potential import from_pyro_model
 from probgen.models.vae import load_vae
 from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.loglik import chosen_points, loglik, pixel_model

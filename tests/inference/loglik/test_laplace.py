@@ -1,0 +1,146 @@
+import math
+
+import pyro
+import pytest
+import torch
+
+from probgen.inference.loglik.laplace import _components, _distinct_basins, ais_laplace, laplace_fit, whitened
+from probgen.inference.mcmc.potential import LatentTarget
+from probgen.inference.testing.bimodal import Bimodal
+from probgen.inference.testing.folded import FoldedDecoder
+from probgen.inference.testing.ppca import PPCA
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _starts(target, r: int = 6) -> torch.Tensor:
+    return target.sample_prior(r)
+
+
+def test_on_a_gaussian_posterior_the_laplace_fit_is_exact_and_so_is_the_estimate():
+    pyro.set_rng_seed(0)
+    m = PPCA.random(obs_dim=16, latent_dim=3, s=0.05, seed=0)  # sharp: posterior sd ~0.012
+    x = m.simulate(5)
+    target = m.target(x)
+    fit = laplace_fit(target, _starts(target))
+    mean, cov = m.posterior(x)
+    assert torch.allclose(fit.mean, mean, atol=1e-8)
+    assert torch.allclose(fit.scale @ fit.scale.transpose(-1, -2), cov.expand(5, 3, 3), rtol=1e-6)
+    assert (fit.other_optima == 0).all() and (fit.grad_norm < 1e-6).all()
+    r = ais_laplace(target, _starts(target), num_chains=4, num_steps=20, leapfrog_steps=3)
+    # the path starts at the posterior itself: every weight is p(x) (a wrong log|L| or base would show)
+    assert torch.allclose(r.log_px, m.log_evidence(x), atol=1e-8), r.log_px - m.log_evidence(x)
+    assert r.method == "ais-laplace" and r.trusted.all()
+
+
+def test_whitened_target_integrates_to_the_evidence_and_subsets():
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.5, seed=3)
+    x = m.simulate(4)
+    target = m.target(x)
+    fit = laplace_fit(target, _starts(target))
+    fit = fit._replace(scale=fit.scale * 1.7, log_det_scale=fit.log_det_scale + 2 * math.log(1.7))  # a wider q
+    w = whitened(target, fit)
+    torch.manual_seed(0)
+    u = w.sample_prior(200_000)
+    base, rest = w.log_joint(u)
+    # E_base[exp(rest)] = p(x): plain importance sampling from the whitened base
+    est = torch.logsumexp(rest, 0) - math.log(u.shape[0])
+    assert torch.allclose(est, m.log_evidence(x), atol=0.02)
+    sub = w.subset(torch.tensor([2, 0]))
+    b2, r2 = sub.log_joint(u[:5, [2, 0]])
+    assert torch.allclose(r2, rest[:5, [2, 0]]) and torch.allclose(b2, base[:5, [2, 0]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_on_non_gaussian_posteriors_it_is_a_lower_bound_and_anneals_to_every_mode_found(seed):
+    """Bimodal decoder (z1 seen through z1^2), posteriors from one-moded to two-moded; truth by quadrature."""
+    m = Bimodal.random(obs_dim=12, s=0.3, tilt=0.08, seed=seed)
+    z = torch.tensor([[0.0, 0.5], [0.4, -1.0], [1.5, 0.0], [-2.0, 1.0], [2.5, -0.5], [0.8, 0.8]], dtype=torch.float64)
+    x = m.simulate(z, seed=seed)
+    exact = m.quadrature(x)
+    pyro.set_rng_seed(seed)
+    target = m.target(x)
+    r = ais_laplace(target, _starts(target, 8), num_chains=16, num_steps=100, leapfrog_steps=5)
+    err = r.log_px - exact["log_px"]
+    # one-sided: never above the truth beyond its error bar, flagged or not
+    assert (err < 3 * r.se + 0.05).all(), (err, r.se)
+    ok = r.trusted
+    assert (err[ok].abs() < 3 * r.se[ok] + 0.1).all(), (err, r.se, r.flags)
+    # a point whose posterior holds two modes of real mass is never passed with one of them missing
+    two = (exact["mass_right"] > 0.05) & (exact["mass_right"] < 0.95)
+    for i in torch.nonzero(two).flatten().tolist():
+        assert not ok[i] or err[i].abs() < 3 * r.se[i] + 0.1, (i, err[i], r.flags[i])
+    assert two.any() and (r.per_point["num_modes"][two] > 1).any()
+    # both basins annealed to, not flagged: at most one point of six (before: every two-basin one)
+    assert int(r.trusted.sum()) >= 5, r.flags
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1.0, 2.0])
+def test_folded_posterior_both_modes_found_and_annealed_to(k, seed):
+    """The decoder sees z1 only through |z1| (k = 1: two equal modes; k = 2: one twice as narrow): a
+    single basin's AIS would sit log 2 (or log 3) low; the mixture of both fits must not."""
+    dec = FoldedDecoder.random(s=0.2, k=k)
+    x = dec.simulate(torch.tensor([[2.0, 0.5], [1.5, -1.0], [-2.5, 0.0]], dtype=torch.float64))
+    pyro.set_rng_seed(seed)
+    target = dec.target(x)
+    r = ais_laplace(target, _starts(target, 8), num_chains=8, num_steps=100, leapfrog_steps=5)
+    err = r.log_px - dec.log_evidence(x)
+    assert (r.per_point["num_modes"] == 2).all() and r.trusted.all(), (r.per_point, r.flags)
+    assert (err.abs() < 3 * r.se + 0.05).all() and (r.se < 0.2).all(), (err, r.se)
+    assert r.info["num_multimodal"] == 3 and r.info["num_missed_mode"] == 0
+
+
+def test_mixture_shares_sum_to_the_evidence():
+    """Importance sampling each component's whitened target: the shares of a point's two fits sum to p(x)."""
+    dec = FoldedDecoder.random(s=0.2, k=2.0)
+    x = dec.simulate(torch.tensor([[2.0, 0.5], [-1.5, 1.0]], dtype=torch.float64))
+    target = dec.target(x)
+    torch.manual_seed(0)
+    fit = laplace_fit(target, _starts(target, 8))
+    point_of, comp, mixture = _components(target, fit)
+    assert point_of.tolist() == [0, 1, 0, 1]
+    wide = comp._replace(scale=comp.scale * 3, log_det_scale=comp.log_det_scale + 2 * math.log(3))  # heavier tails
+    w = whitened(target.subset(point_of), wide, mixture)  # any base and any split keep the sum p(x)
+    u = w.sample_prior(400_000)
+    _, rest = w.log_joint(u)
+    share = torch.logsumexp(rest, 0) - math.log(u.shape[0])  # (4,): each component's share of its p(x)
+    total = torch.logaddexp(share[:2], share[2:])
+    assert torch.allclose(total, dec.log_evidence(x), atol=0.02), total - dec.log_evidence(x)
+    assert (share.view(2, 2) > total + math.log(0.05)).all()  # both modes hold real mass
+    sub = w.subset(torch.tensor([3, 0]))
+    _, r2 = sub.log_joint(u[:5, [3, 0]])
+    assert torch.allclose(r2, rest[:5, [3, 0]])
+
+
+def test_basins_beyond_the_cap_are_counted_and_flagged():
+    # 6 starts of one point: z* at 0, and five others 10 sds apart (all other basins)
+    optima = torch.tensor([[[0.0, 0.0]], [[10.0, 0.0]], [[10.1, 0.0]], [[-10.0, 0.0]], [[0.0, 10.0]], [[0.0, -10.0]]])
+    f_all = torch.tensor([[0.0], [-1.0], [-1.2], [-2.0], [-3.0], [-4.0]])
+    other = torch.tensor([[False], [True], [True], [True], [True], [True]])
+    basins, found, left_out = _distinct_basins(optima, f_all, other, torch.eye(2).expand(1, 2, 2), 3)
+    # the best first; (10.1, 0) is in (10, 0)'s basin; of the four distinct ones the cap keeps three
+    assert found.tolist() == [[True, True, True]] and left_out.tolist() == [1]
+    assert basins[0].tolist() == [[10.0, 0.0], [-10.0, 0.0], [0.0, 10.0]]
+
+
+def test_bad_starts_are_refused():
+    target = PPCA.random(obs_dim=6, latent_dim=2).target(torch.zeros(3, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="starts must be"):
+        laplace_fit(target, torch.zeros(2, 3, 3, dtype=torch.float64))
+
+
+def test_a_start_that_ends_non_finite_is_never_chosen():
+    m = PPCA.random(obs_dim=8, latent_dim=2, s=0.3, seed=1)
+    x = m.simulate(3)
+    exact = m.target(x)
+
+    def log_joint(z):  # NaN far out, as a decoder that overflows there
+        lp, ll = exact.log_joint(z)
+        return lp, torch.where(z[..., 0] > 50, torch.nan, ll)
+
+    target = LatentTarget(log_joint, exact.sample_prior, 3, 2, 8)
+    starts = torch.cat([torch.full((1, 3, 2), 100.0, dtype=torch.float64), exact.sample_prior(3)])
+    fit = laplace_fit(target, starts)
+    mean, _ = m.posterior(x)
+    assert torch.allclose(fit.mean, mean, atol=1e-6) and torch.isfinite(fit.log_joint).all()
