@@ -25,7 +25,7 @@ from common import derived, fit, parse_args, write_summary, write_table
 
 from probgen.data import load_dataset, to_unit
 from probgen.inference.svi.objectives import aggregate_covariance
-from probgen.pipelines.fit_vae import load_vae
+from probgen.training.trainers.vae import load_vae
 
 NAME = "zoo_objectives"
 PARTICLES = 5

@@ -35,7 +35,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def tiny_vae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dSprites VAE at 32 px trained for a few steps, shared by the plot and metric tests (read-only)."""
-    from probgen.pipelines.fit_vae import fit_vae
+    from probgen.training.trainers.vae import fit_vae
 
     out = tmp_path_factory.mktemp("tiny-vae") / "run"
     cfg = FitVAEConfig(
@@ -51,7 +51,7 @@ def tiny_vae_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def interrupt_fit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """``interrupt_fit(k)``: the next `fit vae` gets a Ctrl-C (SIGINT) during step k, so it saves its
     checkpoint at step k and stops as an interrupted run does; later fits run normally."""
-    from probgen.pipelines.fit_vae import VAETrainer
+    from probgen.training.trainers.vae import VAETrainer
 
     def arm(step: int) -> None:
         train_step = VAETrainer.train_step

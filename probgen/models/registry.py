@@ -2,7 +2,7 @@
 so that importing the registry stays light) checkpoint loader, sampler and latent view.
 
 Adding a kind touches this table and the kind's own files only: its config (probgen/config/),
-its modules (probgen/models/<kind>.py) and its command (probgen/pipelines/fit_<kind>.py, whose
+its modules (probgen/models/<kind>.py) and its trainer (probgen/training/trainers/<kind>.py, whose
 ``fit_<kind>(cfg)`` trains it).
 """
 

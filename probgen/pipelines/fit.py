@@ -1,6 +1,6 @@
 """`probgen fit <kind>`: train any registered model kind from its config.
 
-Each kind's command lives in ``probgen/pipelines/fit_<kind>.py`` as ``fit_<kind>(cfg) -> run dir``;
+Each kind's trainer lives in ``probgen/training/trainers/<kind>.py``, with ``fit_<kind>(cfg) -> run dir``;
 this module finds it by that name, so a new kind needs no entry here.
 """
 
@@ -15,9 +15,9 @@ from probgen.models.registry import kind_of_config, model_kind
 
 
 def fit_function(kind: str) -> Callable[[Any], Path]:
-    """``fit_<kind>`` of ``probgen.pipelines.fit_<kind>`` for a registered ``kind``."""
+    """``fit_<kind>`` of ``probgen.training.trainers.<kind>`` for a registered ``kind``."""
     name = model_kind(kind).name
-    return getattr(importlib.import_module(f"probgen.pipelines.fit_{name}"), f"fit_{name}")
+    return getattr(importlib.import_module(f"probgen.training.trainers.{name}"), f"fit_{name}")
 
 
 def fit(cfg: Any) -> Path:

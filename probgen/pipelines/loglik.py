@@ -37,7 +37,6 @@ from probgen.config import LoglikConfig, to_dict
 from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
 from probgen.data import load_dataset, to_unit
 from probgen.errors import UserError
-from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.loglik.bdmc import BDMCResult, bdmc, simulate
 from probgen.inference.loglik.iwae import (
     LoglikResult,
@@ -49,6 +48,7 @@ from probgen.inference.loglik.iwae import (
 )
 from probgen.inference.loglik.laplace import ais_laplace
 from probgen.inference.loglik.trust import cross_check
+from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.mcmc.hmc import HMCResult, run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 from probgen.inference.mcmc.reference import run_nuts

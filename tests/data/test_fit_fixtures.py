@@ -89,8 +89,8 @@ def _gan_options() -> set[str]:
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("probgen.pipelines.fit_gan") is None,
-    reason="probgen.pipelines.fit_gan is not on this branch yet (written on branch `harness`)",
+    importlib.util.find_spec("probgen.training.trainers.gan") is None,
+    reason="probgen.training.trainers.gan is not on this branch yet (written on branch `harness`)",
 )
 def test_fit_gan_one_epoch(fixture_data, tmp_path):
     name, flags = fixture_data

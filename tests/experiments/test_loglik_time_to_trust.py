@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_vae_config
 
 BENCH = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks"

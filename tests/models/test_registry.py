@@ -12,7 +12,7 @@ from probgen.config import from_dict, to_dict
 from probgen.errors import UserError
 from probgen.models.registry import KINDS, kind_of_config, load_model, model_kind
 
-TRAINING_MODULES = ("probgen.training", "probgen.pipelines.fit_")
+TRAINING_MODULES = ("probgen.training",)
 
 
 def _imported_after(statement: str) -> list[str]:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from probgen.cli import main
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_vae_config
 
 

@@ -7,7 +7,7 @@ from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
 from probgen.config import GANTrainConfig, PerfConfig
 from probgen.errors import UserError
-from probgen.pipelines.fit_gan import fit_gan
+from probgen.training.trainers.gan import fit_gan
 from probgen.utils.io import read_csv
 from tests.factories import GAN_FLAGS, tiny_gan_config
 

@@ -10,7 +10,7 @@ from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
 from probgen.config import ObjectiveConfig
 from probgen.errors import UserError
-from probgen.pipelines.fit_vae import fit_vae, load_vae
+from probgen.training.trainers.vae import fit_vae, load_vae
 from probgen.utils.io import read_csv
 from tests.factories import TINY_FLAGS, tiny_vae_config
 

@@ -7,7 +7,7 @@ from probgen.checkpoint import load_checkpoint
 from probgen.cli import main
 from probgen.errors import UserError
 from probgen.models.vae import load_vae
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from probgen.utils.io import read_csv
 from tests.factories import TINY_FLAGS, tiny_vae_config
 

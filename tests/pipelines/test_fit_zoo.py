@@ -8,10 +8,10 @@ from probgen.cli import main
 from probgen.errors import UserError
 from probgen.models.cvae import load_cvae
 from probgen.models.vae import load_vae
-from probgen.pipelines.fit_ae import fit_ae
-from probgen.pipelines.fit_cvae import fit_cvae
-from probgen.pipelines.fit_vaegan import fit_vaegan
 from probgen.pipelines.sample import load_sampler, sample_images
+from probgen.training.trainers.ae import fit_ae
+from probgen.training.trainers.cvae import fit_cvae
+from probgen.training.trainers.vaegan import fit_vaegan
 from probgen.utils.io import read_csv
 from tests.factories import ZOO_FLAGS, tiny_zoo_config
 

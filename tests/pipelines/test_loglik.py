@@ -8,8 +8,8 @@ from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.config import DataConfig, FitVAEConfig, LoglikConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.errors import UserError
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.loglik import chosen_points, loglik
+from probgen.training.trainers.vae import fit_vae
 from probgen.utils.io import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,8 +11,8 @@ from probgen.data import load_dataset, to_unit
 from probgen.inference.loglik.quadrature import grid_log_px
 from probgen.inference.mcmc.potential import from_pyro_model
 from probgen.models.vae import load_vae
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.loglik import chosen_points, loglik, pixel_model
+from probgen.training.trainers.vae import fit_vae
 from probgen.utils.io import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

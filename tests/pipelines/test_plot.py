@@ -6,10 +6,10 @@ import torch
 from probgen.cli import main
 from probgen.config import FitCVAEConfig, FitVAEConfig, PlotConfig
 from probgen.errors import UserError
-from probgen.pipelines.fit_cvae import fit_cvae
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.plot import plot_checkpoint
 from probgen.plots import save_reconstructions
+from probgen.training.trainers.cvae import fit_cvae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_latent_config
 
 FAST = ["--num-points", "60", "--device", "cpu"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from probgen.cli import main
-from probgen.pipelines.fit_gan import LOSS_FIELDS
-from probgen.pipelines.fit_vae import VAETrainer
+from probgen.training.trainers.gan import LOSS_FIELDS
+from probgen.training.trainers.vae import VAETrainer
 from probgen.utils.io import read_csv
 from tests.factories import TINY_FLAGS
 from tests.utils.events import read_events, read_png

@@ -10,7 +10,7 @@ import pytest
 from probgen.checkpoint import load_checkpoint, save_checkpoint
 from probgen.cli import main
 from probgen.errors import UserError
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import TINY_FLAGS, tiny_vae_config
 
 

@@ -13,7 +13,7 @@ import pytest
 from probgen.cli import main
 from probgen.pipelines import evaluate as evaluate_module
 from probgen.pipelines.evaluate import partial_folder
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from probgen.utils.partial import PartialStore
 from tests.factories import tiny_vae_config
 

@@ -6,7 +6,7 @@ import torch
 from probgen.checkpoint import load_checkpoint
 from probgen.errors import NumericalError
 from probgen.inference.svi.elbo import TermsTrace_ELBO
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_vae_config
 
 

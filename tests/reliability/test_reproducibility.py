@@ -5,7 +5,7 @@ import json
 import torch
 
 from probgen.checkpoint import load_checkpoint
-from probgen.pipelines.fit_vae import fit_vae
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_vae_config
 
 

@@ -12,7 +12,6 @@ from probgen.checkpoint import load_checkpoint
 from probgen.config import PerfConfig
 from probgen.data import to_unit
 from probgen.errors import UserError
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.batches import (
     DeviceBatches,
     StreamBatches,
@@ -21,6 +20,7 @@ from probgen.training.batches import (
     plan_placement,
     unpack_bits,
 )
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_vae_config
 
 CPU = torch.device("cpu")

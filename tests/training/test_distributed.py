@@ -15,10 +15,10 @@ from probgen.cli import main
 from probgen.config import VAEConfig
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
-from probgen.pipelines.fit_vae import VAETrainer, fit_vae
 from probgen.training.batches import batch_indices
 from probgen.training.ddp import GlobalBatchNoise, global_batch_draw
 from probgen.training.distributed import Dist, gather_rows, shard_range, to_host
+from probgen.training.trainers.vae import VAETrainer, fit_vae
 from probgen.utils.io import read_csv
 from tests.factories import TINY_FLAGS, tiny_vae_config
 from tests.training.torchrun import torchrun
@@ -185,7 +185,7 @@ def test_global_batch_must_divide_by_processes(tmp_path):
 
 def test_kinds_without_ddp_refuse_torchrun(tmp_path):
     from probgen.config import FitVAEGANConfig
-    from probgen.pipelines.fit_vaegan import VAEGANTrainer
+    from probgen.training.trainers.vaegan import VAEGANTrainer
 
     base = tiny_vae_config(tmp_path / "gan")
     cfg = FitVAEGANConfig(data=base.data, model=base.model, train=base.train, run=base.run)

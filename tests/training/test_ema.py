@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from probgen.pipelines.fit_gan import GANTrainer
 from probgen.training.ema import DeviceEMA
 from probgen.training.guards import NonFiniteGuard
+from probgen.training.trainers.gan import GANTrainer
 from tests.factories import tiny_gan_config
 from tests.host_reads import count_host_reads
 

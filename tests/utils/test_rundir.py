@@ -3,8 +3,8 @@
 import pytest
 
 from probgen.cli import fit_config
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.guards import Interrupted
+from probgen.training.trainers.vae import fit_vae
 from probgen.utils.rundir import run_state
 from tests.factories import SMALL_FIT_VAE
 

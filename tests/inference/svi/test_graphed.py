@@ -13,8 +13,8 @@ from probgen.inference.svi.elbo import make_elbo
 from probgen.inference.svi.graphed import GraphedSVIStep
 from probgen.inference.svi.step import hot_loop, svi_step
 from probgen.models.vae import VAE
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.training.perf import make_train_step
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import TINY_FLAGS, tiny_vae, tiny_vae_config
 
 
@@ -78,7 +78,7 @@ def test_fit_with_cuda_graph_matches_eager(tmp_path):
 
 def test_cuda_graph_is_only_for_fit_vae(tmp_path):
     from probgen.config import CVAEConfig, FitCVAEConfig, PerfConfig
-    from probgen.pipelines.fit_cvae import CVAETrainer
+    from probgen.training.trainers.cvae import CVAETrainer
 
     base = tiny_vae_config(tmp_path / "cvae")
     cfg = FitCVAEConfig(data=base.data, model=base.model, cvae=CVAEConfig(), train=base.train, run=base.run)

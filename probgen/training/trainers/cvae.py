@@ -18,8 +18,8 @@ from probgen.config import FitCVAEConfig
 from probgen.data import Split
 from probgen.errors import UserError
 from probgen.models.cvae import CVAE, load_cvae, split_labels  # noqa: F401  (load_cvae: moved there)
-from probgen.pipelines.fit_vae import VAETrainer
 from probgen.training.loop import fit
+from probgen.training.trainers.vae import VAETrainer
 
 
 class CVAETrainer(VAETrainer):

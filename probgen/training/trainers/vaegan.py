@@ -17,8 +17,8 @@ import torch
 
 from probgen.config import FitVAEGANConfig
 from probgen.models.vaegan import Discriminator, adversarial_losses, generator_images
-from probgen.pipelines.fit_vae import VAETrainer
 from probgen.training.loop import fit
+from probgen.training.trainers.vae import VAETrainer
 
 
 class VAEGANTrainer(VAETrainer):
