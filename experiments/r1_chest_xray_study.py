@@ -1,4 +1,4 @@
-"""R1: VAE on chest X-rays, hyper-parameter study (EXPERIMENTS.md, R1).
+"""R1: VAE on chest X-rays, hyper-parameter study (docs/experiments/r1.md).
 
 Six runs (M, latent, epochs, beta, lr) of a conv VAE with LeakyReLU(0.01), 3 channels, a Gaussian
 likelihood with stated sigma (--obs-scale, summed over pixels, so beta means what it says), train batch

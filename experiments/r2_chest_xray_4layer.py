@@ -1,4 +1,4 @@
-"""R2: 4-layer conv VAE on chest X-rays vs. the same nets without the latent layer (EXPERIMENTS.md, R2).
+"""R2: 4-layer conv VAE on chest X-rays vs. the same nets without the latent layer (docs/experiments/r2.md).
 
 256x256 grey X-rays; encoder Conv(32, 64, 128, 256; k4 s2 p1) + ReLU, a linear bottleneck of 256,
 mirrored ConvTranspose decoder; Adam 1e-3, batch 32, 15 epochs, KL weight 1e-4. The report's BCE is a

@@ -1,5 +1,5 @@
 """R3: VAEs on CelebA and dSprites with proper marginal likelihoods; DCGAN variants on Bitmoji
-(EXPERIMENTS.md, R3).
+(docs/experiments/r3.md).
 
 VAEs: CelebA 64x64 with 5 conv blocks [Conv, BatchNorm, LeakyReLU] (16..256 channels), latent 512, a
 Gaussian likelihood with stated sigma (--obs-scale 0.1, summed over pixels), 20 epochs; sweeps beta in

@@ -1,4 +1,4 @@
-"""R4: DCGAN on CIFAR-10 with FID-based early stopping (EXPERIMENTS.md, R4).
+"""R4: DCGAN on CIFAR-10 with FID-based early stopping (docs/experiments/r4.md).
 
 32x32x3 in [-1, 1], Gaussian latent of 100, Adam; FID (Inception, --inception) or FD-cifar10 (domain
 features) computed every epoch; training stops when it has not improved for 5 epochs (max 200).

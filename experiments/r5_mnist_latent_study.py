@@ -1,4 +1,4 @@
-"""R5: VAE on MNIST: latent space, dropout, generated data for a classifier (EXPERIMENTS.md, R5).
+"""R5: VAE on MNIST: latent space, dropout, generated data for a classifier (docs/experiments/r5.md).
 
 Conv VAEs (Bernoulli likelihood) with a 2-D latent, a 5-D latent, more conv layers, learning rates
 1e-2/1e-3/1e-4, dropout in the encoder only and in both networks; for the 2-D model the manifold plot

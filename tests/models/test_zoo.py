@@ -18,7 +18,7 @@ def _count(module: nn.Module, cls: type) -> int:
     return sum(isinstance(m, cls) for m in module.modules())
 
 
-# (name, config, image shape): the networks of R1-R5 (see EXPERIMENTS.md)
+# (name, config, image shape): the networks of R1-R5 (see docs/experiments/)
 REPORT_NETS = [
     ("R1 64px latent 128", VAEConfig(latent_dim=128, conv_channels=(32, 64, 128, 256), hidden_dims=(),
                                      activation="leaky_relu", negative_slope=0.01, likelihood="gaussian"), (3, 64, 64)),
