@@ -22,7 +22,7 @@ _CONFIGS = (
     "FitVAEConfig FitAEConfig FitCVAEConfig FitVAEGANConfig FitGANConfig DataConfig VAEConfig AEConfig CVAEConfig "
     "VAEGANConfig GANConfig TrainConfig GANTrainConfig PerfConfig RunConfig ObjectiveConfig MetricsConfig "
     "EvalTargetConfig EvalCommandConfig LoglikConfig ChainCheckConfig DiagnoseConfig PlotConfig DisentangleConfig "
-    "SampleConfig SweepConfig"
+    "SampleConfig SweepConfig ReportConfig"
 ).split()
 
 _EXPORTS = {
@@ -33,6 +33,7 @@ _EXPORTS = {
     "plot_checkpoint": "pipelines.plot",
     "disentangle": "pipelines.disentangle:disentangle",
     "sweep": "pipelines.sweep:sweep",
+    "report": "pipelines.report:report",
     "diagnose_chains": "pipelines.diagnose",
     "load_model": "models.registry",
     "UserError": "errors",

@@ -26,6 +26,7 @@ from probgen.config import (
     LoglikConfig,
     PlotConfig,
     PlotTargetConfig,
+    ReportConfig,
     SampleConfig,
     SweepConfig,
     SweepFlags,
@@ -174,6 +175,14 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from probgen.pipelines.report import report
+
+    for page in report(config_from_args(ReportConfig, args)):
+        print(page)
+    return 0
+
+
 COMMANDS: list[Command] = [
     *(
         Command(("fit", k.name), k.summary, _fit, (k.config,), k.description, k.unused_flags, True, {"_kind": k.name})
@@ -251,5 +260,16 @@ COMMANDS: list[Command] = [
         (DiagnoseConfig,),
         "Print the ArviZ summary of chains written by `probgen loglik` and flag data points "
         "whose chains did not mix (R-hat above --rhat-max or ESS below --min-ess-per-chain x chains).",
+    ),
+    Command(
+        ("report",),
+        "one self-contained HTML page of a run, a sweep or an experiment's output folder",
+        _report,
+        (ReportConfig,),
+        "Write PATH/report.html: configuration, training curves, samples, reconstructions, latent figures, "
+        "log-likelihood and evaluation results and the environment of a run; the sortable table, combined "
+        "loss curves and final samples of a sweep (and each run's own report, linked); an experiment's tables "
+        "and figures in the order of its docs page. Images are embedded and nothing is fetched: the page opens "
+        "from disk. report.html (and report.md) are derived output and are replaced on every run.",
     ),
 ]

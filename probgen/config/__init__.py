@@ -16,6 +16,7 @@ Defaults are full training settings for a GPU; the README shows the flags for a 
     eval.py         MetricsConfig, EvalTargetConfig, EvalCommandConfig
     loglik.py       LoglikConfig, ChainCheckConfig, DiagnoseConfig
     plot.py         PlotConfig, PlotTargetConfig, SampleConfig
+    report.py       ReportConfig (`probgen report`)
     disentangle.py, sweep.py   the configs of those commands
     fields.py       the field walker
 """
@@ -46,6 +47,7 @@ from probgen.config.loglik import LOGLIK_METHODS, ChainCheckConfig, DiagnoseConf
 from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VAEGANConfig
 from probgen.config.objective import OBJECTIVES, ObjectiveConfig
 from probgen.config.plot import FIGURES, PlotConfig, PlotTargetConfig, SampleConfig
+from probgen.config.report import REPORT_FORMATS, ReportConfig
 from probgen.config.sweep import SweepConfig, SweepFlags, sweep_flags
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
 
@@ -79,6 +81,8 @@ __all__ = [
     "PerfConfig",
     "PlotConfig",
     "PlotTargetConfig",
+    "REPORT_FORMATS",
+    "ReportConfig",
     "RunConfig",
     "SampleConfig",
     "SweepConfig",

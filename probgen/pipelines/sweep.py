@@ -311,6 +311,17 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
 
     text = "\n".join(lines) + units
     atomic_write(out / "sweep.md", lambda f: f.write(text.encode()))
+    curves, ylabel = run_loss_curves(out, names)
+    if curves:
+        plot_runs(curves, out / "sweep_losses.png", ylabel=ylabel, title=f"sweep: {out.name}")
+
+
+def run_loss_curves(out: Path, names: list[str]) -> tuple[dict[str, dict[str, tuple[list[float], list[float]]]], str]:
+    """Per run under ``out``, from its losses.csv: ``curves[run][split] = (epochs, losses)`` and the y label.
+
+    The loss is -ELBO (or, for an autoencoder, the reconstruction NLL; for a GAN, the generator loss
+    averaged over each epoch's steps). Runs without a losses.csv are left out.
+    """
     curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     ylabel = "-ELBO (nats per image)"
     for name in names:
@@ -335,5 +346,4 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
             xs.append(float(r["epoch"]))
             ys.append(y)
         curves[name] = by_split
-    if curves:
-        plot_runs(curves, out / "sweep_losses.png", ylabel=ylabel, title=f"sweep: {out.name}")
+    return curves, ylabel
