@@ -201,7 +201,8 @@ padding:0 18px 40px;color:#1d1d1f;background:#fff}
 h1{font-size:1.6em;margin:.8em 0 .2em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:3px;
 margin-top:1.6em}nav a{margin-right:.8em;font-size:.9em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:left;vertical-align:top}th{background:#f3f3f6}table.sortable th{cursor:pointer}
+text-align:left;vertical-align:top}th{background:#f3f3f6;white-space:nowrap}
+.scroll{overflow-x:auto}table.sortable th{cursor:pointer}
 table.sortable th:after{content:" \\2195";color:#999}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:.8em 0}figure img{max-width:100%;border:1px solid #eee;image-rendering:pixelated}
 figcaption{font-size:.85em;color:#555}.gallery{display:flex;flex-wrap:wrap;gap:12px}
@@ -251,7 +252,8 @@ def _html_block(b: Block) -> str:
             body.append("<tr>" + "".join(f'<td class="num">{e(c)}</td>' if _is_number(c) else f"<td>{e(c)}</td>"
                                           for c in cells) + "</tr>")  # fmt: skip
         cap = f'<p class="caption">{e(b.caption)}</p>' if b.caption else ""
-        return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{cap}"
+        table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        return f'<div class="scroll">{table}</div>{cap}'
     if isinstance(b, Figure):
         src = "data:image/png;base64," + base64.b64encode(b.data).decode()
         img = f'<img src="{src}" alt="{e(b.caption)}">'

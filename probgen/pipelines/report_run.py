@@ -320,7 +320,8 @@ def loglik_section(page: Page, folder: Path) -> None:
         if not path.is_file():
             page.problem(f"{rel}/{name}: missing (listed in loglik.json)")
             continue
-        caption = f"{name}: HMC chains of a data point with the worst diagnostics"
+        what = "rank plot" if name.startswith("rank") else "trace"
+        caption = f"{name}: {what} of the HMC chains of a point `probgen loglik` chose (worst diagnostics)"
         fig = figure_from_file(page, path, caption)
         if fig is not None:
             s.blocks.append(fig)
