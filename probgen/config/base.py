@@ -84,6 +84,12 @@ class RunConfig:
         "also log losses and image grids to <out>/tensorboard (needs: pip install 'probgen[tensorboard]')",
         default=False,
     )
+    bookkeeping_every: float = _help(
+        "during training, redraw loss_curves.png and checkpoint an epoch's end at most every S seconds "
+        "(always at the end, at Ctrl-C and every --checkpoint-every steps; 0: at every epoch's end)",
+        default=30.0,
+    )
 
     def __post_init__(self) -> None:
         _check(not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite")
+        _check(self.bookkeeping_every >= 0, "bookkeeping_every", f"must be >= 0, got {self.bookkeeping_every}")

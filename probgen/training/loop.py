@@ -13,6 +13,10 @@ VAEs, the autoencoder, the VAE-GAN and the DCGAN) gets the same guarantees:
 - the data stay on the device, bit-packed or streamed (``--data-placement``), the speed options of
   ``PerfConfig`` apply, and under torchrun every rank computes its slice of the global batch;
 - ``losses.csv``, ``metrics.json``, ``loss_curves.png`` and the model's figures in the run directory;
+  bookkeeping whose cost does not scale with an epoch runs at a bounded rate: ``loss_curves.png`` is
+  redrawn and an epoch's end checkpointed at most every ``--bookkeeping-every`` seconds (and always at
+  the run's end; checkpoints also every ``--checkpoint-every`` steps and at Ctrl-C), so many short
+  epochs do not pay a matplotlib figure and a checkpoint each;
   losses.csv has a row per epoch and split, or per step (``step_rows``, written atomically at every
   checkpoint); with ``--tensorboard`` also the rows of losses.csv, the learning rates (epoch rows),
   the model's scalars and its image grids (every epoch) in ``tensorboard/``.
@@ -37,7 +41,6 @@ from probgen.data import ImageData, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi.step import hot_loop
-from probgen.plots import plot_curves
 from probgen.training.batches import make_batches
 from probgen.training.ddp import global_batch_draw
 from probgen.training.distributed import (
@@ -64,7 +67,7 @@ log = logging.getLogger("probgen")
 # Train-config fields a resumed run may change; everything else must match the stored run.
 RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
-    "run": ("progress", "out", "resume", "overwrite", "tensorboard"),
+    "run": ("progress", "out", "resume", "overwrite", "tensorboard", "bookkeeping_every"),
     "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
 }
 
@@ -131,6 +134,8 @@ class Trainer(Hooks):
         self.tb = TensorBoard()  # the run's writer while :meth:`run` runs (--tensorboard, rank 0)
         self.resumed_at: int | None = None  # the checkpoint's step on --resume
         self._checkpoint_lrs: dict[str, float] = {}
+        # bounded-rate bookkeeping (--bookkeeping-every): when loss_curves.png was drawn and the last checkpoint written
+        self._drawn_at = self._saved_at = time.monotonic()
         if ckpt is not None:
             self._restore(ckpt)
             log.info("resuming %s at step %d (epoch %d)", out, self.step, self.epoch + 1)
@@ -198,6 +203,16 @@ class Trainer(Hooks):
         payload = self._payload()
         if self.dist.is_main:
             save_checkpoint(self.out / name, payload)
+        self._saved_at = time.monotonic()
+
+    def _due(self, since: float) -> bool:
+        """Whether bounded-rate bookkeeping last done at ``since`` (time.monotonic) is due again.
+
+        Under torchrun every epoch's end is due: a checkpoint is a collective and the ranks' clocks
+        would not agree.
+        """
+        every = self.cfg.run.bookkeeping_every
+        return self.dist.enabled or every <= 0 or time.monotonic() - since >= every
 
     def _train_mode(self, mode: bool) -> None:
         for m in self.modules.values():
@@ -281,13 +296,14 @@ class Trainer(Hooks):
         line = "  ".join(f"{r['split']} {self.describe(r)}" for r in rows)
         status = self.status()
         log.info("epoch %d/%d step %d%s  %s", self.epoch, t.epochs, self.step, f" {status}" if status else "", line)
-        self._write_logs()
+        self._write_logs(draw=self._due(self._drawn_at))
         if self.epoch in t.sample_epochs and self.dist.is_main:
             self._train_mode(False)
             self.epoch_figures()
             self._train_mode(True)
         self._log_epoch(rows)
-        self.save()
+        if self._due(self._saved_at):  # else the next --checkpoint-every step, Ctrl-C or the end writes it
+            self.save()
 
     def _log_epoch(self, rows: list[dict[str, Any]], lrs: dict[str, float] | None = None) -> None:
         """--tensorboard at an epoch's end: the epoch rows and learning rates (unless the rows are per step),
@@ -315,20 +331,23 @@ class Trainer(Hooks):
 
     # --- outputs --------------------------------------------------------------------------------
 
-    def _write_logs(self, rows: list[dict[str, Any]] | None = None) -> None:
-        """losses.csv and loss_curves.png; every rank calls it (the step rows' flush is a collective)."""
+    def _write_logs(self, rows: list[dict[str, Any]] | None = None, draw: bool = True) -> None:
+        """losses.csv and (``draw``) loss_curves.png; every rank calls it (the step rows' flush is a collective)."""
         title = f"{self.kind.upper()} on {self.data.name}"
         if self.step_log is not None:
             self.step_log.flush(self.tb)
-            if self.dist.is_main:
+            if self.dist.is_main and draw:
                 self.step_log.plot(self.step_curves(), self.out / "loss_curves.png", title)
+                self._drawn_at = time.monotonic()
             return
         if not self.dist.is_main:
             return
         rows = self.history if rows is None else rows
         write_csv(self.out / "losses.csv", rows)
-        if not rows:
+        if not rows or not draw:
             return
+        from probgen.plots import plot_curves  # matplotlib: imported when a figure is first drawn
+
         series: dict[str, dict[str, list[float]]] = {title: {} for title in self.curves()}
         xs: dict[str, list[float]] = {}
         for split in ("train", "test"):
@@ -340,6 +359,7 @@ class Trainer(Hooks):
                         series[name][split] = [sign * r[key] for r in sel]
         series = {k: v for k, v in series.items() if v}
         plot_curves(series, xs, self.out / "loss_curves.png", title=title)
+        self._drawn_at = time.monotonic()
 
     def _finish(self) -> dict[str, Any]:
         sums = self.dist.all_reduce_sum(self.sums)

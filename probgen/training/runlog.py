@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from probgen.plots import plot_curves
 from probgen.utils.io import read_csv, write_csv
 
 log = logging.getLogger("probgen")
@@ -93,6 +92,8 @@ class StepLog:
         c = self.columns
         if not c["step"]:
             return
+        from probgen.plots import plot_curves  # matplotlib: imported when a figure is first drawn
+
         series = {t: {label: c[col] for label, col in lines.items()} for t, lines in panels.items()}
         xs = {label: c["step"] for lines in panels.values() for label in lines}
         plot_curves(series, xs, path, xlabel="step", title=title)

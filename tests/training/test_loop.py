@@ -92,15 +92,37 @@ class ToySteps(Toy):
     step_rows = True
 
 
-def _cfg(out: Path, **train: Any) -> ToyConfig:
+def _cfg(out: Path, bookkeeping_every: float = 0.0, **train: Any) -> ToyConfig:
     t = {"epochs": 2, "batch_size": B, "lr": 0.1, "checkpoint_every": 1000, "sample_epochs": (2,), **train}
     data = DataConfig(dataset="dsprites", limit=40, image_size=16, data_root=str(out.parent / "no-data"))
-    return ToyConfig(data=data, train=TrainConfig(**t), run=RunConfig(out=str(out), progress=False))
+    run = RunConfig(out=str(out), progress=False, bookkeeping_every=bookkeeping_every)
+    return ToyConfig(data=data, train=TrainConfig(**t), run=run)
 
 
-def _trainer(cls: type[Toy], out: Path, resume: bool = False, **train: Any) -> Toy:
+def _trainer(cls: type[Toy], out: Path, resume: bool = False, bookkeeping_every: float = 0.0, **train: Any) -> Toy:
     out.mkdir(exist_ok=True)
-    return cls(_cfg(out, **train), out, resume)
+    return cls(_cfg(out, bookkeeping_every, **train), out, resume)
+
+
+@pytest.mark.parametrize("cls", [Toy, ToySteps])
+def test_figures_and_epoch_checkpoints_run_at_a_bounded_rate(tmp_path, monkeypatch, cls):
+    import probgen.plots
+    import probgen.training.loop as loop
+
+    drawn, saved = [], []
+    monkeypatch.setattr(probgen.plots, "plot_curves", lambda *a, **k: drawn.append(1))
+    save = loop.save_checkpoint
+    monkeypatch.setattr(
+        loop, "save_checkpoint", lambda path, payload: saved.append(payload["step"]) or save(path, payload)
+    )
+    rare = _trainer(cls, tmp_path / "rare", bookkeeping_every=3600, epochs=4)
+    rare.run()  # a long interval: loss_curves.png and the checkpoint are written once, at the end
+    end = 4 * rare.steps_per_epoch
+    assert (len(drawn), saved) == (1, [end])
+    assert len(read_csv(tmp_path / "rare" / "losses.csv")) == (end if cls.step_rows else 4)  # every row kept
+    drawn.clear(), saved.clear()
+    _trainer(cls, tmp_path / "every", bookkeeping_every=0, epochs=4).run()  # 0: at every epoch's end, as before
+    assert len(drawn) == 5 and saved == [rare.steps_per_epoch * e for e in (1, 2, 3, 4, 4)]
 
 
 def test_each_epoch_visits_its_permutation_and_hooks_run_in_order(tmp_path):
