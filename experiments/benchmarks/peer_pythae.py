@@ -174,7 +174,7 @@ GOALS = {"steps_s": 1.05, "epoch_s": 1.1, "process_s": 1.2, "loglik_s": 1.0}
 def run_probgen(args: argparse.Namespace) -> dict[str, Any]:
     """``probgen fit vae`` through the CLI in this process, timed per epoch; then ``probgen loglik``."""
     from probgen.cli import main as cli
-    from probgen.pipelines.fit_vae import VAETrainer
+    from probgen.training.trainers.vae import VAETrainer
 
     marks: list[tuple[float, float]] = []
     start: list[float] = []

@@ -82,7 +82,7 @@ def test_probgen_worker_times_every_epoch(script, digits, tmp_path):
     assert len(r["steps_s"]) == len(r["epoch_s"]) == 2
     assert all(0 < s <= e for s, e in zip(r["steps_s"], r["epoch_s"]))
     assert r["test_elbo"] < 0 and r["loglik_s"] > 0
-    from probgen.pipelines.fit_vae import VAETrainer
+    from probgen.training.trainers.vae import VAETrainer
 
     assert VAETrainer.train_step.__name__ == "train_step"  # the timing wrappers are removed afterwards
 
