@@ -29,22 +29,24 @@ ALL_METHODS = ("elbo", "iwae", "appendix-d", "ais")
 #: the results of ``--method bdmc`` (on points simulated from the model; not part of "all")
 BDMC_METHODS = ("bdmc-lower", "bdmc-upper")
 
-#: ``--budget``: the sampling settings it fills in (those not given), per device type. On 32 points
-#: of the README's dSprites model, CPU quick takes 3.3 min with ais + iwae and flags most points,
-#: and about 5 min with ais-laplace, which flags few (docs/benchmarks.md); thorough meets issue 12's
-#: "done" on the latent-2 validation models (docs/loglik.md).
+#: ``--budget``: the sampling settings it fills in (those not given), per device type. Every budget
+#: runs at least 8 chains: the AIS family's se and ``ais-variance`` flag are read off the chains'
+#: weights, and with 4 the flag let a log-weight variance of 2 pass a third of the time (issue 21).
+#: CPU quick's 200 temperatures (300 at 4 chains before) keep ais-laplace on the README's model near
+#: its former ~5 min (docs/benchmarks.md); thorough meets issue 12's "done" on the latent-2
+#: validation models (docs/loglik.md).
 BUDGETS: dict[str, dict[str, dict[str, int]]] = {
     "cpu": {
         "quick": {
-            "chains": 4,
+            "chains": 8,
             "warmup": 200,
             "samples": 300,
-            "ais_steps": 300,
+            "ais_steps": 200,
             "leapfrog_steps": 5,
             "iwae_samples": 1000,
         },
         "standard": {
-            "chains": 4,
+            "chains": 8,
             "warmup": 300,
             "samples": 600,
             "ais_steps": 1000,
@@ -52,7 +54,7 @@ BUDGETS: dict[str, dict[str, dict[str, int]]] = {
             "iwae_samples": 5000,
         },
         "thorough": {
-            "chains": 8,
+            "chains": 16,
             "warmup": 500,
             "samples": 1000,
             "ais_steps": 3000,

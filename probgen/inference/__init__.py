@@ -47,7 +47,7 @@ _EXPORTS = {
     "sigmoid_schedule": "loglik.ais",
     "ais_schedule": "loglik.ais",
     "ais_laplace": "loglik.laplace",
-    "laplace_fit": "loglik.laplace",
+    "laplace_fit": "loglik.laplace_fit",
     "bdmc": "loglik.bdmc",
     "BDMCResult": "loglik.bdmc",
     "simulate": "loglik.bdmc",

@@ -47,6 +47,7 @@ from probgen.inference.loglik.iwae import (
     overdispersed_init,
 )
 from probgen.inference.loglik.laplace import ais_laplace
+from probgen.inference.loglik.laplace_fit import laplace_starts
 from probgen.inference.loglik.trust import cross_check
 from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.mcmc.hmc import HMCResult, run_hmc
@@ -54,7 +55,7 @@ from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 from probgen.inference.mcmc.reference import run_nuts
 from probgen.models.discretised import discretised_model
 from probgen.models.vae import load_vae
-from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, LAPLACE_STARTS, sampling_report
+from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, sampling_report
 from probgen.pipelines.loglik_plan import estimate as estimate_time
 from probgen.pipelines.loglik_results import (
     batch_from_dict,
@@ -202,7 +203,7 @@ def _run_batch(
             target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
         )  # fmt: skip
     if "ais-laplace" in methods:  # optimiser starts: the encoder's mean, encoder draws, prior draws
-        encoder_draws, prior_draws = LAPLACE_STARTS
+        encoder_draws, prior_draws = laplace_starts(target.latent_dim)
         parts = [proposal.mean.unsqueeze(0), proposal.sample((encoder_draws,)), target.sample_prior(prior_draws)]
         starts = torch.cat(parts)
         out["ais-laplace"] = ais_laplace(

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
-from probgen.inference.loglik.laplace import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS
+from probgen.inference.loglik.laplace_fit import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS, laplace_starts
 from probgen.inference.mcmc.potential import LatentTarget
 
 log = logging.getLogger("probgen")
@@ -41,8 +41,8 @@ __all__ = ["estimate", "evaluation_counts", "format_duration", "sampling_report"
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
 TYPICAL_STEP = 0.6
 MAX_LEAPFROG = 256
-#: ais-laplace's optimiser starts besides the encoder's mean, (encoder draws, prior draws), and its Adam steps
-LAPLACE_STARTS, LAPLACE_FIT_STEPS = (3, 12), 200
+#: ais-laplace's Adam steps (its starts: laplace_starts(latent_dim))
+LAPLACE_FIT_STEPS = 200
 #: the most Hessians a Laplace fit computes: one, then up to len(NEWTON_FRACTIONS) per Newton step
 LAPLACE_HESSIANS = 1 + NEWTON_STEPS * len(NEWTON_FRACTIONS)
 
@@ -72,8 +72,8 @@ def evaluation_counts(cfg: LoglikConfig, num_points: int, latent_dim: int = 0) -
     if "ais" in cfg.methods:
         out["ais"] = (n * (c + pilot) * ais_grads, 0.0)
     if "ais-laplace" in cfg.methods:
-        starts = 1 + sum(LAPLACE_STARTS)
-        fit = starts * LAPLACE_FIT_STEPS + LAPLACE_HESSIANS * 2 * latent_dim
+        starts = 1 + sum(laplace_starts(latent_dim))
+        fit = starts * (LAPLACE_FIT_STEPS + 2 * latent_dim) + LAPLACE_HESSIANS * 2 * latent_dim  # a Hessian per start
         out["ais-laplace"] = (n * ((c + pilot) * ais_grads + fit), n * starts * SEGMENT_POINTS)
     if "bdmc" in cfg.methods:
         out["bdmc"] = (n * (2 * c + pilot) * ais_grads, 0.0)

@@ -259,7 +259,8 @@ def test_evaluation_counts():
     assert counts["ais"] == (10 * (8 + 2) * 50 * 5, 0.0)  # pilot: 8 // 4 = 2 chains
     assert counts["bdmc"] == (10 * (16 + 2) * 50 * 5, 0.0)
     cfg.method = "ais-laplace"
-    fit = 16 * 200 + 10 * 2 * 3  # 16 starts x 200 Adam steps, up to 10 Hessians of 3 double-backward passes
+    # 16 starts x (200 Adam steps + a Hessian of 3 double-backward passes), up to 10 more Hessians at z*
+    fit = 16 * (200 + 2 * 3) + 10 * 2 * 3
     counts = evaluation_counts(cfg, 10, latent_dim=3)
     assert counts == {"ais-laplace": (10 * ((8 + 2) * 50 * 5 + fit), 10 * 16 * 8)}  # 8 points on each segment
     assert [format_duration(s) for s in (3, 252, 5580)] == ["3 s", "4.2 min", "1.6 h"]

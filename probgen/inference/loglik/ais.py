@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import scipy.stats
 import torch
 
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
@@ -51,15 +52,31 @@ __all__ = [
     "run_info",
     "sigmoid_schedule",
     "tempered_inverse_mass",
+    "variance_threshold_factor",
 ]
 
-#: A point is flagged ``ais-variance`` when the variance of its chains' log weights exceeds this ...
+#: A point is flagged ``ais-variance`` when the variance of its log weights is probably above this:
+#: when the sample variance of its C chains exceeds this x :func:`variance_threshold_factor` (C), set
+#: so that a point whose true variance is this is flagged 4 times in 5 whatever C (with 4 chains a
+#: fixed threshold let a true variance of 2 pass a third of the time) ...
 MAX_LOG_WEIGHT_VAR = 1.0
-#: ... or when the effective number of chains, (sum w)^2 / sum w^2, is below this fraction of them.
+#: ... or when the effective number of chains, (sum w)^2 / sum w^2, is below max(2, this x C) (one
+#: chain dominating at a small variance; ESS >= 1 always, so "< C / 4" alone was dead at 4 chains).
 MIN_ESS_FRACTION = 0.25
+#: the probability with which a point whose log weights' true variance is MAX_LOG_WEIGHT_VAR is flagged
+VARIANCE_FLAG_POWER = 0.8
 #: The adaptive stop believes a point's se only once it comes from at least this many chains (the
 #: delta-method se of 4 chains is too noisy: measured, it let a point stop 3.5 se above the truth).
 MIN_STOP_CHAINS = 8
+
+
+def variance_threshold_factor(chains: torch.Tensor) -> torch.Tensor:
+    """chi2_{C-1}^{-1}(1 - :data:`VARIANCE_FLAG_POWER`) / (C - 1) per point (chains (N,)): the factor of
+    :data:`MAX_LOG_WEIGHT_VAR` above which the sample variance of C normal log weights lies with
+    probability VARIANCE_FLAG_POWER when their true variance is MAX_LOG_WEIGHT_VAR (0.34 at C = 4,
+    0.55 at 8, 0.69 at 16, 0.78 at 32; tests/inference/loglik/test_ais.py checks the rate)."""
+    dof = (chains.double().cpu().clamp_min(2) - 1).numpy()
+    return torch.from_numpy(scipy.stats.chi2.ppf(1 - VARIANCE_FLAG_POWER, dof) / dof)
 
 
 def tempered_inverse_mass(posterior_variance: torch.Tensor) -> Callable[[float], torch.Tensor]:
@@ -148,6 +165,11 @@ def anneal(
     return AISRun(log_w, state.z, steps, accept_sum / max(num_steps - 1, 1), ll_sd)
 
 
+def _log_normal_se(var: torch.Tensor, chains: torch.Tensor | int) -> torch.Tensor:
+    """sqrt((e^var - 1) / C): the se of log mean(w) for log-normal weights of log-variance ``var``."""
+    return torch.sqrt(torch.expm1(var) / chains)
+
+
 def log_weight_summary(log_w: torch.Tensor, counts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per point, from log weights (C, N): the variance of the log weights, the weights' effective
     number of chains (sum w)^2 / sum w^2, and the standard error of log mean(w) by the delta method.
@@ -158,7 +180,10 @@ def log_weight_summary(log_w: torch.Tensor, counts: torch.Tensor | None = None) 
     With w normalised by the largest weight, se(log mean w) ~ sd(w) / (sqrt(C) mean(w)), which in
     terms of the ESS is sqrt((C / ESS - 1) / (C - 1)). It is itself an estimate from C chains: with
     few chains, or heavy-tailed weights whose large values no chain has drawn yet, it is noisy and
-    tends to be too small; that is why :func:`ais` also flags large log-weight variances.
+    tends to be too small (sd(w) is then read off the few weights drawn). So the se is the larger of
+    that and sqrt((e^{s^2} - 1) / C), its value for log-normal weights of the chains' log-weight
+    variance s^2, which an undrawn large weight does not shrink; :func:`ais` also flags large
+    log-weight variances.
     """
     lw = log_w.double()
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
@@ -167,13 +192,14 @@ def log_weight_summary(log_w: torch.Tensor, counts: torch.Tensor | None = None) 
         if c < 2:
             nan = torch.full_like(ess, math.nan)
             return {"log_weight_var": nan, "weights_ess": ess, "se": nan}
-        se = torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0))
-        return {"log_weight_var": lw.var(0), "weights_ess": ess, "se": se}
+        var = lw.var(0)
+        se = torch.maximum(torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0)), _log_normal_se(var, c))
+        return {"log_weight_var": var, "weights_ess": ess, "se": se}
     c = counts.to(lw.device, torch.float64)
     held = torch.arange(lw.shape[0], device=lw.device)[:, None] < c  # (C, N): the rows of each point
     mean = torch.where(held, lw, 0.0).sum(0) / c
     var = torch.where(held, (lw - mean).square(), 0.0).sum(0) / (c - 1)
-    se = torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0))
+    se = torch.maximum(torch.sqrt(((c / ess - 1.0) / (c - 1)).clamp_min(0.0)), _log_normal_se(var, c))
     few = c < 2
     return {"log_weight_var": var.masked_fill(few, math.nan), "weights_ess": ess, "se": se.masked_fill(few, math.nan)}
 
@@ -222,7 +248,9 @@ def _result_with_flags(
 def _flag_variance(result: LoglikResult, chains: torch.Tensor) -> None:
     """Flag ``ais-variance`` where the log weights vary too much over the ``chains`` (N,) of a point."""
     summary = result.per_point
-    bad = (summary["log_weight_var"] > MAX_LOG_WEIGHT_VAR) | (summary["weights_ess"] < MIN_ESS_FRACTION * chains)
+    chains = chains.double().cpu()
+    var_max = MAX_LOG_WEIGHT_VAR * variance_threshold_factor(chains)
+    bad = (summary["log_weight_var"] > var_max) | (summary["weights_ess"] < (MIN_ESS_FRACTION * chains).clamp_min(2))
     bad |= ~torch.isfinite(result.log_px)
     for i in torch.nonzero(bad).flatten().tolist():
         result.add_flag(i, "ais-variance")
@@ -311,11 +339,13 @@ def ais(
     (biased; kept for comparison). ``posterior_variance`` (N, D), e.g. the encoder's variance, sets a
     diagonal mass per temperature (:func:`tempered_inverse_mass`).
 
-    log p(x) per point is the log mean of the ``num_chains`` importance weights; ``se`` is its delta-
-    method standard error over the chains (noisy with few chains), ``per_point`` holds the variance of
+    log p(x) per point is the log mean of the ``num_chains`` importance weights; ``se`` is its
+    standard error over the chains (:func:`log_weight_summary`: the delta method's, floored by the
+    log-normal one), ``per_point`` holds the variance of
     the log weights and the weights' ESS over chains, and a point is flagged ``ais-variance`` when that
-    variance exceeds :data:`MAX_LOG_WEIGHT_VAR` = 1 or the ESS is below :data:`MIN_ESS_FRACTION` = 1/4 of
-    the chains. (For roughly log-normal weights with variance s^2 of log w, the delta-method se is
+    variance is probably above :data:`MAX_LOG_WEIGHT_VAR` = 1 (its sample value above 1 x
+    :func:`variance_threshold_factor`: 0.55 at 8 chains) or the ESS is below max(2, C / 4). (For
+    roughly log-normal weights with variance s^2 of log w, the delta-method se is
     sqrt((e^{s^2} - 1) / C) and the bias of log mean(w) about -(e^{s^2} - 1) / (2C): at s^2 = 1 and
     C = 16 these are 0.33 and 0.05 nats; beyond, the se itself is estimated from the few largest
     weights and becomes unreliable, and ESS / C ~ e^{-s^2} falls below 1/4 at s^2 = 1.4.)

@@ -75,13 +75,17 @@ def test_overdispersed_starts_find_both_modes_and_the_estimate_matches_quadratur
     assert ((quad["mass_right"] > 0.02) & (quad["mass_right"] < 0.98)).all()  # bimodal by construction
     z0 = overdispersed_init(target, m.encoder(x), 8, anneal_steps=50)
     assert z0.shape == (8, 4, 2)
-    result, _ = appendix_d(target, z0, 100, 200, trajectory_length=2.0)
+    # 400 draws per chain: R-hat < 1.01 needs a few hundred effective draws per mode. At 200 draws
+    # (before) a mixed mode of one or two chains read R-hat 1.014 and 1.022 on two of the four points
+    # (torch 2.14.1), at 400 1.009 and 1.010, and the worst error went from 3.5 se to 0.3 se: the
+    # flags were the diagnostics' noise at too few draws, not chains stuck
+    result, _ = appendix_d(target, z0, 100, 400, trajectory_length=2.0)
     err = result.log_px - quad["log_px"]
     clear = (quad["mass_right"] > 0.1) & (quad["mass_right"] < 0.9)
     assert clear.sum() >= 2 and (result.per_point["num_modes"][clear] == 2).all()
     assert (err.abs() < 3 * result.se + 0.05).all() and err.abs().max() < 0.5
-    # chains in different modes do not fire rhat (it is computed within modes); 200 draws per chain
-    # leave the within-mode R-hat of a 1- or 2-chain mode near its 1.01 threshold, so one point may
+    # chains in different modes do not fire rhat (it is computed within modes); a mode of one or two
+    # chains can still read just above 1.01 by chance (1.0102 here), so one point may
     assert sum(bool(f) for f in result.flags) <= 1 and all(set(f) <= {"rhat", "ess"} for f in result.flags)
 
 

@@ -4,7 +4,8 @@ import pyro
 import pytest
 import torch
 
-from probgen.inference.loglik.laplace import _components, _distinct_basins, ais_laplace, laplace_fit, whitened
+from probgen.inference.loglik.laplace import _components, ais_laplace, whitened
+from probgen.inference.loglik.laplace_fit import _distinct_basins, laplace_fit
 from probgen.inference.mcmc.potential import LatentTarget
 from probgen.inference.testing.bimodal import Bimodal
 from probgen.inference.testing.folded import FoldedDecoder
@@ -144,3 +145,52 @@ def test_a_start_that_ends_non_finite_is_never_chosen():
     fit = laplace_fit(target, starts)
     mean, _ = m.posterior(x)
     assert torch.allclose(fit.mean, mean, atol=1e-6) and torch.isfinite(fit.log_joint).all()
+
+
+def _gaussian_mixture_posterior(means, scales, log_weights, n: int = 1) -> LatentTarget:
+    """p(x, z) = sum_k w_k N(z; m_k, s_k^2 I) for each of n points (so log p(x) = log sum w_k exactly),
+    written as prior N(0, I) times the rest."""
+    means = torch.as_tensor(means, dtype=torch.float64)  # (K, D)
+    scales = torch.as_tensor(scales, dtype=torch.float64)  # (K,)
+    log_w = torch.as_tensor(log_weights, dtype=torch.float64)
+    d = means.shape[1]
+    prior = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), 1.0)
+
+    def log_joint(z):
+        comp = torch.distributions.Normal(means, scales[:, None]).log_prob(z.unsqueeze(-2)).sum(-1)  # (C, N, K)
+        lp = prior.log_prob(z).sum(-1)
+        return lp, torch.logsumexp(comp + log_w, -1) - lp
+
+    def sample_prior(c):
+        return torch.randn(c, n, d, dtype=torch.float64)
+
+    return LatentTarget(log_joint, sample_prior, n, d, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_broad_basin_that_holds_most_of_the_mass_is_chosen_over_a_higher_narrow_peak(seed):
+    # latent 10: a broad basin (sd 0.5, 90% of p(x)) whose peak is 21 nats below a narrow one's (sd
+    # 0.05, 10%). Chosen by peak (as before), the broad basin was left out, unflagged, 2.3 nats low.
+    d = 10
+    means = torch.zeros(2, d)
+    means[0, 0], means[1, 0] = -1.5, 1.5
+    target = _gaussian_mixture_posterior(means, [0.5, 0.05], [math.log(0.9), math.log(0.1)], n=2)
+    pyro.set_rng_seed(seed)
+    starts = torch.cat([target.sample_prior(14), means[:, None].expand(2, 2, d).double()])
+    fit = laplace_fit(target, starts)
+    assert torch.allclose(fit.mean[:, 0], torch.full((2,), -1.5, dtype=torch.float64), atol=1e-3)  # the broad one
+    r = ais_laplace(target, starts, num_chains=8, num_steps=100, leapfrog_steps=5)
+    assert (r.per_point["num_modes"] == 2).all() and r.trusted.all(), (r.per_point, r.flags)
+    err = r.log_px  # the exact log p(x) is log(0.9 + 0.1) = 0
+    assert (err < 3 * r.se + 0.05).all() and (err.abs() < 3 * r.se + 0.1).all(), (err, r.se)
+
+
+def test_a_point_with_more_basins_than_ais_laplace_anneals_to_is_flagged_missed_mode():
+    # five equal, well-separated basins at latent 3, every start in one of them: four are annealed to,
+    # the fifth is left out, and the estimate (about log 4/5 low) must carry the flag
+    means = 6.0 * torch.eye(3).repeat(2, 1)[:5] * torch.tensor([1, 1, 1, -1, -1])[:, None]
+    target = _gaussian_mixture_posterior(means, [0.3] * 5, [math.log(0.2)] * 5)
+    starts = means[:, None].double() + 0.01
+    r = ais_laplace(target, starts, num_chains=8, num_steps=30, leapfrog_steps=3)
+    assert r.flags == [["missed-mode"]] and r.info["num_missed_mode"] == 1
+    assert int(r.per_point["num_modes"][0]) == 4 and float(r.log_px[0]) < math.log(0.9)
