@@ -52,6 +52,7 @@ _EXPORTS = {
     "BDMCResult": "loglik.bdmc",
     "simulate": "loglik.bdmc",
     "bdmc_gap_table": "loglik.bdmc",
+    "bdmc_laplace": "loglik.bdmc",
     "grid_log_px": "loglik.quadrature",
     "chain_checks": "loglik.appendix_d",
     "cross_check": "loglik.trust",
