@@ -28,8 +28,8 @@ from probgen.cli import main as _probgen_main  # noqa: E402
 from probgen.config import DataConfig  # noqa: E402
 from probgen.data import load_dataset  # noqa: E402
 from probgen.errors import UserError  # noqa: E402
+from probgen.training.rundir import CHECKPOINT, run_state  # noqa: E402
 from probgen.utils.io import write_json  # noqa: E402
-from probgen.utils.rundir import CHECKPOINT, run_state  # noqa: E402
 
 # --- arguments and CLI calls -------------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ def fit(args: argparse.Namespace, *argv: Any, overwrite: bool | None = None) -> 
 
     Without ``--overwrite`` a finished run is skipped, a started one (interrupted, or shorter than
     asked) continues with ``--resume`` (probgen refuses changed model or data flags), a new one
-    starts: :func:`probgen.utils.rundir.run_state` decides, as for `probgen sweep`. With
+    starts: :func:`probgen.training.rundir.run_state` decides, as for `probgen sweep`. With
     ``--overwrite`` (``overwrite`` overrides the experiment's flag) it starts over.
     """
     flags = ["--device", args.device, "--no-progress"]

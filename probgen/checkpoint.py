@@ -11,10 +11,8 @@ target, so a kill at any moment leaves either the old checkpoint or the new one,
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from probgen import __version__
 from probgen.errors import UserError
+from probgen.utils.io import atomic_write
+from probgen.version import __version__
 
 FORMAT = "probgen-checkpoint"
 FORMAT_VERSION = 1
@@ -37,32 +36,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         raise ValueError("checkpoint payload needs a 'kind'")
     atomic_write(path, lambda f: torch.save(data, f))
     return path
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename it over ``path``.
-
-    OS errors (read-only folder, full disk) become a UserError; the old file is left untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision.utils as vutils  # noqa: E402
 
-from probgen.checkpoint import atomic_write  # noqa: E402
+from probgen.utils.io import atomic_write  # noqa: E402
 
 
 def grid_tensor(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:

@@ -31,12 +31,19 @@ LAYERS: dict[str, int] = {
     "figures": 1,
     "plots": 1,
     "errors": 1,
-    "__version__": 1,  # `from probgen import __version__`
+    "version": 1,  # __version__, read by checkpoint, utils/io and cli
+    "__version__": 1,  # `from probgen import __version__` (the public API re-exports probgen.version's)
 }
 API = "__init__"  # probgen/__init__.py: the public API sits on top of everything and nothing imports it
 # Pairs inside one layer that must not import each other: inference receives callables, never a
 # concrete model; metrics never depends on a model class either.
 FORBIDDEN: set[tuple[str, str]] = {("inference", "models"), ("metrics", "models")}
+# utils/ is the floor of the foundations: run directories and TensorBoard live in training/,
+# atomic_write in utils/io, so nothing in utils/ needs a config, a checkpoint or a figure.
+FORBIDDEN |= {("utils", "config"), ("utils", "checkpoint"), ("utils", "plots")}
+# Modules (by path prefix under probgen/) that must not import a component their layer allows:
+# evaluation shards its work with utils/distributed, and never needs the training loop.
+FORBIDDEN_PATHS: set[tuple[str, str]] = {("pipelines/loglik", "training")}
 NEVER_IMPORTED = ("experiments", "tests")  # nothing under probgen/ imports these
 
 
@@ -98,6 +105,8 @@ def violations(root: Path) -> list[str]:
                 bad.append(f"{where}: {src} (layer {LAYERS[src]}) must not import {tgt} (layer {LAYERS[tgt]})")
             elif (src, tgt) in FORBIDDEN:
                 bad.append(f"{where}: {src} must not import {tgt}")
+            elif any(rel.as_posix().startswith(p) and tgt == t for p, t in FORBIDDEN_PATHS):
+                bad.append(f"{where}: {rel.as_posix().removesuffix('.py')} must not import {tgt}")
     return bad
 
 
@@ -134,6 +143,11 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         ("pipelines/sample.py", "from probgen import fit\n", "the public API"),
         ("cli.py", "from probgen.newpkg import x\n", "probgen/newpkg has no layer"),
         ("models/registry.py", 'LOADERS = {"vae": "probgen.pipelines.fit_vae:load_vae"}\n', "models (layer 2)"),
+        ("utils/io.py", "from probgen.checkpoint import atomic_write\n", "utils must not import checkpoint"),
+        ("utils/rundir.py", "from probgen.config import RunConfig\n", "utils must not import config"),
+        ("utils/tb.py", "from probgen.plots import grid_tensor\n", "utils must not import plots"),
+        ("pipelines/loglik.py", "from probgen.training.distributed import Dist\n", "pipelines/loglik must not import"),
+        ("pipelines/loglik_plan.py", "import probgen.training.loop\n", "pipelines/loglik_plan must not import"),
     ],
 )
 def test_an_import_running_up_is_reported(tmp_path, path, source, reason):

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from probgen import __version__
 from probgen.cli.commands import COMMANDS, GROUPS
 from probgen.cli.flags import (
     Parser,
@@ -28,6 +27,7 @@ from probgen.cli.flags import (
 from probgen.config import sweep_flags
 from probgen.errors import UserError
 from probgen.models.registry import KINDS
+from probgen.version import __version__
 
 __all__ = [
     "add_config_args",

@@ -141,7 +141,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from probgen.pipelines.sweep import parse_grid, sweep, sweep_config_class
-    from probgen.utils.rundir import default_run_dir
+    from probgen.training.rundir import default_run_dir
 
     # the grid may be a config file's [grid] table (a dict), so only the kind is validated here
     kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import atomic_write
+from probgen.utils.io import atomic_write
 
 log = logging.getLogger("probgen")
 

@@ -65,8 +65,8 @@ from probgen.pipelines.loglik_results import (
     csv_rows,
     summary_table,
 )
-from probgen.training.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.device import resolve_device
+from probgen.utils.distributed import Dist, distributed_session, shard_range, to_host
 from probgen.utils.io import environment_info, write_csv, write_json
 from probgen.utils.partial import PartialStore
 from probgen.utils.progress import progress

@@ -5,7 +5,7 @@
 The grid ranges over config fields by name (any field of the fit config except the run section);
 every other setting is the base run's. Each grid point trains in ``<out>/<field=value_...>/`` with
 `probgen fit <kind>`. The sweep is resumable: a finished run is skipped, an interrupted one is resumed
-from its checkpoint (both decided by :func:`probgen.utils.rundir.run_state`), and a grid can be extended.
+from its checkpoint (both decided by :func:`probgen.training.rundir.run_state`), and a grid can be extended.
 
 Outputs in ``<out>``: ``sweep.json`` (kind, grid, base config), ``sweep.csv`` and ``sweep.md`` (one
 row per run: the grid values, status, the final train/test ELBO terms from ``metrics.json`` (a GAN's
@@ -40,9 +40,9 @@ from probgen.models.registry import KINDS
 from probgen.pipelines.fit import fit_function
 from probgen.plots import plot_runs
 from probgen.training.guards import Interrupted
+from probgen.training.rundir import run_state
+from probgen.training.tensorboard import require_tensorboard
 from probgen.utils.io import read_csv, write_csv, write_json
-from probgen.utils.rundir import run_state
-from probgen.utils.tensorboard import require_tensorboard
 
 log = logging.getLogger("probgen")
 
@@ -307,7 +307,7 @@ def write_table(out: Path, points: list[dict[str, Any]], names: list[str], statu
         "loglik_<method>_bpd from loglik/loglik.json, and FID / FD-<dataset> / KD / IS (with N) from eval.json, "
         "when present.\n"
     )
-    from probgen.checkpoint import atomic_write
+    from probgen.utils.io import atomic_write
 
     text = "\n".join(lines) + units
     atomic_write(out / "sweep.md", lambda f: f.write(text.encode()))

@@ -18,7 +18,7 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from probgen.training.distributed import Dist
+from probgen.utils.distributed import Dist
 
 log = logging.getLogger("probgen")
 

@@ -43,24 +43,18 @@ from probgen.errors import UserError
 from probgen.inference.svi.step import hot_loop
 from probgen.training.batches import make_batches
 from probgen.training.ddp import global_batch_draw
-from probgen.training.distributed import (
-    Dist,
-    distributed_session,
-    global_sums,
-    local_sums,
-    rank_rng_state,
-    restore_rng,
-)
+from probgen.training.distributed import global_sums, local_sums, make_guard, rank_rng_state, restore_rng
 from probgen.training.guards import GracefulStop, NonFiniteGuard
 from probgen.training.hooks import Hooks
 from probgen.training.perf import apply_speed_options
 from probgen.training.resume import epoch_permutation, resume_config
+from probgen.training.rundir import CHECKPOINT, prepare_run_dir
 from probgen.training.runlog import StepLog, log_to_file
+from probgen.training.tensorboard import TensorBoard, require_tensorboard
 from probgen.utils.device import resolve_device
+from probgen.utils.distributed import Dist, distributed_session
 from probgen.utils.io import environment_info, write_csv, write_json
 from probgen.utils.progress import progress
-from probgen.utils.rundir import CHECKPOINT, prepare_run_dir
-from probgen.utils.tensorboard import TensorBoard, require_tensorboard
 
 log = logging.getLogger("probgen")
 
@@ -234,7 +228,7 @@ class Trainer(Hooks):
 
     def _train(self) -> dict[str, Any]:
         t = self.cfg.train
-        guard = self.dist.guard(self.device)
+        guard = make_guard(self.device, self.dist)
         show = self.cfg.run.progress and self.dist.is_main
         bar = progress(self.total_steps, desc=f"fit {self.kind}", enabled=show, initial=self.step)
         started = time.perf_counter()

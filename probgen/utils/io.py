@@ -6,14 +6,42 @@ import csv
 import io
 import json
 import math
+import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from probgen import __version__
-from probgen.checkpoint import atomic_write
+from probgen.errors import UserError
+from probgen.version import __version__
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename it over ``path``.
+
+    OS errors (read-only folder, full disk) become a UserError; the old file is left untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _clean(obj: Any) -> Any:

@@ -5,7 +5,7 @@ A :class:`PartialStore` is a folder (e.g. ``<out>/.partial``) holding
 - ``settings.json``: the settings that determine the results (a fingerprint). A store opened with
   other settings is refused (the old results belong to another job) unless ``overwrite`` is given;
 - one file per finished batch, ``<key>.pt``: a dict of tensors and plain Python values, written with
-  :func:`probgen.checkpoint.atomic_write` (temp file, fsync, rename) and read back with
+  :func:`probgen.utils.io.atomic_write` (temp file, fsync, rename) and read back with
   ``torch.load(weights_only=True)``. A kill at any moment leaves each batch whole or absent, never torn.
 
 A job asks :meth:`PartialStore.get` for each batch before computing it, :meth:`PartialStore.put`
@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from probgen.checkpoint import atomic_write
 from probgen.errors import UserError
+from probgen.utils.io import atomic_write
 
 __all__ = ["PartialStore"]
 

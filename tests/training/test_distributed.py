@@ -17,8 +17,8 @@ from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.training.batches import batch_indices
 from probgen.training.ddp import GlobalBatchNoise, global_batch_draw
-from probgen.training.distributed import Dist, gather_rows, shard_range, to_host
 from probgen.training.trainers.vae import VAETrainer, fit_vae
+from probgen.utils.distributed import Dist, gather_rows, shard_range, to_host
 from probgen.utils.io import read_csv
 from tests.factories import TINY_FLAGS, tiny_vae_config
 from tests.training.torchrun import torchrun

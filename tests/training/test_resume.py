@@ -11,8 +11,8 @@ import torch
 from probgen.checkpoint import load_checkpoint
 from probgen.models.registry import KINDS
 from probgen.pipelines.fit import fit
-from probgen.training.distributed import Dist
 from probgen.training.guards import Interrupted
+from probgen.utils.distributed import Dist
 from probgen.utils.io import read_csv
 from tests.factories import every_kind_config
 

@@ -33,8 +33,8 @@ from probgen.training.ddp import ddp_module, global_batch_rows, sync_batchnorm
 from probgen.training.ema import DeviceEMA
 from probgen.training.loop import RESUMABLE_FIELDS as LOOP_RESUMABLE
 from probgen.training.loop import Trainer, fit
+from probgen.training.rundir import CHECKPOINT
 from probgen.utils.io import environment_info, write_csv, write_json
-from probgen.utils.rundir import CHECKPOINT
 
 log = logging.getLogger("probgen")
 

@@ -11,7 +11,7 @@ import probgen
 from probgen.cli import main
 from probgen.errors import UserError
 from probgen.plots import save_grid
-from probgen.utils.tensorboard import INSTALL_HINT, SUBDIR, TensorBoard, require_tensorboard
+from probgen.training.tensorboard import INSTALL_HINT, SUBDIR, TensorBoard, require_tensorboard
 from tests.factories import TINY_FLAGS
 from tests.utils.events import read_events, read_png
 
@@ -71,7 +71,7 @@ def test_a_new_writer_sorts_after_the_files_already_there(tmp_path):
     import socket
     import time
 
-    from probgen.utils.tensorboard import _summary_writer_class
+    from probgen.training.tensorboard import _summary_writer_class
 
     _summary_writer_class()  # the first import takes seconds: do it before reading the clock
     log_dir = tmp_path / "tb"

@@ -4,8 +4,8 @@ import pytest
 
 from probgen.cli import fit_config
 from probgen.training.guards import Interrupted
+from probgen.training.rundir import run_state
 from probgen.training.trainers.vae import fit_vae
-from probgen.utils.rundir import run_state
 from tests.factories import SMALL_FIT_VAE
 
 

@@ -1,0 +1,4 @@
+"""probgen's version, in a module of its own so that the foundations (checkpoint, utils/io, cli) read
+it without importing the package's public API."""
+
+__version__ = "0.1.0"
