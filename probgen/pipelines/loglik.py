@@ -143,13 +143,13 @@ def _pixel_model_note(cfg: LoglikConfig, vae: Any) -> str:
 
 
 def _posterior_chains(
-    cfg: LoglikConfig, vae: Any, x: torch.Tensor, z0: torch.Tensor, on_warmup: Any = None
+    cfg: LoglikConfig, model: Any, x: torch.Tensor, z0: torch.Tensor, on_warmup: Any = None
 ) -> HMCResult:
     n_draws = 2 * cfg.samples
     if cfg.sampler == "nuts":
-        fns = [from_pyro_model(pixel_model(cfg, vae), x[i : i + 1]).potential() for i in range(x.shape[0])]
+        fns = [from_pyro_model(model, x[i : i + 1]).potential() for i in range(x.shape[0])]
         return run_nuts(fns, z0, cfg.warmup, n_draws, target_accept_prob=cfg.target_accept, progress=cfg.progress)
-    target = from_pyro_model(pixel_model(cfg, vae), x)
+    target = from_pyro_model(model, x)
     return run_hmc(
         target.potential(),
         z0,
@@ -175,11 +175,26 @@ def encoder_variance(proposal: Any) -> torch.Tensor:
 def _run_batch(
     cfg: LoglikConfig, vae: Any, x: torch.Tensor, seconds_per_grad: float | None = None
 ) -> tuple[dict[str, LoglikResult], HMCResult | None]:
-    """All the configured estimators on one batch of points; with ``seconds_per_grad`` the Appendix D
-    chains log how long their draws will take once warm-up has chosen the leapfrog counts."""
+    """All the configured estimators on one batch of a VAE's points (:func:`estimate_points`)."""
+    return estimate_points(cfg, pixel_model(cfg, vae), vae.guide, x, seconds_per_grad)
+
+
+def estimate_points(
+    cfg: LoglikConfig, model: Any, guide: Any, x: torch.Tensor, seconds_per_grad: float | None = None
+) -> tuple[dict[str, LoglikResult], HMCResult | None]:
+    """Every estimator of ``cfg.methods`` on the points x (N, ...) of a Pyro ``model`` (latent site ``z``,
+    observed ``x``, as :func:`~probgen.inference.mcmc.potential.from_pyro_model` wants) with encoder
+    ``guide``, exactly as `probgen loglik` runs them on a batch (``cfg`` resolved: no setting left None).
+
+    Returns the results by method (before :func:`~probgen.inference.loglik.trust.cross_check`, which
+    `probgen loglik` applies to all points at the end) and Appendix D's HMC run (None without it).
+    With ``seconds_per_grad`` the Appendix D chains log how long their draws will take once warm-up has
+    chosen the leapfrog counts. Validation on exact models (experiments/loglik_exact_validation.py)
+    calls this, so that what is validated is the command's own code path.
+    """
     methods = cfg.methods
-    target = from_pyro_model(pixel_model(cfg, vae), x)
-    proposal = encoder_proposal(vae.guide, x)
+    target = from_pyro_model(model, x)
+    proposal = encoder_proposal(guide, x)
     out: dict[str, LoglikResult] = {}
     run = None
     if "elbo" in methods or "iwae" in methods:
@@ -190,7 +205,7 @@ def _run_batch(
         # the posterior, so that chains can land in modes the encoder does not know about
         z0 = overdispersed_init(target, proposal, cfg.chains)
         report = None if seconds_per_grad is None else sampling_report(cfg, seconds_per_grad)
-        run = _posterior_chains(cfg, vae, x, z0, report)
+        run = _posterior_chains(cfg, model, x, z0, report)
         steps = run.num_steps or None  # NUTS chooses its own
         out["appendix-d"] = appendix_d_from_samples(
             target, run, cfg.samples, cfg.shrink, rhat_max=cfg.checks.rhat_max,
@@ -211,8 +226,8 @@ def _run_batch(
             progress=cfg.progress, target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
         )  # fmt: skip
     if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
-        z_star, x_sim = simulate(pixel_model(cfg, vae), x)  # x sets only the number and shape
-        sim = from_pyro_model(pixel_model(cfg, vae), x_sim)
+        z_star, x_sim = simulate(model, x)  # x sets only the number and shape
+        sim = from_pyro_model(model, x_sim)
         both = bdmc(sim, z_star, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
         out.update(both.results())
     return out, run

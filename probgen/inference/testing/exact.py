@@ -17,7 +17,7 @@ from probgen.inference.testing.mixture import MixturePrior
 __all__ = ["EXACT_MODELS", "ExactModel", "exact_model"]
 
 #: the models :func:`exact_model` builds:
-#: ``mixture``: three Gaussian basins of random widths and weights (:meth:`MixturePrior.random`);
+#: ``mixture``: three Gaussian basins (two at latent 2) of random widths and weights (:meth:`MixturePrior.random`);
 #: ``broad-narrow``: a narrow basin with the highest peak next to a broad one with most of the mass
 #: (:meth:`MixturePrior.broad_narrow`); ``curved``: two curved basins (one nonlinear latent,
 #: :class:`CurvedDecoder`); ``curved-2d``: up to four (two nonlinear latents)
@@ -51,7 +51,7 @@ class ExactModel(Protocol):
 def exact_model(name: str, latent_dim: int, seed: int = 0) -> ExactModel:
     """The model ``name`` (one of :data:`EXACT_MODELS`) at ``latent_dim`` latents, parameters drawn with ``seed``."""
     if name == "mixture":
-        return MixturePrior.random(latent_dim, num_components=3, seed=seed)
+        return MixturePrior.random(latent_dim, num_components=min(3, latent_dim), seed=seed)
     if name == "broad-narrow":
         return MixturePrior.broad_narrow(latent_dim, seed=seed)
     if name == "curved":
