@@ -16,6 +16,8 @@ import torch
 from torchvision.datasets import CIFAR10
 
 from probgen.checkpoint import load_checkpoint
+from probgen.config import ReportConfig
+from probgen.pipelines.report import report
 from probgen.utils.io import read_csv
 from tests.factories import SMALL_FIT_VAE
 
@@ -46,6 +48,8 @@ def run_smoke(tmp_path, monkeypatch):
         module = importlib.import_module(name)
         summary = module.main(["--smoke", "--out", str(out)])
         assert json.loads((out / "summary.json").read_text())["mode"] == "smoke"
+        page = report(ReportConfig(path=str(out)))[0]  # `probgen report` reads every output of the experiment
+        assert page == out / "report.html" and 'id="problems"' not in page.read_text()
         return summary, out
 
     yield run

@@ -20,6 +20,7 @@ from probgen.cli import main
 from probgen.inference.loglik.result import LoglikResult
 from probgen.pipelines.loglik_results import csv_rows
 from probgen.pipelines.report_experiment import ORDER
+from probgen.pipelines.report_run import curve_panels
 from probgen.utils.io import write_csv, write_json
 from tests.factories import SMALL_FIT_VAE
 
@@ -143,6 +144,26 @@ def test_run_report_leaves_out_missing_parts_and_names_corrupt_files(run, tmp_pa
     for name in re.findall(r"\]\((report_files/[^)]+)\)", md):
         Image.open(copy / name).load()
     assert "## Training curves" in md and "report_files/curves.png" in md
+
+
+def test_curve_panels_of_a_vae_and_of_a_gan():
+    vae = [{"epoch": str(e), "step": str(8 * e), "split": s, "beta": "1", "loss": str(l), "elbo": str(-l),
+            "recon": str(-l + 1), "kl": "1", "neg_elbo_bits_per_dim": "0.9"}
+           for e, l in ((1, 10.0), (2, 8.0)) for s in ("train", "test")]  # fmt: skip
+    series, xs, xlabel = curve_panels(vae)
+    assert xlabel == "epoch" and xs == {"train": [1.0, 2.0], "test": [1.0, 2.0]}
+    # the objective equals -ELBO here (beta 1): one total panel, reconstruction and KL
+    assert list(series) == ["-ELBO (nats per image)", "reconstruction log-lik (nats per image)", "KL (nats per image)"]
+    assert series["-ELBO (nats per image)"]["test"] == [10.0, 8.0]
+    scaled = [{**r, "loss": str(float(r["loss"]) - 0.5)} for r in vae]  # beta 0.5: the objective differs
+    assert "loss: the objective (nats per image)" in curve_panels(scaled)[0]
+    gan = [{"step": str(i), "epoch": "1", "loss_d": "1.3", "loss_g": "0.7", "d_real": "0.6", "d_fake": "0.4"}
+           for i in (1, 2, 3)]  # fmt: skip
+    series, xs, xlabel = curve_panels(gan)
+    assert xlabel == "step" and series == {
+        "loss": {"D": [1.3] * 3, "G": [0.7] * 3},
+        "discriminator output": {"D(x)": [0.6] * 3, "D(G(z))": [0.4] * 3},
+    }
 
 
 @pytest.mark.parametrize("bad", ["missing", "file", "empty"])
