@@ -86,8 +86,9 @@ def experiment_page(folder: Path, write_run: Callable[[Path], Path | None]) -> P
             image = entry.removeprefix("run:")
             having = [n for n in names if run_image(folder / n, image) is not None]
             if having:
-                s.blocks.append(Text(f"{image} of every run that has it:"))
-                run_gallery(page, s, folder, having, lambda n: n, image, write_once)
+                what = "the last epoch's samples_epoch_K.png" if "<last>" in image else image
+                s.blocks.append(Text(f"{what} of every run that has it:"))
+                run_gallery(page, s, folder, having, lambda n: n, image, write_once, max_side=440)
             continue
         for path in sorted(folder.glob(entry)):
             _show(page, s, path, shown)

@@ -206,7 +206,7 @@ text-align:left;vertical-align:top}th{background:#f3f3f6;white-space:nowrap}
 table.sortable th:after{content:" \\2195";color:#999}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:.8em 0}figure img{max-width:100%;border:1px solid #eee;image-rendering:pixelated}
 figcaption{font-size:.85em;color:#555}.gallery{display:flex;flex-wrap:wrap;gap:12px}
-.gallery figure{width:250px;margin:0}.warn{color:#8a4b00;background:#fff6e5;padding:2px 6px;margin:2px 0}
+.gallery figure{max-width:460px;margin:0}.warn{color:#8a4b00;background:#fff6e5;padding:2px 6px;margin:2px 0}
 pre{background:#f6f6f8;padding:8px;overflow-x:auto;font-size:.82em}details summary{cursor:pointer}
 .caption{font-size:.85em;color:#555}
 """

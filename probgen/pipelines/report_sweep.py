@@ -96,9 +96,10 @@ def run_gallery(
     label: Callable[[str], str],
     image: str,
     write_run: Callable[[Path], Path | None],
+    max_side: int = 240,
 ) -> None:
-    """One thumbnail of ``<run>/<image>`` per run (labelled by ``label(run)``), linked to the run's own
-    report written by ``write_run``; runs without the image are listed by name and link."""
+    """One thumbnail (at most ``max_side`` pixels) of ``<run>/<image>`` per run (labelled by ``label(run)``),
+    linked to the run's own report written by ``write_run``; runs without the image are listed by name and link."""
     figures, bare = [], []
     for name in runs:
         run = folder / name
@@ -108,7 +109,7 @@ def run_gallery(
         report = write_run(run)
         link = report.relative_to(folder).as_posix() if report is not None else None
         path = run_image(run, image)
-        fig = figure_from_file(page, path, f"{label(name)}", max_side=240) if path is not None else None
+        fig = figure_from_file(page, path, f"{label(name)}", max_side=max_side) if path is not None else None
         if fig is None:
             bare.append((name, link))
             continue
