@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -13,6 +12,9 @@ import torch
 from probgen.checkpoint import load_checkpoint
 from tests.factories import GAN_FLAGS as TINY_GAN_FLAGS
 from tests.factories import TINY_FLAGS
+from tests.reliability.pause import MARK
+
+ROOT = Path(__file__).resolve().parents[2]  # the child runs `python -m tests.reliability.pause` from here
 
 STEPS = 90
 FLAGS = [*TINY_FLAGS, "--epochs", "10", "--max-steps", str(STEPS), "--checkpoint-every", "1"]
@@ -26,20 +28,47 @@ def probgen_cmd(*args: str) -> list[str]:
 
 
 def start(args: list[str], env_dir: Path) -> subprocess.Popen:
+    """`probgen ARGS` in a subprocess (stdout and stderr piped), without dSprites' official file."""
+    return _popen(probgen_cmd(*args), env_dir)
+
+
+def _popen(cmd: list[str], env_dir: Path, stdout: int = subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "PROBGEN_DATA": str(env_dir / "no-data"), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(probgen_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
-def wait_for_new_checkpoint(proc: subprocess.Popen, ckpt: Path, after: float, timeout: float = 120) -> bool:
-    """Wait until ``ckpt`` is newer than ``after``; False if the process ended first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if ckpt.exists() and ckpt.stat().st_mtime > after:
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    raise TimeoutError("no checkpoint appeared")
+class Paused:
+    """`probgen ARGS` in a subprocess that stops at the ``n``-th write of a file matching ``pattern``
+    (``where``: ``"before-rename"`` or ``"after"``, see tests/reliability/pause.py) until a signal.
+
+    :meth:`wait` blocks until the child says it has stopped there (or has ended); then a signal sent
+    with :meth:`signal` finds it at that point, whatever the machine's speed.
+    """
+
+    def __init__(self, args: list[str], env_dir: Path, pattern: str, n: int, where: str = "after"):
+        cmd = [sys.executable, "-m", "tests.reliability.pause", pattern, str(n), where, "--", *args]
+        self.proc = _popen(cmd, env_dir, stdout=subprocess.DEVNULL)  # stderr is read line by line
+        self.lines: list[str] = []
+
+    def wait(self) -> bool:
+        """True once the child is paused; False if it ended without reaching the point."""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # ends at EOF: the child has exited
+            self.lines.append(line)
+            if line.startswith(MARK):
+                return True
+        return False
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the exit (read to the end of stderr); (return code, all of stderr)."""
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()  # through the same buffer as :meth:`wait`: nothing is skipped
+        self.proc.wait()
+        self.proc.stderr.close()
+        return self.proc.returncode, "".join(self.lines) + err
 
 
 def model_state(run: Path) -> dict[str, torch.Tensor]:

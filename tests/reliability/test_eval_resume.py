@@ -2,11 +2,7 @@
 batches it wrote and ends with the metrics of an uninterrupted run; --overwrite starts over."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -16,6 +12,7 @@ from probgen.pipelines.evaluate import partial_folder
 from probgen.training.trainers.vae import fit_vae
 from probgen.utils.partial import PartialStore
 from tests.factories import tiny_vae_config
+from tests.reliability.procs import Paused, start
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 _PUT = PartialStore.put
@@ -114,26 +111,24 @@ def test_a_finished_eval_is_not_overwritten_silently(vae_run, cache, tmp_path, c
 @pytest.mark.slow  # two process starts and two reference runs: ~1 min each on a shared 2-core machine
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_eval_process_resumes(vae_run, cache, tmp_path, sig):
-    """A real process killed (SIGKILL) or interrupted (Ctrl-C) mid-run, then the same command again."""
+    """A real process killed (SIGKILL) or interrupted (Ctrl-C) mid-run, then the same command again.
+
+    The child stops once it has stored its third batch (tests/reliability/pause.py); the signal finds it there."""
     reference = tmp_path / "reference.json"
     assert main(_argv(vae_run, cache, reference, 600)) == 0
     out = tmp_path / "eval.json"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "probgen", *_argv(vae_run, cache, out, 600)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    folder, deadline = partial_folder(out), time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if folder.is_dir() and len(list(folder.glob("generated-*.pt"))) >= 3:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130), err
+    argv = _argv(vae_run, cache, out, 600)
+    child = Paused(argv, tmp_path, "generated-*.pt", 3, "after")  # stops once 3 batches are stored
+    assert child.wait(), child.finish()[1]
+    child.signal(sig)
+    rc, err = child.finish()
+    assert rc == (-9 if sig == signal.SIGKILL else 130), err
+    folder = partial_folder(out)
     stored = len(list(folder.glob("generated-*.pt")))
-    assert 3 <= stored < 60 and not out.exists()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    assert stored == 3 and not out.exists()
+    proc = start(argv, tmp_path)
+    _, err = proc.communicate()  # no time limit of its own: pytest's timeout stops a hang
+    assert proc.returncode == 0, err
     assert _metrics(out) == _metrics(reference)
     assert not folder.exists()
 

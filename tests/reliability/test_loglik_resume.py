@@ -1,14 +1,15 @@
 """`probgen loglik` killed (SIGKILL) and interrupted (Ctrl-C) continues when re-run, and ends with the
-files of an uninterrupted run."""
+files of an uninterrupted run.
+
+The child processes stop at a named batch write (tests/reliability/pause.py) before the test sends
+its signal, so the test does not depend on how fast the machine is."""
 
 import json
-import random
 import signal
-import time
 
 import pytest
 
-from tests.reliability.procs import start
+from tests.reliability.procs import Paused, start
 
 FLAGS = [
     "--num-data", "5", "--points-per-batch", "1", "--method", "elbo,ais", "--chains", "2", "--ais-steps", "80",
@@ -16,21 +17,9 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def _wait_for_batches(proc, folder, count, timeout=120):
-    """Wait until ``folder`` holds ``count`` stored batches; False if the process ended first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if len(list(folder.glob("batch-*.pt"))) >= count:
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    raise TimeoutError(f"no {count} batches in {folder}")
-
-
 def _finish(args, tmp_path):
     proc = start(args, tmp_path)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate()  # no time limit of its own: the test's timeout mark stops a hang
     assert proc.returncode == 0, err
     return err
 
@@ -41,19 +30,22 @@ def test_loglik_continues_after_sigkill_and_ctrl_c(tmp_path, tiny_vae_ckpt):
     ref, out = tmp_path / "ref", tmp_path / "out"
     _finish([*base, str(ref)], tmp_path)
     partial = out / ".partial"
-    proc = start([*base, str(out)], tmp_path)
-    assert _wait_for_batches(proc, partial, 1)
-    time.sleep(random.Random(0).uniform(0.0, 0.3))  # mid-batch or mid-write
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    done = len(list(partial.glob("batch-*.pt")))
-    assert 1 <= done < 5 and not (out / "loglik.json").exists()
-    proc = start([*base, str(out)], tmp_path)
-    assert _wait_for_batches(proc, partial, done + 1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    # SIGKILL while the second batch is written: its temp file is complete, not yet renamed
+    child = Paused([*base, str(out)], tmp_path, "batch-*.pt", 2, "before-rename")
+    assert child.wait(), child.finish()[1]
+    child.signal(signal.SIGKILL)
+    assert child.finish()[0] == -signal.SIGKILL
+    assert [p.name for p in partial.glob("batch-*.pt")] == ["batch-000000000.pt"]
+    assert len(list(partial.glob(".batch-*.tmp"))) == 1  # the torn write, swept by the next run
+    assert not (out / "loglik.json").exists()
+    # Ctrl-C just after the re-run stored its first batch (the third of five)
+    child = Paused([*base, str(out)], tmp_path, "batch-*.pt", 1, "after")
+    assert child.wait(), child.finish()[1]
+    child.signal(signal.SIGINT)
+    rc, err = child.finish()
+    assert rc == 130, err
     assert "same command again" in err.strip().splitlines()[-1]
+    assert len(list(partial.glob("batch-*.pt"))) == 2 and not list(partial.glob(".*.tmp"))
     err = _finish([*base, str(out)], tmp_path)
     assert "already done" in err
     assert (out / "loglik.csv").read_bytes() == (ref / "loglik.csv").read_bytes()
