@@ -25,8 +25,6 @@ from probgen.config.base import DEVICES, RunConfig, check, choice
 from probgen.config.data import DataConfig, DataExtractConfig, DataInfoConfig
 from probgen.config.disentangle import DisentangleConfig, DisentangleTargetConfig
 from probgen.config.eval import EvalCommandConfig, EvalTargetConfig, MetricsConfig
-from probgen.config.eval import EvalConfig as EvalConfig  # the names before the rename
-from probgen.config.eval import EvaluateConfig as EvaluateConfig
 from probgen.config.fields import (
     Leaf,
     flag,

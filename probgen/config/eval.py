@@ -6,18 +6,23 @@ from dataclasses import dataclass, field
 
 from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
 
+#: Resize modes (described in probgen/metrics/images.py).
+RESIZE_CHOICES = ("legacy-tf", "clean", "pil-bicubic", "legacy-pytorch", "bilinear-antialias")
+METRICS = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "realism", "memorization")
+
 
 @dataclass
 class MetricsConfig:
     """How samples are scored: feature network, metrics, sample counts and the reference split."""
 
     features: str = _help(
-        "inception (FID/IS/KID; needs local weights) or domain (FD-<dataset> from a classifier trained on the data)",
+        "inception (FID/IS/KID; needs local weights), dinov2 (FD_DINOv2/KD_DINOv2 on DINOv2 ViT-L/14 CLS "
+        "features; needs local weights) or domain (FD-<dataset> from a classifier trained on the data)",
         default="domain",
     )
     metrics: tuple[str, ...] = _help(
-        "any of fid, kid, is, precision, recall, density, coverage "
-        "(default: fid,kid,is with inception; fid,kid with domain features)",
+        "any of fid, kid, is, precision, recall, density, coverage, realism, memorization "
+        "(default: fid,kid,is with inception; fid,kid with dinov2 or domain features)",
         default=(),
     )
     num_samples: int = _help("number of generated images scored", default=1000)
@@ -27,9 +32,19 @@ class MetricsConfig:
         "torch-fidelity Inception weights file (else $PROBGEN_INCEPTION_WEIGHTS, else the torch hub cache)",
         default=None,
     )
-    antialias: bool = _help(
-        "resize to 299 with antialiasing (default: off, the TF-compatible resize of published FIDs)", default=False
+    dinov2_weights: str | None = _help(
+        "official DINOv2 checkpoint dinov2_vitl14_pretrain.pth "
+        "(else $PROBGEN_DINOV2_WEIGHTS, else the torch hub cache)",
+        default=None,
     )
+    resize: str | None = _help(
+        "how images reach the network's input size: legacy-tf (TF1 bilinear of published FIDs), clean (PIL bicubic, "
+        "antialiased, float; clean-fid), pil-bicubic (the same, rounded to uint8; dgm-eval), legacy-pytorch, "
+        "bilinear-antialias (default: legacy-tf for inception, pil-bicubic for dinov2; domain features take none)",
+        default=None,
+        choices=RESIZE_CHOICES,
+    )
+    antialias: bool = _help("deprecated: the same as --resize bilinear-antialias", default=False)
     feature_batch_size: int = _help("images per batch through the feature network", default=100)
     kid_subsets: int = _help("number of random subsets KID averages over", default=100)
     kid_subset_size: int | None = _help("images per KID subset (default: min(1000, N/2))", default=None)
@@ -50,9 +65,9 @@ class MetricsConfig:
     fid_infinity_points: int = _help("subset sizes (20%% to 100%% of N) behind FID-infinity's fit", default=15)
 
     def __post_init__(self) -> None:
-        _choice(self.features, "features", ("inception", "domain"))
+        _choice(self.features, "features", ("inception", "dinov2", "domain"))
         for m in self.metrics:
-            _choice(m, "metrics", ("fid", "kid", "is", "precision", "recall", "density", "coverage"))
+            _choice(m, "metrics", METRICS)
         _check(len(set(self.metrics)) == len(self.metrics), "metrics", f"repeated metric in {self.metrics}")
         _check(
             self.features == "inception" or "is" not in self.metrics,
@@ -70,9 +85,25 @@ class MetricsConfig:
         _check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
         _check(self.nearest_k >= 1, "nearest_k", f"must be >= 1, got {self.nearest_k}")
         _check(self.bootstrap == 0 or self.bootstrap >= 10, "bootstrap", f"must be 0 or >= 10, got {self.bootstrap}")
+        if self.antialias:  # the flag before --resize: mapped, so that old commands and configs keep their meaning
+            _check(
+                self.resize in (None, "bilinear-antialias"),
+                "antialias",
+                f"is the old name of --resize bilinear-antialias; it contradicts --resize {self.resize}",
+            )
+            self.resize = "bilinear-antialias"
+        if self.resize is not None:
+            _choice(self.resize, "resize", RESIZE_CHOICES)
+            _check(self.features != "domain", "resize", "domain features take images at their native size")
         p = self.fid_infinity_points
         _check(p >= 2, "fid_infinity_points", f"must be >= 2, got {p}")
         _check(not self.fid_infinity or "fid" in self.metric_names(), "fid_infinity", "needs fid in --metrics")
+
+    def resize_mode(self) -> str:
+        """The resize in use: ``--resize``, else the feature network's default (domain features: none)."""
+        if self.resize is not None:
+            return self.resize
+        return {"inception": "legacy-tf", "dinov2": "pil-bicubic"}.get(self.features, "none")
 
     def metric_names(self) -> tuple[str, ...]:
         """The metrics to compute: ``--metrics``, else all that apply to the feature network."""
@@ -103,9 +134,3 @@ class EvalCommandConfig:
 
     eval: MetricsConfig = field(default_factory=MetricsConfig)
     target: EvalTargetConfig = field(default_factory=EvalTargetConfig)
-
-
-# The names before the rename (issue 14: EvalConfig / EvaluateConfig / EvalTargetConfig read alike):
-# kept so that user scripts written against them still run; not in any __all__.
-EvalConfig = MetricsConfig
-EvaluateConfig = EvalCommandConfig

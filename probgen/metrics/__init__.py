@@ -1,8 +1,9 @@
-"""probgen.metrics: the evaluation harness (feature extractors, FID / IS / KID / PRDC, FID-infinity,
-bootstrap intervals, domain features) and the disentanglement metrics. Metrics never import models.
+"""probgen.metrics: the evaluation harness (feature extractors: Inception, DINOv2, domain networks; FID /
+IS / KID / PRDC, FD_DINOv2, FID-infinity, bootstrap intervals, resize modes, per-sample realism,
+memorisation) and the disentanglement metrics. Metrics never import models.
 
-Names load lazily. ``fid_infinity`` is a module whose function has the same name
-(``probgen.metrics.fid_infinity.fid_infinity``), as with ``torch.fft.fft``.
+Names load lazily. ``fid_infinity`` and ``memorization`` are modules whose functions have the same
+names (``probgen.metrics.fid_infinity.fid_infinity``), as with ``torch.fft.fft``.
 """
 
 from probgen.utils.lazy import lazy_exports
@@ -14,6 +15,13 @@ _EXPORTS = {
     "inception_score": "scores",
     "prdc": "prdc",
     "prdc_points": "prdc",
+    "realism": "prdc",
+    "memorization": "memorization",
+    "DINOv2Features": "dinov2",
+    "load_dinov2": "dinov2",
+    "find_dinov2_weights": "dinov2",
+    "resize_images": "images",
+    "write_sample_report": "sample_report",
     "expected_coverage": "prdc",
     "fid_infinity": "fid_infinity",
     "bootstrap_fd": "bootstrap",

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from probgen.errors import UserError
-from probgen.metrics.images import RESIZE_MODES, to_rgb
+from probgen.metrics.images import RESIZE_MODES, describe_resize, resize_images, to_rgb
 from probgen.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -50,9 +50,36 @@ class FeatureNet(nn.Module):
         raise NotImplementedError
 
 
-def hub_weights_path() -> Path:
-    """Where torch-fidelity's download would have cached the Inception weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+def hub_weights_path(filename: str = INCEPTION_FILE) -> Path:
+    """Where a download by ``torch.hub.load_state_dict_from_url`` would have cached ``filename``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def find_weights(path: str | os.PathLike[str] | None, flag: str, env: str, filename: str, url: str, what: str) -> Path:
+    """A local weights file: ``path`` (from ``flag``), else ``$env``, else ``filename`` in the torch hub cache.
+
+    Raises:
+        UserError: the named file does not exist, or no file was found (the message names ``what``, its
+            ``url`` and where to put it).
+    """
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise UserError(f"{flag}: no such file: {p}")
+        return p
+    value = os.environ.get(env)
+    if value:
+        p = Path(value).expanduser()
+        if not p.is_file():
+            raise UserError(f"${env} names a missing file: {p}")
+        return p
+    hub = hub_weights_path(filename)
+    if hub.is_file():
+        return hub
+    raise UserError(
+        f"{what} not found (probgen never downloads): fetch {url} on a machine with internet and put it at "
+        f"{hub}, or pass {flag} FILE, or set ${env}; or use --features domain"
+    )
 
 
 def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
@@ -61,25 +88,7 @@ def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
     Raises:
         UserError: the named file does not exist, or no file was found (the message says where to put it).
     """
-    if path:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise UserError(f"--inception-weights: no such file: {p}")
-        return p
-    env = os.environ.get(ENV_WEIGHTS)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise UserError(f"${ENV_WEIGHTS} names a missing file: {p}")
-        return p
-    hub = hub_weights_path()
-    if hub.is_file():
-        return hub
-    raise UserError(
-        f"Inception weights not found (probgen never downloads): fetch {INCEPTION_URL} on a machine with "
-        f"internet and put it at {hub}, or pass --inception-weights FILE, or set ${ENV_WEIGHTS}; "
-        "or use --features domain"
-    )
+    return find_weights(path, "--inception-weights", ENV_WEIGHTS, INCEPTION_FILE, INCEPTION_URL, "Inception weights")
 
 
 def _random_inception_state() -> dict[str, torch.Tensor]:
@@ -111,42 +120,68 @@ class InceptionFeatures(FeatureNet):
 
     Args:
         weights: a weights file, or None for random weights (``random_weights=True`` only).
-        antialias: resize to 299 with antialiasing; default False is torch-fidelity's TF1-compatible
-            bilinear resize, the one behind published FIDs.
+        resize: how images reach 299 x 299 (:data:`probgen.metrics.images.RESIZE_MODES`); the default
+            ``legacy-tf`` is torch-fidelity's TF1-compatible bilinear resize, the one behind published FIDs.
     """
 
-    def __init__(self, weights: Path | None, antialias: bool = False, random_weights: bool = False):
+    size = 299
+
+    def __init__(self, weights: Path | None, resize: str = "legacy-tf", random_weights: bool = False):
         super().__init__()
         if weights is None and not random_weights:
             raise ValueError("pass a weights file, or random_weights=True")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         state = _random_inception_state() if weights is None else _read_state(weights)
         from torchmetrics.image.fid import NoTrainInceptionV3  # a slow import: only once the weights are good
 
         buf = io.BytesIO()
         torch.save(state, buf)  # only tensors: torch-fidelity's unrestricted torch.load of it is safe
         buf.seek(0)
-        self.net = NoTrainInceptionV3(INCEPTION_NAME, ["2048"], feature_extractor_weights_path=buf, antialias=antialias)
+        self.net = NoTrainInceptionV3(INCEPTION_NAME, ["2048"], feature_extractor_weights_path=buf, antialias=False)
         # channels-last convolutions are faster on CPU and GPU (docs/benchmarks.md); features change by
         # ~1e-7 relative (another summation order), far below any FID digit that is reported
         self.net.to(memory_format=torch.channels_last)
         self.name = INCEPTION_NAME
         self.num_features = 2048
-        self.resize = RESIZE_MODES[antialias]
+        self.resize_mode = resize
+        self.resize = describe_resize(resize, self.size)
         self.fingerprint = f"{weights.name}:{weights.stat().st_size}" if weights is not None else "random-init"
         self.info = {"weights": str(weights) if weights is not None else "random (architecture only)"}
 
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """torch-fidelity's forward after its resize, on float pixels (N, 3, 299, 299) in [0, 255] -> (N, 2048).
+
+        torchmetrics' forward takes only uint8 and resizes inside; the modes that keep float pixels
+        (``clean``, ``legacy-pytorch``) enter here (the same layers, in the same order; tested equal).
+        """
+        n = self.net
+        x = (x - 128) / 128
+        for layer in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.MaxPool_1, n.Conv2d_3b_1x1):
+            x = layer(x)
+        for layer in (n.Conv2d_4a_3x3, n.MaxPool_2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b):
+            x = layer(x)
+        for layer in (n.Mixed_6c, n.Mixed_6d, n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, n.AvgPool):
+            x = layer(x)
+        return torch.flatten(x, 1)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.net(to_rgb(images))  # (N, 2048), resized to 299 inside
+        rgb = to_rgb(images)
+        if self.resize_mode == "legacy-tf":
+            feats = self.net(rgb)  # (N, 2048), resized to 299 inside, as torch-fidelity does
+        else:
+            x = resize_images(rgb, self.size, self.resize_mode)  # (N, 3, 299, 299) float pixels
+            feats = self._trunk(x.contiguous(memory_format=torch.channels_last))
         logits = feats @ self.net.fc.weight.T  # (N, 1008): torch-fidelity's "logits_unbiased"
         return feats, logits
 
 
 def load_inception(
-    weights: str | os.PathLike[str] | None = None, antialias: bool = False, random_weights: bool = False
+    weights: str | os.PathLike[str] | None = None, resize: str = "legacy-tf", random_weights: bool = False
 ) -> InceptionFeatures:
     """Inception from a local file (see :func:`find_inception_weights`), or random weights if asked."""
     path = None if random_weights and not weights else find_inception_weights(weights)
-    return InceptionFeatures(path, antialias=antialias, random_weights=random_weights)
+    return InceptionFeatures(path, resize=resize, random_weights=random_weights)
 
 
 def state_fingerprint(module: nn.Module) -> str:

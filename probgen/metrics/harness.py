@@ -24,7 +24,8 @@ from probgen.metrics.domain import load_or_train_domain_net
 from probgen.metrics.features import FeatureNet, Sampler, batches_of, extract, extract_resumable, load_inception
 from probgen.metrics.fid_infinity import fid_infinity
 from probgen.metrics.images import to_uint8
-from probgen.metrics.prdc import PRDC_METRICS, knn_radii, prdc_points
+from probgen.metrics.memorization import memorization
+from probgen.metrics.prdc import PRDC_METRICS, knn_radii, prdc_points, realism
 
 if TYPE_CHECKING:
     from probgen.utils.partial import PartialStore
@@ -35,9 +36,13 @@ log = logging.getLogger("probgen")
 def build_feature_net(
     data: ImageData, cfg: MetricsConfig, device: torch.device, show_progress: bool = True
 ) -> FeatureNet:
-    """Inception (from local weights) or the dataset's domain network (cached or trained now)."""
+    """Inception or DINOv2 (from local weights), or the dataset's domain network (cached or trained now)."""
     if cfg.features == "inception":
-        return load_inception(cfg.inception_weights, antialias=cfg.antialias).to(device).eval()
+        return load_inception(cfg.inception_weights, resize=cfg.resize_mode()).to(device).eval()
+    if cfg.features == "dinov2":
+        from probgen.metrics.dinov2 import load_dinov2  # imports timm: only when asked for
+
+        return load_dinov2(cfg.dinov2_weights, resize=cfg.resize_mode()).to(device).eval()
     return load_or_train_domain_net(data, cfg.domain_steps, cache_dir(cfg), device, show_progress)
 
 
@@ -46,10 +51,15 @@ def cache_dir(cfg: MetricsConfig) -> Path:
 
 
 def metric_labels(net: FeatureNet, dataset: str) -> dict[str, str]:
-    """Names under which results are reported: FID/KID/IS for Inception, FD-<dataset>/KD-<dataset> else."""
-    manifold = {m: m for m in PRDC_METRICS}  # named alike on any features; each entry names the network
+    """Names under which results are reported: FID/KID/IS for Inception, FD_DINOv2/KD_DINOv2 for DINOv2
+    ViT-L/14, FD-<dataset>/KD-<dataset> else."""
+    # named alike on any features; each entry names the network
+    manifold = {m: m for m in (*PRDC_METRICS, "realism", "memorization")}
     if net.name.startswith("inception"):
         return {"fid": "FID", "kid": "KID", "is": "IS", **manifold}
+    if net.name.startswith("dinov2"):
+        tag = "DINOv2" if net.name == "dinov2-vitl14" else net.name  # FD_DINOv2 means ViT-L/14 only
+        return {"fid": f"FD_{tag}", "kid": f"KD_{tag}", **manifold}
     return {"fid": f"FD-{dataset}", "kid": f"KD-{dataset}", **manifold}
 
 
@@ -85,25 +95,32 @@ class Harness:
             if m not in self.labels:
                 raise UserError(f"--metrics: {m} is not defined for {self.net.name} features")
         t0 = time.perf_counter()
-        self.real_features = self._reference_features()  # (N_real, D) on device
+        self.real_features, self.real_indices = self.split_features(cfg.ref_split)  # (N_real, D) on device
         self.real_seconds = time.perf_counter() - t0
         self._real_radii: torch.Tensor | None = None  # k-NN radii of the real features, once needed
+        #: per generated sample, after :meth:`evaluate`: realism, PRDC membership, nearest training image
+        self.per_sample: dict[str, torch.Tensor] = {}
+        self.train_indices: torch.Tensor | None = None  # rows of the train split behind nn_train_index
 
     # --- real images -----------------------------------------------------------------------------
 
-    def _reference_features(self) -> torch.Tensor:
+    def split_features(self, split_name: str, flag: str = "--ref-split") -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (n, D) of ``cfg.num_real`` (default ``num_samples``) images of a split, on the device,
+        and their indices (n,) into the split: a seeded random subset, sorted; cached on disk."""
         cfg, data = self.cfg, self.data
-        split = data.split(cfg.ref_split)
+        split = data.split(split_name)
         wanted = cfg.num_real or cfg.num_samples
         n = min(wanted, len(split))
         if n < 2:
-            raise UserError(f"--ref-split: split {cfg.ref_split!r} of {data.name} has {len(split)} images; need >= 2")
+            raise UserError(f"{flag}: split {split_name!r} of {data.name} has {len(split)} images; need >= 2")
         if n < wanted:
-            log.warning("eval: split %r has only %d images; using all of them as the reference", cfg.ref_split, n)
+            log.warning("eval: split %r has only %d images; using all of them", split_name, n)
+        idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.eval_seed))[:n]
+        idx, _ = idx.sort()  # contiguous reads
         key = {
             "dataset": data.name,
             "data_source": data.source,
-            "split": cfg.ref_split,
+            "split": split_name,
             "data_fingerprint": data_fingerprint(split.images),
             "image_shape": list(data.image_shape),
             "feature_network": self.net.name,
@@ -115,25 +132,25 @@ class Harness:
         }
         h = data.image_shape[1]
         tag = self.net.resize.split()[0]
-        name = f"{data.name}-{cfg.ref_split}-{self.net.name}-{h}px-{tag}-n{n}-{key_hash(key)}.pt"
+        name = f"{data.name}-{split_name}-{self.net.name}-{h}px-{tag}-n{n}-{key_hash(key)}.pt"
         path = cache_dir(cfg) / "refstats" / name
         entry = load_entry(path, key)
         if entry is not None:
-            log.info("eval: cached reference features %s", path)
-            return entry["features"].to(self.device)
-        idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(cfg.eval_seed))[:n]
-        idx, _ = idx.sort()  # contiguous reads
+            log.info("eval: cached reference features (%s split) %s", split_name, path)
+            return entry["features"].to(self.device), idx
         images = split.images[idx]
         bs = cfg.feature_batch_size
+        desc = f"real features ({split_name})"
         if self.store is None:
-            feats, _ = extract(self.net, batches_of(images, bs), n, self.device, "real features", self.show_progress)
+            feats, _ = extract(self.net, batches_of(images, bs), n, self.device, desc, self.show_progress)
         else:
+            prefix = "real" if split_name == cfg.ref_split else f"real-{split_name}"
             feats, _ = extract_resumable(
-                self.net, lambda i, b: images[i : i + b], n, bs, self.device, self.store, "real",
-                desc="real features", show_progress=self.show_progress,
+                self.net, lambda i, b: images[i : i + b], n, bs, self.device, self.store, prefix,
+                desc=desc, show_progress=self.show_progress,
             )  # fmt: skip
         save_entry(path, key, features=feats.cpu())
-        return feats
+        return feats, idx
 
     # --- generated images ------------------------------------------------------------------------
 
@@ -158,6 +175,28 @@ class Harness:
             )  # fmt: skip
         batches = (draw(min(bs, n - i)) for i in range(0, n, bs))
         return extract(self.net, batches, n, self.device, "generated features", self.show_progress)
+
+    def redraw(self, sampler: Sampler, indices: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        """The generated images (len(indices), C, H, W) uint8 that :meth:`evaluate` scored at ``indices``.
+
+        The sampler is replayed from the evaluation's seed, batch by batch, up to the last index wanted
+        (sampling only, no feature network), so nothing had to be kept in memory while scoring.
+        """
+        n = num_samples or self.cfg.num_samples
+        bs = self.cfg.feature_batch_size
+        idx = indices.to("cpu", torch.long)
+        if len(idx) == 0:
+            return torch.empty(0, *self.data.image_shape, dtype=torch.uint8)
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval_seed)
+        out: list[torch.Tensor] = []
+        last = int(idx.max())
+        start = 0
+        while start <= last:
+            size = min(bs, n - start)
+            with torch.no_grad():
+                out.append(to_uint8(sampler(size, gen)).cpu())
+            start += size
+        return torch.cat(out)[idx]
 
     def evaluate(
         self, sampler: Sampler, num_samples: int | None = None, store: PartialStore | None = None
@@ -202,9 +241,14 @@ class Harness:
             gen_only = {k: v for k, v in common.items() if k not in ("num_real", "ref_split")}
             out[self.labels["is"]] = {"mean": mean, "std": std, "splits": cfg.is_splits, **gen_only}
         wanted = [m for m in PRDC_METRICS if m in names]
+        self.per_sample = {}
         if wanted:
             for m, entry in self._manifold(real, fake, wanted).items():
                 out[self.labels[m]] = {**entry, **common}
+        if "realism" in names:
+            out[self.labels["realism"]] = {**self._realism(real, fake), **common}
+        if "memorization" in names:
+            out[self.labels["memorization"]] = {**self._memorization(fake), **common}
         total = time.perf_counter() - t0
         return {
             "dataset": self.data.name,
@@ -251,6 +295,7 @@ class Harness:
         if self._real_radii is None:
             self._real_radii = knn_radii(real, k)
         points = prdc_points(real, fake, k, real_radii=self._real_radii)
+        self.per_sample.update({m: points[m] for m in ("precision", "density") if m in wanted})
         out = {}
         for m in wanted:
             value = float(points[m].double().mean())
@@ -262,6 +307,34 @@ class Harness:
                 entry.update(self._interval(reps, value), ci95_resamples="scored points, balls fixed")
             out[m] = entry
         return out
+
+    def _realism(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
+        k = self.cfg.nearest_k
+        if len(real) <= k:
+            raise UserError(f"--nearest-k: {k} neighbours need more than {k} real images")
+        if self._real_radii is None:
+            self._real_radii = knn_radii(real, k)
+        r = realism(real, fake, k, real_radii=self._real_radii)
+        self.per_sample["realism"] = r
+        return {
+            "value": float(r.median()),
+            "statistic": "median over samples of the per-sample realism score (Kynkäänniemi et al. 2019)",
+            "fraction_at_least_1": float((r >= 1).double().mean()),
+            "k": k,
+        }
+
+    def _memorization(self, fake: torch.Tensor) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.ref_split == "train":
+            train, self.train_indices = self.real_features, self.real_indices
+        else:
+            train, self.train_indices = self.split_features("train", "--metrics memorization")
+        if "test" not in self.data.splits:
+            raise UserError(f"--metrics memorization: {self.data.name} has no test split to compare with")
+        test, _ = self.split_features("test", "--metrics memorization")
+        summary, points = memorization(fake, train, test, cfg.bootstrap, seed=cfg.eval_seed)
+        self.per_sample.update(points)
+        return {**summary, "method": "test-vs-train nearest-neighbour gap (Meehan et al. 2020; see docs)"}
 
     def primary_value(self, result: dict[str, Any]) -> float:
         """The number early stopping watches: FID / FD (lower is better)."""

@@ -5,6 +5,8 @@
   ball's radius the distance to the point's k-th nearest neighbour in its own set (itself excluded).
   Precision is the fraction of generated points inside the real manifold; recall the fraction of real
   points inside the generated manifold.
+- Realism (Kynkäänniemi et al. 2019, Sec. 5): a per-sample score, the largest ratio of a real
+  ball's radius to the sample's distance from its centre (>= 1 inside the real manifold).
 - Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative
   Models"): density counts how many real balls contain each generated point, divided by k and
   averaged (about 1 when both sets come from one distribution, above 1 when samples crowd the modes);
@@ -142,3 +144,31 @@ def expected_coverage(num_real: int, num_fake: int, k: int = DEFAULT_K) -> float
     for i in range(1, k + 1):
         p *= (num_real - i) / (num_real + num_fake - i)
     return 1.0 - p
+
+
+def realism(
+    real: torch.Tensor, fake: torch.Tensor, k: int = DEFAULT_K, real_radii: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample realism scores (M,) of ``fake`` (M, D) against ``real`` (N, D), float64.
+
+    Kynkäänniemi et al. 2019, Sec. 5: ``R(g) = max_i r_i / ||g - x_i||`` over the real points x_i whose
+    k-NN radius r_i is at most the median radius (the paper discards the half of the balls with the
+    largest radii, which outliers inflate). R >= 1 exactly when g lies inside one of the kept balls;
+    larger is more realistic. A copy of a kept real point scores ~1e7 or more (``inf`` at distance 0).
+
+    Args:
+        real_radii: :func:`knn_radii` of ``real`` with this ``k``, if already computed.
+    """
+    x, y = _check(real, "real", k), _check(fake, "fake", 0)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    y = y.to(x.device)
+    radii = knn_radii(x, k) if real_radii is None else real_radii.to(x.device, torch.float64)
+    keep = radii <= radii.median()
+    x, radii = x[keep], radii[keep]
+    y_sq = (y * y).sum(1)
+    best = torch.zeros(len(y), dtype=torch.float64, device=x.device)
+    for rows in _chunks(len(x), len(y)):
+        d = _sq_dists(x[rows], y, y_sq).sqrt_()  # (R real, M fake)
+        best = torch.maximum(best, (radii[rows, None] / d).amax(0))  # r / 0 = inf: a copy of a real point
+    return best

@@ -20,8 +20,10 @@ from typing import Any
 from probgen.config import DataConfig, EvalCommandConfig, from_dict, to_dict
 from probgen.data import load_dataset
 from probgen.errors import UserError
+from probgen.metrics.dinov2 import find_dinov2_weights
 from probgen.metrics.features import find_inception_weights
 from probgen.metrics.harness import Harness
+from probgen.metrics.sample_report import write_sample_report
 from probgen.pipelines.sample import load_sampler
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_json
@@ -63,6 +65,8 @@ def evaluate_checkpoint(cfg: EvalCommandConfig) -> tuple[dict[str, Any], Path]:
         raise UserError(f"--out: {out} exists; pass --overwrite to replace it or --out to write elsewhere")
     if cfg.eval.features == "inception":
         find_inception_weights(cfg.eval.inception_weights)  # fail in a second, not after loading the data
+    elif cfg.eval.features == "dinov2":
+        find_dinov2_weights(cfg.eval.dinov2_weights)
     device = resolve_device(t.device)
     sampler, ckpt = load_sampler(t.ckpt, device)
     data_cfg = from_dict(DataConfig, ckpt["config"]["data"])
@@ -75,6 +79,14 @@ def evaluate_checkpoint(cfg: EvalCommandConfig) -> tuple[dict[str, Any], Path]:
     data = load_dataset(data_cfg)
     harness = Harness(data, cfg.eval, device, show_progress=t.progress, store=store)
     result = harness.evaluate(sampler, store=store)
+    files = write_sample_report(
+        out.parent,
+        harness.per_sample,
+        redraw=lambda idx: harness.redraw(sampler, idx),
+        train_images=lambda rows: data.split("train").images[rows],
+        train_indices=harness.train_indices,
+        prefix="" if out.name == "eval.json" else f"{out.stem}_",  # files of other --out names do not collide
+    )
     generator = None
     if ckpt["kind"] == "gan":
         generator = "ema" if "ema" in ckpt["state"] else "generator"
@@ -85,6 +97,7 @@ def evaluate_checkpoint(cfg: EvalCommandConfig) -> tuple[dict[str, Any], Path]:
         "step": ckpt.get("step"),
         "epoch": ckpt.get("epoch"),
         **result,
+        "files": [p.name for p in files],
         "eval_config": to_dict(cfg.eval),
         "environment": environment_info(device),
     }
@@ -100,6 +113,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         value = f"{m['value']:.4g}" if "value" in m else f"{m['mean']:.4g} +- {m['std']:.2g}"
         if "ci95" in m:
             value += f" (95% CI {m['ci95'][0]:.4g} to {m['ci95'][1]:.4g})"
+        if "copying" in m:
+            value += (
+                f", {m['fraction_closer_than_test']:.3g} of samples closer to a training image than any test image "
+                f"(test images: {m['fraction_closer_than_test_baseline']:.3g}){'; COPYING' if m['copying'] else ''}"
+            )
         ref = f" vs {m['num_real']} real ({m['ref_split']} split)" if "num_real" in m else ""
         lines.append(f"{name} {value}  [{m['num_generated']} generated{ref}; {m['feature_network']}; {m['resize']}]")
     return lines

@@ -61,7 +61,7 @@ def test_inception_from_a_local_file_matches_torchmetrics(tmp_path):
     state = features._random_inception_state()
     path = tmp_path / INCEPTION_FILE
     torch.save(state, path)
-    ours = load_inception(path, antialias=False)
+    ours = load_inception(path)
     ref = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path), antialias=False)
     gray = torch.randint(0, 256, (1, 1, 16, 16), dtype=torch.uint8)
     with torch.inference_mode():
@@ -71,5 +71,22 @@ def test_inception_from_a_local_file_matches_torchmetrics(tmp_path):
     assert f.abs().max() > 0.01  # random He-init weights: activations of O(1), not vanishing
     assert torch.allclose(f, f_ref, rtol=1e-5, atol=1e-5 * f_ref.abs().max())  # channels-last: other sum order
     assert torch.allclose(logits, f_ref @ state["fc.weight"].T, rtol=1e-4, atol=1e-4 * logits.abs().max())
-    assert ours.name == "inception-v3-compat" and "antialias=False" in ours.resize
+    assert ours.name == "inception-v3-compat" and ours.resize.startswith("legacy-tf 299")
     assert ours.fingerprint == f"{INCEPTION_FILE}:{path.stat().st_size}"
+
+
+def test_float_resize_modes_enter_the_same_network(tmp_path):
+    """The float path (clean, legacy-pytorch, ...) runs torch-fidelity's layers after its resize: at 299 px,
+    where every resize is the identity, it gives the uint8 path's features; below, the modes differ."""
+    torch.manual_seed(0)
+    net = load_inception(random_weights=True, resize="clean")
+    legacy = load_inception(random_weights=True, resize="legacy-tf")
+    legacy.load_state_dict(net.state_dict())
+    big = torch.randint(0, 256, (1, 3, 299, 299), dtype=torch.uint8)
+    small = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = net(big)[0], legacy(big)[0]
+        c, d = net(small)[0], legacy(small)[0]
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max())
+    assert (c - d).abs().max() > 1e-3 * d.abs().max()
+    assert net.resize.startswith("clean 299: PIL bicubic")

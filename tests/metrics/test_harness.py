@@ -8,6 +8,7 @@ from probgen.data import ImageData, Split, load_dataset
 from probgen.errors import UserError
 from probgen.metrics.domain import _targets
 from probgen.metrics.harness import Harness
+from probgen.metrics.prdc import realism
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,8 @@ def cache(tmp_path_factory):
 
 
 def _cfg(cache, **kw):
-    return MetricsConfig(num_samples=200, domain_steps=40, cache_dir=str(cache), feature_batch_size=64, **kw)
+    kw = {"num_samples": 200, "feature_batch_size": 64, **kw}
+    return MetricsConfig(domain_steps=40, cache_dir=str(cache), **kw)
 
 
 def _from(images):
@@ -135,3 +137,40 @@ def test_intervals_can_be_switched_off(sprites, cache):
 def test_bad_metric_options_name_the_flag(kw, needle):
     with pytest.raises(UserError, match=needle):
         MetricsConfig(**kw)
+
+
+class _Pixels(torch.nn.Module):
+    """Pixel features (a 'feature network' that needs no training): images (N, 1, 32, 32) -> (N, 64) by 4x4 pooling."""
+
+    name, num_features, resize, fingerprint, info = "pixels", 64, "none", "pixels-v1", {}
+
+    def forward(self, images):
+        return torch.nn.functional.avg_pool2d(images.float() / 255, 4).flatten(1), None
+
+
+def test_memorization_flags_a_model_that_returns_training_images(sprites, cache):
+    cfg = _cfg(cache, num_samples=100, num_real=300, metrics=("fid", "memorization", "realism"), bootstrap=50)
+    h = Harness(sprites, cfg, torch.device("cpu"), net=_Pixels(), show_progress=False)
+    train = sprites.splits["train"].images
+    copies = h.evaluate(_from(train[h.real_indices]))  # training images the memorisation test compares with
+    unseen = torch.ones(len(train), dtype=torch.bool)
+    unseen[h.real_indices] = False
+    fresh = h.evaluate(_from(train[unseen]))  # other images of the same distribution
+    mc, mf = copies["metrics"]["memorization"], fresh["metrics"]["memorization"]
+    assert mc["copying"] and mc["value"] > 0.9 and mc["fraction_closer_than_test"] > 0.9
+    assert not mf["copying"] and mf["ci95"][0] < 0.5 < mf["ci95"][1]
+    base = mf["fraction_closer_than_test_baseline"]  # the test images' own fraction (0.65 here: small, discrete data)
+    assert abs(mf["fraction_closer_than_test"] - base) < 0.1 and mc["fraction_closer_than_test"] > base + 0.2
+    assert mc["num_train"] == 300 and mc["num_test"] == 120 and mc["feature_network"] == "pixels"
+    assert set(h.per_sample) == {"realism", "nn_train_distance", "nn_train_index", "closer_than_test"}
+
+
+def test_redraw_gives_the_scored_images(sprites, cache):
+    cfg = _cfg(cache, num_samples=150, metrics=("fid", "realism"), feature_batch_size=64)
+    h = Harness(sprites, cfg, torch.device("cpu"), net=_Pixels(), show_progress=False)
+    sampler = _from(sprites.splits["test"].images)
+    h.evaluate(sampler)
+    idx = torch.tensor([149, 0, 70])
+    images = h.redraw(sampler, idx)
+    realism_again = realism(h.real_features, _Pixels()(images)[0], cfg.nearest_k)
+    assert torch.allclose(realism_again, h.per_sample["realism"][idx])

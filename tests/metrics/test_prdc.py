@@ -109,3 +109,21 @@ def test_bad_input():
         prdc(_gauss(5, 2, 0), _gauss(10, 2, 1), k=5)
     with pytest.raises(ValueError, match="dimensions differ"):
         prdc(_gauss(10, 2, 0), _gauss(10, 3, 1), k=3)
+
+
+def test_realism_is_at_least_one_exactly_inside_a_kept_ball():
+    from probgen.metrics.prdc import knn_radii, realism
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    fake = torch.randn(300, 4, generator=g, dtype=torch.float64) * 1.5
+    r = realism(real, fake, k=3)
+    radii = knn_radii(real, 3)
+    keep = radii <= radii.median()
+    inside = (torch.cdist(fake, real[keep]) <= radii[keep][None, :]).any(1)
+    assert torch.equal(r >= 1, inside)
+    brute = (radii[keep][None, :] / torch.cdist(fake, real[keep])).amax(1)
+    assert torch.allclose(r, brute, rtol=1e-9)
+    assert (realism(real, real[keep][:5], k=3) > 1e6).all()  # copies of kept real points: distance ~0
+    far = realism(real, real[:10] + 100.0, k=3)
+    assert (far < 0.01).all()

@@ -82,3 +82,50 @@ def test_help(argv, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "usage" in text and ("--g-norm" in text or "--features" in text)
+
+
+def _per_sample_argv(ckpt, tmp_path, extra=()):
+    return ["eval", "--ckpt", str(ckpt), "--num-samples", "40", "--num-real", "60", "--domain-steps", "5",
+            "--metrics", "fid,realism,memorization", "--nearest-k", "3", "--bootstrap", "20",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "eval.json"), "--no-progress",
+            *extra]  # fmt: skip
+
+
+def test_eval_per_sample_scores_and_memorization_on_a_vae(vae_run, tmp_path, capsys):
+    assert main(_per_sample_argv(vae_run, tmp_path)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mem = next(line for line in lines if line.startswith("memorization"))
+    assert "closer to a training image than any test image" in mem and "95% CI" in mem
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    m = saved["metrics"]["memorization"]
+    assert 0 <= m["value"] <= 1 and m["num_test"] > 0 and isinstance(m["copying"], bool)
+    assert saved["metrics"]["realism"]["k"] == 3
+    assert saved["files"] == ["samples_scores.csv", "best_samples.png", "worst_samples.png", "nearest_train.png"]
+    rows = (tmp_path / "samples_scores.csv").read_text().splitlines()
+    assert rows[0] == "sample,realism,nn_train_distance,nn_train_index,closer_than_test" and len(rows) == 41
+    for name in saved["files"][1:]:
+        assert (tmp_path / name).stat().st_size > 100
+
+
+def test_eval_per_sample_scores_on_a_gan(tmp_path_factory, tmp_path):
+    from probgen.pipelines.fit_gan import fit_gan
+    from tests.factories import tiny_gan_config
+
+    run = fit_gan(tiny_gan_config(tmp_path_factory.mktemp("gan") / "run", tmp_path / "cache", max_steps=2))
+    assert main(_per_sample_argv(run, tmp_path)) == 0
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["kind"] == "gan" and "memorization" in saved["metrics"] and "realism" in saved["metrics"]
+    assert (tmp_path / "best_samples.png").exists() and (tmp_path / "nearest_train.png").exists()
+
+
+def test_antialias_is_the_old_name_of_a_resize_mode():
+    from probgen.config import MetricsConfig
+    from probgen.errors import UserError
+
+    assert MetricsConfig(features="inception", antialias=True).resize_mode() == "bilinear-antialias"
+    assert MetricsConfig(features="inception").resize_mode() == "legacy-tf"
+    assert MetricsConfig(features="dinov2").resize_mode() == "pil-bicubic"
+    with pytest.raises(UserError, match="contradicts --resize clean"):
+        MetricsConfig(features="inception", antialias=True, resize="clean")
+    with pytest.raises(UserError, match="native size"):
+        MetricsConfig(resize="clean")
