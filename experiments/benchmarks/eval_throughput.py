@@ -17,6 +17,10 @@ medians over rounds. CPU always (unless ``--skip-cpu`` on a GPU machine); the GP
 
     python experiments/benchmarks/eval_throughput.py [--num-images 64] [--batch-size 32] [--rounds 3]
 
+With timm installed, DINOv2 ViT-L/14 (FD_DINOv2's network; random weights unless ``--dinov2-weights``
+or the usual places hold the official file) is timed through the same harness pass on the same images,
+against Inception's harness pass, alternating (``dinov2 vs inception`` is the ratio of images/s).
+
 The last line is ``vs_torchmetrics: X.XX``: harness images/s over torchmetrics' images/s for Inception
 on the GPU when there is one, else on the CPU. Goal: >= 1.00 (the harness is not slower).
 """
@@ -108,7 +112,7 @@ def bench_device(
     ratios = {}
 
     torch.manual_seed(0)
-    ours = load_inception(weights, antialias=False, random_weights=weights is None).to(device).eval()
+    ours = load_inception(weights, random_weights=weights is None).to(device).eval()
     path = weights
     if path is None:  # torchmetrics reads weights only from a file: give it the same random ones
         path = tmp / "random-inception.pth"
@@ -126,6 +130,9 @@ def bench_device(
         args.rounds,
         device,
     )
+
+    if args.dinov2_images:
+        ratios["dinov2_vs_inception"] = bench_dinov2(ours, images, device, args)
 
     dn = args.domain_images if device.type == "cpu" else args.gpu_num_images
     dimages = data.split("train").images[:dn]
@@ -146,6 +153,42 @@ def bench_device(
     return ratios
 
 
+def bench_dinov2(inception: FeatureNet, images: torch.Tensor, device: torch.device, args: argparse.Namespace) -> float:
+    """DINOv2 ViT-L/14 (224 px, pil-bicubic) against Inception (299 px, legacy-tf), both through the harness pass."""
+    try:
+        from probgen.metrics.dinov2 import find_dinov2_weights, load_dinov2
+
+        try:
+            weights = find_dinov2_weights(args.dinov2_weights)
+        except UserError:
+            weights = None
+        torch.manual_seed(0)
+        dino = load_dinov2(weights, random_weights=weights is None).to(device).eval()
+    except UserError as exc:  # timm missing
+        print(f"dinov2: skipped ({exc})")
+        return float("nan")
+    n = args.dinov2_images if device.type == "cpu" else args.gpu_num_images
+    b = args.dinov2_batch_size if device.type == "cpu" else args.gpu_batch_size
+    sub = images[:n]
+    harness_pass(dino, sub[:b], b, device)  # warm-up
+    times: dict[str, list[float]] = {"dinov2": [], "inception": []}
+    nets = {"dinov2": dino, "inception": inception}
+    for r in range(args.rounds):
+        for side in ("dinov2", "inception") if r % 2 == 0 else ("inception", "dinov2"):
+            _sync(device)
+            t0 = time.perf_counter()
+            harness_pass(nets[side], sub, b, device)
+            _sync(device)
+            times[side].append(time.perf_counter() - t0)
+    rate = {side: n / statistics.median(ts) for side, ts in times.items()}
+    label = "file" if weights is not None else "random weights"
+    print(
+        f"{'dinov2 vit-l/14 (' + label + ')':<28s} {device.type:<4s} harness {rate['dinov2']:9.1f} img/s   "
+        f"inception {rate['inception']:9.1f} img/s   dinov2 vs inception {rate['dinov2'] / rate['inception']:.2f}"
+    )
+    return rate["dinov2"] / rate["inception"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-images", type=int, default=64, help="images per timed pass through Inception on CPU")
@@ -158,6 +201,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per side, Inception")
     ap.add_argument("--domain-rounds", type=int, default=9, help="timed rounds per side, domain network")
     ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--dinov2-weights", default=None)
+    ap.add_argument("--dinov2-images", type=int, default=16, help="images per timed pass, DINOv2 on CPU (0: skip)")
+    ap.add_argument("--dinov2-batch-size", type=int, default=8)
     ap.add_argument("--skip-cpu", action="store_true", help="with a GPU, time the GPU only (the GPU suite's budget)")
     args = ap.parse_args()
 

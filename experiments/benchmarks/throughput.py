@@ -340,7 +340,7 @@ def fid_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any
     except UserError:
         weights = None  # random weights of the same architecture: the speed is the same
     torch.manual_seed(0)
-    ours = load_inception(weights, antialias=False, random_weights=weights is None).to(device).eval()
+    ours = load_inception(weights, random_weights=weights is None).to(device).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = weights or Path(tmp) / "random-inception.pth"
         if weights is None:
