@@ -108,7 +108,7 @@ def test_eval_per_sample_scores_and_memorization_on_a_vae(vae_run, tmp_path, cap
 
 
 def test_eval_per_sample_scores_on_a_gan(tmp_path_factory, tmp_path):
-    from probgen.pipelines.fit_gan import fit_gan
+    from probgen.training.trainers.gan import fit_gan
     from tests.factories import tiny_gan_config
 
     run = fit_gan(tiny_gan_config(tmp_path_factory.mktemp("gan") / "run", tmp_path / "cache", max_steps=2))
