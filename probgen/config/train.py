@@ -33,6 +33,12 @@ class TrainConfig:
     device: str = device_field()
     checkpoint_every: int = _help("write checkpoint.pt every N steps (and at the end)", default=1000)
     sample_epochs: tuple[int, ...] = _help("epochs that also get samples_epoch_K.png", default=(1,))
+    recon_accuracy_steps: int = _help(
+        "N > 0: after training, the dataset's domain classifier (trained N steps on the training images, "
+        "cached) classifies the test reconstructions; metrics.json gets each generative factor's accuracy "
+        "(dSprites: shape, scale, orientation, x, y). 0: off",
+        default=0,
+    )
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -40,6 +46,7 @@ class TrainConfig:
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
         _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        _check(self.recon_accuracy_steps >= 0, "recon_accuracy_steps", f"must be >= 0, got {self.recon_accuracy_steps}")
         _check(self.beta > 0, "beta", f"must be > 0 (Pyro's poutine.scale needs a positive scale), got {self.beta}")
         _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
         _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")

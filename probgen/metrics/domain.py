@@ -15,6 +15,7 @@ shares one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from probgen.data import ImageData, Split
 from probgen.errors import UserError
 from probgen.metrics.cache import data_fingerprint, key_hash
 from probgen.metrics.features import FeatureNet, state_fingerprint
+from probgen.metrics.images import to_uint8
 from probgen.utils.progress import progress
 
 log = logging.getLogger("probgen")
@@ -210,3 +212,47 @@ def load_or_train_domain_net(
     net.fingerprint = state_fingerprint(net)
     net.info = {**net.info, "cache_file": str(path), "fingerprint": net.fingerprint}
     return net.to(device, memory_format=torch.channels_last).eval()  # faster convolutions, as for Inception
+
+
+@torch.inference_mode()
+def reconstruction_accuracy(
+    net: DomainNet,
+    data: ImageData,
+    reconstruct: Callable[[torch.Tensor, slice], torch.Tensor],
+    device: torch.device,
+    split: str = "test",
+    batch_size: int = 500,
+) -> dict[str, Any] | None:
+    """How well reconstructions keep each generative factor: the fraction of ``split``'s images whose
+    reconstruction the domain classifier ``net`` assigns the image's true class, per factor (dSprites:
+    shape, scale, orientation, x, y), next to the same fraction on the images themselves (what the
+    classifier can do at best).
+
+    ``reconstruct(x, rows)``: reconstructions in [0, 1] of images ``x`` in [0, 1] (N, C, H, W) on
+    ``device``, which are the split's images ``rows`` (a slice). None when the split is absent or
+    empty, or the dataset has no generative factors.
+    """
+    if split not in data.splits or len(data.splits[split]) == 0:
+        return None
+    s = data.splits[split]
+    kind, heads, targets = _targets(data, s)
+    if kind != "factors" or targets is None:
+        return None
+    recon_hits = torch.zeros(len(heads), dtype=torch.long)
+    real_hits = torch.zeros(len(heads), dtype=torch.long)
+    for i in range(0, len(s), batch_size):
+        rows = slice(i, i + batch_size)
+        x = s.images[rows].to(device)
+        y = targets[rows].to(device)
+        recon = to_uint8(reconstruct(x.float() / 255.0, rows))
+        for hits, images in ((recon_hits, recon), (real_hits, x)):
+            logits = net.classify(images)
+            hits += torch.stack([(lg.argmax(1) == y[:, j]).sum() for j, lg in enumerate(logits.values())]).cpu()
+    n = len(s)
+    return {
+        "split": split,
+        "num_images": n,
+        "classifier": {"steps": net.info.get("steps"), "cache_file": net.info.get("cache_file")},
+        "reconstructions": {name: int(h) / n for name, h in zip(heads, recon_hits)},
+        "images": {name: int(h) / n for name, h in zip(heads, real_hits)},
+    }

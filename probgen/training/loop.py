@@ -60,7 +60,16 @@ log = logging.getLogger("probgen")
 
 # Train-config fields a resumed run may change; everything else must match the stored run.
 RESUMABLE_FIELDS: dict[str, tuple[str, ...]] = {
-    "train": ("epochs", "max_steps", "lr", "checkpoint_every", "sample_epochs", "device", "eval_batch_size"),
+    "train": (
+        "epochs",
+        "max_steps",
+        "lr",
+        "checkpoint_every",
+        "sample_epochs",
+        "device",
+        "eval_batch_size",
+        "recon_accuracy_steps",
+    ),
     "run": ("progress", "out", "resume", "overwrite", "tensorboard", "bookkeeping_every"),
     "perf": tuple(f.name for f in dataclasses.fields(PerfConfig)),
 }

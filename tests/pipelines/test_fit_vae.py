@@ -117,3 +117,16 @@ def test_max_steps_0_on_resume_lifts_an_earlier_limit(tmp_path):
     fit_vae(cfg)
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["step"] == 18 and ckpt["epoch"] == 2
+
+
+def test_recon_accuracy_steps_adds_the_factor_accuracy_of_test_reconstructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBGEN_CACHE", str(tmp_path / "cache"))  # the domain network is cached there
+    run = fit_vae(tiny_vae_config(tmp_path / "run", max_steps=3, recon_accuracy_steps=5))
+    metrics = json.loads((run / "metrics.json").read_text())
+    acc = metrics["reconstruction_accuracy"]
+    assert acc["num_images"] == metrics["num_test"] and acc["classifier"]["steps"] == 5
+    assert "shape" in acc["reconstructions"] and acc["reconstructions"].keys() == acc["images"].keys()
+    assert all(0 <= v <= 1 for v in [*acc["reconstructions"].values(), *acc["images"].values()])
+    assert list((tmp_path / "cache" / "domain").glob("dsprites-*.pt"))
+    plain = json.loads((fit_vae(tiny_vae_config(tmp_path / "off", max_steps=1)) / "metrics.json").read_text())
+    assert "reconstruction_accuracy" not in plain  # off by default: no classifier is trained

@@ -26,6 +26,8 @@ from probgen.data import to_unit
 from probgen.errors import UserError
 from probgen.inference.svi.schedules import beta_at
 from probgen.inference.svi.step import svi_step
+from probgen.metrics.cache import default_cache_dir
+from probgen.metrics.domain import load_or_train_domain_net, reconstruction_accuracy
 from probgen.models.vae import VAE, build_vae, load_vae, resolve_likelihood
 from probgen.plots import save_grid
 from probgen.training.ddp import distributed_loss, sync_batchnorm
@@ -102,6 +104,11 @@ class VAETrainer(Trainer):
         return build_vae(self.cfg, self.data.image_shape)
 
     def build(self) -> None:
+        if self.cfg.train.recon_accuracy_steps and ("test" not in self.data.splits or not self.data.factor_names):
+            raise UserError(
+                f"--recon-accuracy-steps: {self.data.name} has no generative factors with a test split to "
+                "classify (dSprites has)"
+            )
         self.vae = self.build_model().to(self.device)
         if self.dist.enabled:
             self.vae = sync_batchnorm(self.vae, self.device)
@@ -196,7 +203,30 @@ class VAETrainer(Trainer):
         }
 
     def metrics_extra(self) -> dict[str, Any]:
-        return {"likelihood": self.cfg.model.likelihood, "objective": self.objective.state(self.step)}
+        extra = {"likelihood": self.cfg.model.likelihood, "objective": self.objective.state(self.step)}
+        acc = self.reconstruction_accuracy()
+        return extra if acc is None else {**extra, "reconstruction_accuracy": acc}
+
+    def reconstruction_accuracy(self) -> dict[str, Any] | None:
+        """``--recon-accuracy-steps``: the domain classifier's verdict on the test reconstructions, per
+        generative factor (:func:`probgen.metrics.domain.reconstruction_accuracy`); None when off."""
+        steps = self.cfg.train.recon_accuracy_steps
+        if not steps:
+            return None
+        net = load_or_train_domain_net(self.data, steps, default_cache_dir(), self.device, self.cfg.run.progress)
+        labels = self.test_labels
+
+        def reconstruct(x: torch.Tensor, rows: slice) -> torch.Tensor:
+            return self.reconstruct(x, None if labels is None else labels[rows].to(self.device))
+
+        acc = reconstruction_accuracy(net, self.data, reconstruct, self.device)
+        if acc is not None:
+            got, best = acc["reconstructions"], acc["images"]
+            log.info(
+                "test reconstructions classified by the domain net: %s",
+                ", ".join(f"{k} {got[k]:.1%} (images {best[k]:.1%})" for k in got),
+            )
+        return acc
 
     # --- figures --------------------------------------------------------------------------------
 
