@@ -56,6 +56,9 @@ def test_eval_defaults_to_eval_json_next_to_the_checkpoint(vae_run, tmp_path):
     [
         (["--features", "inception"], "Inception weights not found"),
         (["--features", "inception", "--inception-weights", "nope.pth"], "--inception-weights: no such file"),
+        (["--features", "dinov2"], "DINOv2 vitl14 weights not found"),
+        (["--resize", "clean"], "--resize"),
+        (["--features", "inception", "--resize", "bicubic"], "--resize"),
         (["--metrics", "is"], "--metrics"),
         (["--metrics", "fid,bogus"], "--metrics"),
         (["--num-samples", "1"], "--num-samples"),
@@ -64,6 +67,7 @@ def test_eval_defaults_to_eval_json_next_to_the_checkpoint(vae_run, tmp_path):
 def test_eval_user_errors_are_one_line(vae_run, tmp_path, monkeypatch, capsys, extra, needle):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     monkeypatch.delenv("PROBGEN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.delenv("PROBGEN_DINOV2_WEIGHTS", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["eval", "--ckpt", str(vae_run), "--out", str(tmp_path / "e.json"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
