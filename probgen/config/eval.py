@@ -44,7 +44,9 @@ class MetricsConfig:
         default=None,
         choices=RESIZE_CHOICES,
     )
-    antialias: bool = _help("deprecated: the same as --resize bilinear-antialias", default=False)
+    antialias: bool = _help(
+        "deprecated: the same as --resize bilinear-antialias (ignored by domain features)", default=False
+    )
     feature_batch_size: int = _help("images per batch through the feature network", default=100)
     kid_subsets: int = _help("number of random subsets KID averages over", default=100)
     kid_subset_size: int | None = _help("images per KID subset (default: min(1000, N/2))", default=None)
@@ -85,7 +87,8 @@ class MetricsConfig:
         _check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
         _check(self.nearest_k >= 1, "nearest_k", f"must be >= 1, got {self.nearest_k}")
         _check(self.bootstrap == 0 or self.bootstrap >= 10, "bootstrap", f"must be 0 or >= 10, got {self.bootstrap}")
-        if self.antialias:  # the flag before --resize: mapped, so that old commands and configs keep their meaning
+        if self.antialias and self.features != "domain":  # the flag before --resize, mapped (as before, domain
+            # features, which are never resized, ignore it): old commands and configs keep their meaning
             _check(
                 self.resize in (None, "bilinear-antialias"),
                 "antialias",

@@ -133,3 +133,4 @@ def test_antialias_is_the_old_name_of_a_resize_mode():
         MetricsConfig(features="inception", antialias=True, resize="clean")
     with pytest.raises(UserError, match="native size"):
         MetricsConfig(resize="clean")
+    assert MetricsConfig(antialias=True).resize_mode() == "none"  # domain features: never resized, as before
