@@ -183,8 +183,8 @@ def bench_dinov2(inception: FeatureNet, images: torch.Tensor, device: torch.devi
     rate = {side: n / statistics.median(ts) for side, ts in times.items()}
     label = "file" if weights is not None else "random weights"
     print(
-        f"{'dinov2 vit-l/14 (' + label + ')':<28s} {device.type:<4s} harness {rate['dinov2']:9.1f} img/s   "
-        f"inception {rate['inception']:9.1f} img/s   dinov2 vs inception {rate['dinov2'] / rate['inception']:.2f}"
+        f"{'dinov2 vit-l/14 (' + label + ')':<28s} {device.type:<4s} harness {rate['dinov2']:9.3g} img/s   "
+        f"inception {rate['inception']:9.3g} img/s   dinov2 vs inception {rate['dinov2'] / rate['inception']:.2f}"
     )
     return rate["dinov2"] / rate["inception"]
 
