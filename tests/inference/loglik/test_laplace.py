@@ -215,3 +215,25 @@ def test_a_narrow_peak_inside_a_broad_basin_gets_its_own_component():
     assert (r.per_point["num_modes"] == 2).all(), r.per_point
     err = r.log_px  # exact: log(0.7 + 0.3) = 0
     assert (err.abs() < 3 * r.se + 0.05).all() and r.trusted.all(), (err, r.se, r.flags)
+
+
+def test_laplace_excess_is_zero_when_the_base_is_the_posterior():
+    gauss = _gaussian_mixture_posterior(torch.zeros(1, 10), [0.3], [0.0], n=2)
+    pyro.set_rng_seed(0)
+    r = ais_laplace(gauss, gauss.sample_prior(4), num_chains=8, num_steps=20, leapfrog_steps=3)
+    assert r.per_point["laplace_excess"].abs().max() < 1e-6 and r.trusted.all(), r.per_point["laplace_excess"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation (docs/loglik.md): a spike on a broad basin is its only maximum; from the "
+    "spike's Laplace base the chains never reach the broad 90%: log 0.1 low, excess 0, unflagged",
+)
+def test_a_spike_at_the_centre_of_a_broad_basin_is_estimated_or_flagged():
+    # latent 10: a spike (sd 0.1, 10% of p(x)) at the centre of a broad basin (sd 1, 90%)
+    d = 10
+    target = _gaussian_mixture_posterior(torch.zeros(2, d), [1.0, 0.1], [math.log(0.9), math.log(0.1)], n=2)
+    pyro.set_rng_seed(0)
+    r = ais_laplace(target, target.sample_prior(4), num_chains=8, num_steps=50, leapfrog_steps=5)
+    err = r.log_px  # exact: log(0.9 + 0.1) = 0
+    assert ((err.abs() < 0.5) | ~r.trusted).all(), (err, r.se, r.flags, r.per_point["laplace_excess"])
