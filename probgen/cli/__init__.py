@@ -1,7 +1,7 @@
 """The `probgen` command line: argparse only (argv -> config -> pipeline call -> exit code).
 
 Flags are generated from the dataclass configs in :mod:`probgen.config` (:mod:`probgen.cli.flags`),
-and every command is one row of :data:`probgen.cli.commands.COMMANDS`. A
+and every command is one row of :func:`probgen.cli.commands.all_commands`. A
 :class:`~probgen.errors.UserError` becomes one line on stderr and exit code 2; anything else is a
 bug and keeps its traceback.
 """
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from probgen.cli.commands import COMMANDS, GROUPS
+from probgen.cli.commands import GROUPS, all_commands
 from probgen.cli.flags import (
     Parser,
     add_config_args,
@@ -43,7 +43,7 @@ log = logging.getLogger("probgen")
 
 
 def build_parser(sweep_kind: str | None = None) -> argparse.ArgumentParser:
-    """The `probgen` parser with every command of :data:`~probgen.cli.commands.COMMANDS`.
+    """The `probgen` parser with every command of :func:`~probgen.cli.commands.all_commands`.
 
     ``sweep_kind``: `probgen sweep` takes the flags of that model kind (see :func:`_sweep_kind`).
     """
@@ -52,9 +52,11 @@ def build_parser(sweep_kind: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     groups: dict[str, Any] = {}
-    for cmd in COMMANDS:
+    for cmd in all_commands():
         if cmd.path == ("sweep",) and sweep_kind is not None:
-            cmd = dataclasses.replace(cmd, configs=(sweep_flags(KINDS[sweep_kind].config),))
+            kind = KINDS[sweep_kind]
+            skip = ("resume", "overwrite", *kind.unused_flags)
+            cmd = dataclasses.replace(cmd, configs=(sweep_flags(kind.config),), skip=skip)
         where = sub
         if len(cmd.path) == 2:
             if cmd.path[0] not in groups:

@@ -29,10 +29,10 @@ from probgen.config import (
     ReportConfig,
     SampleConfig,
     SweepConfig,
-    SweepFlags,
+    sweep_flags,
 )
 from probgen.errors import UserError
-from probgen.models.registry import KINDS, model_kind
+from probgen.models.registry import DEFAULT_KIND, KINDS, model_kind
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,9 @@ GROUPS = {
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from probgen.pipelines.fit import fit_function
+    from probgen.pipelines.fit import fit
 
-    kind = model_kind(args._kind)
-    fit_function(kind.name)(config_from_args(kind.config, args))
+    fit(config_from_args(model_kind(args._kind).config, args))
     return 0
 
 
@@ -144,7 +143,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from probgen.training.rundir import default_run_dir
 
     # the grid may be a config file's [grid] table (a dict), so only the kind is validated here
-    kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind
+    kind = config_from_args(SweepConfig, argparse.Namespace(kind=args.kind)).kind or DEFAULT_KIND
     cls = sweep_config_class(kind)
     base = config_from_args(cls, args)
     grid = parse_grid(args.grid, cls)
@@ -183,11 +182,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Command] = [
-    *(
+def fit_commands() -> list[Command]:
+    """`probgen fit <kind>` for every kind registered now (its flags: its config's, less its unused ones)."""
+    return [
         Command(("fit", k.name), k.summary, _fit, (k.config,), k.description, k.unused_flags, True, {"_kind": k.name})
         for k in KINDS.values()
-    ),
+    ]
+
+
+#: every command but `fit <kind>` (:func:`fit_commands`); :func:`all_commands` gives both
+COMMANDS: list[Command] = [
     Command(("sample",), "write a grid of samples from a checkpoint", _sample, (SampleConfig,)),
     Command(
         ("eval",),
@@ -235,12 +239,12 @@ COMMANDS: list[Command] = [
         ("sweep",),
         "train a grid of runs and tabulate them (resumable)",
         _sweep,
-        (SweepFlags,),
+        (sweep_flags(KINDS[DEFAULT_KIND].config),),  # `--kind K` takes K's (probgen.cli.build_parser)
         "Train one run per point of --grid (FIELD=V1,V2 ...; tuple fields V1/V2) over the base "
         "settings given by the other flags or --config (a JSON/TOML file whose [grid] table is the grid). "
         "Writes one run directory per point under --out, sweep.csv, sweep.md and sweep_losses.png. Running "
         "it again skips finished runs and resumes interrupted ones.",
-        skip=("resume", "overwrite"),
+        skip=("resume", "overwrite", *KINDS[DEFAULT_KIND].unused_flags),
         config_file=True,
     ),
     Command(
@@ -273,3 +277,8 @@ COMMANDS: list[Command] = [
         "from disk. report.html (and report.md) are derived output and are replaced on every run.",
     ),
 ]
+
+
+def all_commands() -> list[Command]:
+    """Every command of `probgen`, the fit commands of the kinds registered now first."""
+    return [*fit_commands(), *COMMANDS]

@@ -46,7 +46,7 @@ from probgen.config.models import AEConfig, CVAEConfig, GANConfig, VAEConfig, VA
 from probgen.config.objective import OBJECTIVES, ObjectiveConfig
 from probgen.config.plot import FIGURES, PlotConfig, PlotTargetConfig, SampleConfig
 from probgen.config.report import REPORT_FORMATS, ReportConfig
-from probgen.config.sweep import SweepConfig, SweepFlags, sweep_flags
+from probgen.config.sweep import SweepConfig, sweep_flags
 from probgen.config.train import GANTrainConfig, PerfConfig, TrainConfig
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "RunConfig",
     "SampleConfig",
     "SweepConfig",
-    "SweepFlags",
     "sweep_flags",
     "TrainConfig",
     "VAEConfig",

@@ -127,7 +127,9 @@ def cvae_latent(cvae: CVAE, cfg: FitCVAEConfig) -> LatentModel:
     """Encoder, decoder and reconstructions of a conditional VAE, each given the labels y (N,)."""
     from probgen.models.registry import LatentModel
 
-    return LatentModel(cvae.latent_dim, cvae.encode, cvae.mean_image, cvae.reconstruct, cfg, cvae.num_classes)
+    return LatentModel(
+        cvae.latent_dim, cvae.encode, cvae.mean_image, cvae.reconstruct, cfg, cvae.num_classes, cfg.cvae.label_factor
+    )
 
 
 def split_labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor:

@@ -144,14 +144,10 @@ def load_vae(ckpt: str | Path | dict[str, Any], device: torch.device | str = "cp
 
     Accepts ``vae`` checkpoints and ``vaegan`` ones (whose VAE is used without its discriminator).
     """
-    from probgen.models.registry import load_model
+    from probgen.models.registry import kinds_where, load_model
 
-    m = load_model(ckpt, device, kinds=VAE_KINDS, need="a VAE")
+    m = load_model(ckpt, device, kinds=kinds_where(lambda k: k.plain_vae), need="a VAE")
     return m.model, m.config
-
-
-#: checkpoint kinds whose "model" state is a plain VAE
-VAE_KINDS = ("vae", "vaegan")
 
 
 def vae_latent(vae: VAE, cfg: FitVAEConfig) -> LatentModel:

@@ -24,6 +24,7 @@ from probgen.metrics.dinov2 import find_dinov2_weights
 from probgen.metrics.features import find_inception_weights
 from probgen.metrics.harness import Harness
 from probgen.metrics.sample_report import write_sample_report
+from probgen.models.registry import model_kind
 from probgen.pipelines.sample import load_sampler
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info, write_json
@@ -87,9 +88,8 @@ def evaluate_checkpoint(cfg: EvalCommandConfig) -> tuple[dict[str, Any], Path]:
         train_indices=harness.train_indices,
         prefix="" if out.name == "eval.json" else f"{out.stem}_",  # files of other --out names do not collide
     )
-    generator = None
-    if ckpt["kind"] == "gan":
-        generator = "ema" if "ema" in ckpt["state"] else "generator"
+    sampled_from = model_kind(ckpt["kind"]).sampled_from  # which weights drew the samples (a GAN's EMA copy?)
+    generator = next((w for w in sampled_from if w in ckpt["state"]), None)
     record = {
         "checkpoint": str(ckpt_file),
         "kind": ckpt["kind"],

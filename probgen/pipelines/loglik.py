@@ -54,6 +54,7 @@ from probgen.inference.mcmc.hmc import HMCResult, run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 from probgen.inference.mcmc.reference import run_nuts
 from probgen.models.discretised import discretised_model
+from probgen.models.registry import kinds_where
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, sampling_report
 from probgen.pipelines.loglik_plan import estimate as estimate_time
@@ -266,7 +267,7 @@ def loglik(cfg: LoglikConfig) -> dict[str, Any]:
 
 def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     ckpt_path = Path(cfg.ckpt)
-    ckpt = dist.from_main(lambda: load_checkpoint(ckpt_path, kind="vae"))
+    ckpt = dist.from_main(lambda: load_checkpoint(ckpt_path, kind=kinds_where(lambda k: k.loglik)))
     out = dist.from_main(lambda: _prepare_out(cfg, ckpt_path))
     device = dist.device(resolve_device(cfg.device))
     cfg = cfg.resolved(device.type)  # --budget fills in the sampling settings not given

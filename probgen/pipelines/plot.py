@@ -30,11 +30,10 @@ from probgen.config import FIGURES, PlotConfig
 from probgen.data import ImageData, Split, load_dataset, to_unit
 from probgen.errors import UserError
 from probgen.models.cvae import split_labels
-from probgen.models.registry import load_model
+from probgen.models.registry import kinds_where, load_model
 from probgen.utils.device import resolve_device
 
 log = logging.getLogger("probgen")
-LATENT_KINDS = ("vae", "vaegan", "cvae")  # kinds with an encoder and a prior; an autoencoder has reconstructions only
 
 
 def _labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor | None:
@@ -48,10 +47,12 @@ def _labels(data: ImageData, split: Split, label_factor: str) -> torch.Tensor | 
 class _Figures:
     """One checkpoint, its data split and the figure builders."""
 
-    def __init__(self, ckpt_path: str | Path, cfg: PlotConfig):
+    def __init__(self, ckpt_path: str | Path, cfg: PlotConfig, what: str):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.m = load_model(ckpt_path, self.device, kinds=(*LATENT_KINDS, "ae")).latent()
+        kinds = kinds_where(lambda k: what in k.figures)  # the registry says which kinds draw ``what``
+        self.m = load_model(ckpt_path, self.device, kinds=kinds, need=f"a model with {what} ({', '.join(kinds)})")
+        self.m = self.m.latent()
         data_cfg = self.m.config.data
         if cfg.data_root is not None:
             data_cfg = dataclasses.replace(data_cfg, data_root=cfg.data_root)
@@ -66,13 +67,14 @@ class _Figures:
 
     def _split(self) -> tuple[Split, torch.Tensor | None]:
         split = self.data.split(self.cfg.split)
-        if self.m.kind == "cvae":
-            return split, split_labels(self.data, split, self.m.config.cvae.label_factor)
+        if self.m.label_factor is not None:  # a conditional model: its own labels
+            return split, split_labels(self.data, split, self.m.label_factor)
         return split, _labels(self.data, split, self.cfg.label_factor)
 
     def _need_latent(self, what: str) -> None:
         if self.m.encode is None:
-            raise UserError(f"--ckpt: {what} needs a model with a latent space (vae, vaegan, cvae), not {self.m.kind}")
+            spaces = ", ".join(kinds_where(lambda k: k.latent_space))
+            raise UserError(f"--ckpt: {what} needs a model with a latent space ({spaces}), not {self.m.kind}")
 
     def _label_tensor(self, n: int) -> torch.Tensor | None:
         if self.m.num_classes is None:
@@ -166,7 +168,7 @@ class _Figures:
         cov = torch.einsum("kd,nd,ld->nkl", w, var, w)  # W diag(var) W^T per point
         names_cls: tuple[str, ...] = self.data.class_names if split.labels is not None else ()
         if split.labels is None and y is not None:
-            what = self.m.config.cvae.label_factor if self.m.kind == "cvae" else c.label_factor
+            what = self.m.label_factor or c.label_factor
             names_cls = tuple(f"{what} {k}" for k in range(int(y.max()) + 1))
             title = f"{how}; colour: {what}"
         else:
@@ -202,6 +204,6 @@ def plot_checkpoint(
         raise UserError(f"--out: must be a .png file, got {target}")
     if target.exists() and not overwrite:
         raise UserError(f"--out: {target} exists; pass --overwrite to replace it")
-    path = getattr(_Figures(ckpt, cfg), what)(target)
+    path = getattr(_Figures(ckpt, cfg, what), what)(target)
     log.info("wrote %s", path)
     return path

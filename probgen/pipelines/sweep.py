@@ -36,8 +36,8 @@ from probgen.config import (
 )
 from probgen.config.fields import parse_tuple
 from probgen.errors import UserError
-from probgen.models.registry import KINDS
-from probgen.pipelines.fit import fit_function
+from probgen.models.registry import KINDS, model_kind
+from probgen.pipelines.fit import fit
 from probgen.plots import plot_runs
 from probgen.training.guards import Interrupted
 from probgen.training.rundir import run_state
@@ -52,9 +52,6 @@ def sweep_config_class(kind: str) -> type:
     if kind not in KINDS:
         raise UserError(f"--kind: invalid choice {kind!r} (choose from {', '.join(KINDS)})")
     return KINDS[kind].config
-
-
-_UNCHANGEABLE_SECTIONS_ON_RESUME = ("data", "model", "ae", "cvae", "gan")
 
 
 # --- the grid ---------------------------------------------------------------------------------------
@@ -172,7 +169,7 @@ def _check_sweep_dir(out: Path, kind: str, base: Any, grid: dict[str, list[Any]]
         same_kind = old.get("kind") == kind
         new_base = _comparable(base)
         old_base = old.get("base", {})
-        changed = [s for s in _UNCHANGEABLE_SECTIONS_ON_RESUME if old_base.get(s) != new_base.get(s)]
+        changed = [s for s in model_kind(kind).model_sections if old_base.get(s) != new_base.get(s)]
         if not same_kind or changed:
             what = f"model kind {old.get('kind')!r}" if not same_kind else f"other {', '.join(changed)} settings"
             raise UserError(f"--out: {out} holds a sweep with {what}; use another --out")
@@ -187,7 +184,7 @@ def _run_one(kind: str, cfg: Any, run_dir: Path) -> str:
     started = state == "started"
     run = dataclasses.replace(cfg.run, out=str(run_dir), resume=started, overwrite=False)
     log.info("sweep: %s %s", "resuming" if started else "starting", run_dir.name)
-    fit_function(kind)(dataclasses.replace(cfg, run=run))
+    fit(dataclasses.replace(cfg, run=run))
     return "done"
 
 

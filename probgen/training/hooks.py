@@ -30,25 +30,30 @@ import torch
 from torch import nn
 
 from probgen.data import Split
+from probgen.models.registry import kind_of_config
 
 
 class Hooks:
     """The overridable part of a :class:`~probgen.training.loop.Trainer`; every default is a no-op or the VAE's.
 
-    Class attributes: ``kind`` (the checkpoint kind and run-directory prefix), ``config_cls`` (a
-    dataclass with ``data``, ``train`` and ``run`` sections, optionally ``perf``), ``term_names``
+    Class attributes: ``config_cls`` (the fit config of a registered model kind: a dataclass with
+    ``data``, ``train`` and ``run`` sections, optionally ``perf``; it gives :attr:`kind`), ``term_names``
     (the batch sums ``train_step`` returns), ``resumable`` (fields a resumed run may change, per
     section), ``outputs`` (named in the last log line), ``supports_ddp`` (``train_step`` is correct
     under torchrun: its gradients are all-reduced) and ``step_rows``.
     """
 
-    kind: ClassVar[str]
     config_cls: ClassVar[type]
     term_names: ClassVar[tuple[str, ...]]
     resumable: ClassVar[dict[str, tuple[str, ...]]]
     outputs: ClassVar[tuple[str, ...]] = ("losses.csv", "loss_curves.png", "metrics.json")
     supports_ddp: ClassVar[bool] = False
     step_rows: ClassVar[bool] = False  # losses.csv: one row per step (step, epoch, *term_names), not per epoch
+
+    @property
+    def kind(self) -> str:
+        """The model kind (checkpoint kind, run-directory prefix): the registry's entry for ``config_cls``."""
+        return kind_of_config(self.config_cls).name
 
     # --- set-up ---------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from probgen.data import ImageData, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi.step import hot_loop
+from probgen.models.registry import kind_of_config, model_kind
 from probgen.training.batches import make_batches
 from probgen.training.ddp import global_batch_draw
 from probgen.training.distributed import global_sums, local_sums, make_guard, rank_rng_state, restore_rng
@@ -85,10 +86,11 @@ class Trainer(Hooks):
     resumable = RESUMABLE_FIELDS
 
     def __init__(self, cfg: Any, out: Path, resume: bool, dist: Dist | None = None):
+        model_kind(self.kind).check_unused(cfg)  # the flags its CLI does not show, set through the API
         self.out = out
         self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
         if dist.enabled and not self.supports_ddp:
-            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (DDP is wired for vae, cvae, gan)")
+            raise UserError(f"torchrun: `fit {self.kind}` trains in one process only (its step is not wired for DDP)")
         ckpt = dist.from_main(lambda: load_checkpoint(out / CHECKPOINT, kind=self.kind)) if resume else None
         if ckpt is not None:
             cfg = resume_config(from_dict(self.config_cls, ckpt["config"]), cfg, self.resumable)
@@ -405,7 +407,9 @@ def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
     """Train ``trainer_cls``'s model as configured; returns the run directory."""
     require_tensorboard(cfg.run.tensorboard)  # before anything is created
     with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
-        out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, trainer_cls.kind, cfg.data.dataset))
+        out, resuming = dist.from_main(
+            lambda: prepare_run_dir(cfg.run, kind_of_config(trainer_cls.config_cls).name, cfg.data.dataset)
+        )
         with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():
             trainer = trainer_cls(cfg, out, resuming, dist)
             if not resuming and dist.is_main:

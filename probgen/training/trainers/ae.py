@@ -33,7 +33,6 @@ def _row(nll_sum: float, n: int, pixels: int) -> dict[str, float]:
 
 
 class AETrainer(Trainer):
-    kind = "ae"
     config_cls = FitAEConfig
     term_names = ("loss",)
     outputs = ("reconstructions.png", "samples.png", "loss_curves.png", "metrics.json")

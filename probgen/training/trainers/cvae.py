@@ -23,7 +23,6 @@ from probgen.training.trainers.vae import VAETrainer
 
 
 class CVAETrainer(VAETrainer):
-    kind = "cvae"
     config_cls = FitCVAEConfig
 
     def resolve_config(self, cfg: FitCVAEConfig) -> FitCVAEConfig:  # type: ignore[override]

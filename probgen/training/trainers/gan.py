@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from probgen.config import FitGANConfig, to_dict
-from probgen.errors import UserError
 from probgen.metrics.harness import Harness
 from probgen.models.dcgan import build_gan, generator_sampler, output_range, sample_latent
 from probgen.plots import plot_curves, save_grid
@@ -51,7 +50,6 @@ LOSS_FIELDS = ("loss_d", "loss_g", "d_real", "d_fake")  # d_*: mean D output (pr
 class GANTrainer(Trainer):
     """`fit gan`: one D and one G update per step; batch sums of the losses and of D's mean outputs."""
 
-    kind = "gan"
     config_cls = FitGANConfig
     term_names = LOSS_FIELDS
     resumable = RESUMABLE_FIELDS
@@ -63,8 +61,6 @@ class GANTrainer(Trainer):
 
     def build(self) -> None:
         t, m = self.cfg.train, self.cfg.model
-        if self.perf.cuda_graph:
-            raise UserError("--cuda-graph: only for `fit vae` (not `fit gan`)")
         self.harness: Harness | None = None
         if t.eval_every:  # built first, so that missing weights or data fail before training starts
             self.dist.from_main(self._build_harness)  # rank 0 evaluates (and fails for every rank)
@@ -182,7 +178,7 @@ class GANTrainer(Trainer):
     def _eval_record(self, result: dict[str, Any]) -> dict[str, Any]:
         return {
             "checkpoint": str(self.out / CHECKPOINT),
-            "kind": "gan",
+            "kind": self.kind,
             "generator": "ema" if self.ema is not None else "generator",
             "epoch": self.epoch,
             "step": self.step,

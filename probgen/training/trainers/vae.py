@@ -90,7 +90,6 @@ def _term_row(
 class VAETrainer(Trainer):
     """`fit vae`: SVI on a Pyro VAE with the beta schedule; batch sums are (loss, recon, kl)."""
 
-    kind = "vae"
     config_cls = FitVAEConfig
     term_names: tuple[str, ...] = ("loss", "recon", "kl")
     outputs = ("samples.png", "reconstructions.png", "loss_curves.png", "metrics.json")
@@ -129,8 +128,6 @@ class VAETrainer(Trainer):
         self.loss_fn = self.elbo(self.vae.model, self.vae.guide)
         if self.dist.enabled:  # DDP over Pyro's ELBOModule; gradients equal the single-process ones
             self.loss_fn = distributed_loss(self.elbo, self.vae, self.dist, self.device)
-        if self.perf.cuda_graph and self.kind != "vae":
-            raise UserError(f"--cuda-graph: only for `fit vae` (not `fit {self.kind}`)")
         self.step_fn = make_train_step(self.loss_fn, self.elbo, self.optim, self.perf, self.device, self.dist.enabled)
 
     def _check_objective(self) -> None:
@@ -140,8 +137,7 @@ class VAETrainer(Trainer):
             special = "--elbo iwae"
         else:
             return
-        if self.kind != "vae":
-            raise UserError(f"{special}: only for `fit vae` (not `fit {self.kind}`)")
+        # a kind that does not take them declares so in the registry (ModelKind.unused_flags)
         if self.dist.enabled:  # batch statistics (TC, covariance, |KL - C|) would be per rank slice
             raise UserError(f"{special}: trains in one process only (not under torchrun)")
         if self.perf.cuda_graph:

@@ -22,7 +22,6 @@ from probgen.training.trainers.vae import VAETrainer
 
 
 class VAEGANTrainer(VAETrainer):
-    kind = "vaegan"
     config_cls = FitVAEGANConfig
     term_names = ("loss", "recon", "kl", "g_loss", "d_loss")
     supports_ddp = False  # the discriminator's gradients are not all-reduced
