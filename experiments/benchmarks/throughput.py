@@ -54,10 +54,9 @@ from probgen.data import load_dataset
 from probgen.inference.svi.elbo import make_elbo
 from probgen.inference.svi.step import hot_loop
 from probgen.models.vae import VAE
-from probgen.training.batches import make_batches
+from probgen.training.batches import epoch_permutation, make_batches
 from probgen.training.guards import NonFiniteGuard
 from probgen.training.perf import adam_kwargs, apply_speed_options, make_train_step
-from probgen.training.resume import epoch_permutation
 from probgen.utils.device import resolve_device
 from probgen.utils.io import environment_info
 

@@ -109,6 +109,11 @@ def unpack_bits(packed: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tens
 # --- batch sources -------------------------------------------------------------------------------------
 
 
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of epoch ``epoch``: a function of (seed, epoch) only, so resume can rebuild it."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 def batch_indices(perm: torch.Tensor, batch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """This rank's share of global batch ``batch`` of the epoch permutation ``perm``, shape (B / W,)."""
     local = batch_size // world_size

@@ -36,19 +36,18 @@ import torch
 from torch import nn
 
 from probgen.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from probgen.config import PerfConfig, from_dict, to_dict
+from probgen.config import PerfConfig, from_dict, resume_config, to_dict
 from probgen.data import ImageData, load_dataset
 from probgen.data.transforms import bernoulli_resample
 from probgen.errors import UserError
 from probgen.inference.svi.step import hot_loop
-from probgen.models.registry import kind_of_config, model_kind
-from probgen.training.batches import make_batches
+from probgen.models.registry import KINDS, kind_of_config
+from probgen.training.batches import epoch_permutation, make_batches
 from probgen.training.ddp import global_batch_draw
 from probgen.training.distributed import global_sums, local_sums, make_guard, rank_rng_state, restore_rng
 from probgen.training.guards import GracefulStop, NonFiniteGuard
 from probgen.training.hooks import Hooks
 from probgen.training.perf import apply_speed_options
-from probgen.training.resume import epoch_permutation, resume_config
 from probgen.training.rundir import CHECKPOINT, prepare_run_dir
 from probgen.training.runlog import StepLog, log_to_file
 from probgen.training.tensorboard import TensorBoard, require_tensorboard
@@ -86,7 +85,8 @@ class Trainer(Hooks):
     resumable = RESUMABLE_FIELDS
 
     def __init__(self, cfg: Any, out: Path, resume: bool, dist: Dist | None = None):
-        model_kind(self.kind).check_unused(cfg)  # the flags its CLI does not show, set through the API
+        if self.kind in KINDS:  # (a trainer may name an unregistered kind: tests/training/test_loop.py's toy)
+            KINDS[self.kind].check_unused(cfg)  # the flags its CLI does not show, set through the API
         self.out = out
         self.dist = dist = dist or Dist()  # the torchrun job this process belongs to (or a single process)
         if dist.enabled and not self.supports_ddp:
@@ -407,9 +407,7 @@ def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
     """Train ``trainer_cls``'s model as configured; returns the run directory."""
     require_tensorboard(cfg.run.tensorboard)  # before anything is created
     with distributed_session(resolve_device(cfg.train.device)) as dist:  # a no-op outside torchrun
-        out, resuming = dist.from_main(
-            lambda: prepare_run_dir(cfg.run, kind_of_config(trainer_cls.config_cls).name, cfg.data.dataset)
-        )
+        out, resuming = dist.from_main(lambda: prepare_run_dir(cfg.run, _kind(trainer_cls), cfg.data.dataset))
         with log_to_file(out / "log.txt") if dist.is_main else contextlib.nullcontext():
             trainer = trainer_cls(cfg, out, resuming, dist)
             if not resuming and dist.is_main:
@@ -419,3 +417,9 @@ def fit(trainer_cls: type[Trainer], cfg: Any) -> Path:
             trainer.run()
             log.info("done: %s (%s)", out, ", ".join(trainer.outputs))
     return out
+
+
+def _kind(trainer_cls: type[Trainer]) -> str:
+    """The kind a trainer class trains: its own ``kind`` if it names one, else its config's registry entry."""
+    kind = trainer_cls.kind
+    return kind if isinstance(kind, str) else kind_of_config(trainer_cls.config_cls).name

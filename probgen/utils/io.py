@@ -65,10 +65,6 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write dict rows (keys of the first row are the header), atomically."""
     buf = io.StringIO()

@@ -15,8 +15,8 @@ from torch import nn
 from probgen.checkpoint import load_checkpoint
 from probgen.config import DataConfig, RunConfig, TrainConfig
 from probgen.errors import NumericalError
+from probgen.training.batches import epoch_permutation
 from probgen.training.loop import Trainer
-from probgen.training.resume import epoch_permutation
 from probgen.utils.io import read_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
