@@ -6,6 +6,7 @@ the end of their section, one function each, so parallel additions merge cleanly
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,9 @@ def every_kind_config(kind: str, out: Path) -> Any:
     schedule = {"beta_schedule": "linear", "beta_warmup_steps": 10}  # beta is a function of the resumed step
     train = TrainConfig(epochs=2, batch_size=16, eval_batch_size=64, lr=2e-3, checkpoint_every=7, **schedule)
     common = {"data": data, "model": VAEConfig(conv_channels=(4, 4), hidden_dims=(8,), latent_dim=2), "train": train}
-    if kind == "ae":
-        return FitAEConfig(**common, run=run, ae=AEConfig())
+    if kind == "ae":  # no beta: an autoencoder does not take the beta schedule (ModelKind.unused_flags)
+        plain = dataclasses.replace(train, beta_schedule="constant", beta_warmup_steps=TrainConfig().beta_warmup_steps)
+        return FitAEConfig(**{**common, "train": plain}, run=run, ae=AEConfig())
     if kind == "cvae":
         return FitCVAEConfig(**common, run=run, cvae=CVAEConfig())
     if kind == "vaegan":
