@@ -49,6 +49,8 @@ def folder_kind(folder: Path) -> str:
 def report(cfg: ReportConfig) -> list[Path]:
     """Write the report of ``cfg.path`` (and of each of its runs for a sweep or an experiment, unless
     ``cfg.runs`` is false); returns the pages written, the folder's own first."""
+    if not cfg.path:
+        raise UserError("report: give a run, sweep or experiment directory (probgen report PATH)")
     folder = Path(cfg.path)
     kind = folder_kind(folder)
     markdown = cfg.format == "md"
