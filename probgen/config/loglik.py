@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
+from probgen.errors import UserError
 
 
 @dataclass
@@ -94,6 +95,17 @@ POINTS = ("random", "first")
 #: the seed of ``--points random`` (fixed: every run, whatever its --seed, scores the same points)
 POINTS_SEED = 20130120
 BUDGET_FIELDS = ("chains", "warmup", "samples", "ais_steps", "leapfrog_steps", "iwae_samples")
+#: the explicit run's defaults (when --method, --num-data, --budget or a budget flag is given)
+DEFAULT_NUM_DATA, DEFAULT_BUDGET = 100, "standard"
+
+#: the default run (no --method, --num-data, --budget or budget flag): its time budget in minutes
+#: (--time), the estimators it runs on the deeply scored points (cross-checked against each other
+#: and against IWAE) and the budget they run at
+DEFAULT_MINUTES = 8.0
+DEEP_METHODS = ("appendix-d", "ais-laplace")
+DEEP_BUDGET = "quick"
+#: the default run's cheap phase: IWAE samples per point, per device type
+CHEAP_IWAE_SAMPLES = {"cpu": 100, "cuda": 1000}
 
 
 @dataclass
@@ -102,8 +114,10 @@ class LoglikConfig:
 
     ckpt: str = _help("VAE checkpoint file (or its run directory)", default="", required=True)
     split: str = _help("dataset split to evaluate", default="test")
-    num_data: int = _help(
-        "evaluate N data points of the split (all of them if fewer); --points says which", default=100
+    num_data: int | None = _help(
+        "evaluate N data points of the split (all of them if fewer); --points says which (default: 100 when --method "
+        "or a budget flag is given; else the default run chooses, see --time)",
+        default=None,
     )
     points: str = _help(
         "which --num-data points: random (a fixed random subset of the split, the same for every --seed, in split "
@@ -113,16 +127,24 @@ class LoglikConfig:
     method: str = _help(
         "estimators, comma-separated: elbo, iwae, appendix-d, ais, or all (these four); ais-laplace: AIS from a "
         "Laplace fit of each posterior (--ais-steps and --chains as ais; far lower variance for the same work); "
-        "bdmc: forward and reverse AIS bounds on --num-data points simulated from the model",
-        default="all",
+        "bdmc: forward and reverse AIS bounds on --num-data points simulated from the model (default: the default "
+        "run, see --time; all when --num-data or a budget flag is given)",
+        default=None,
     )
     sampler: str = _help(
         "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
     )
     budget: str = _help(
         "quick, standard or thorough: chooses --chains, --warmup, --samples, --ais-steps and -k for the device "
-        "(CPU or GPU; docs/loglik.md lists them); a flag given explicitly wins",
-        default="standard",
+        "(CPU or GPU; docs/loglik.md lists them); a flag given explicitly wins (default: standard; the default run "
+        "chooses its own, see --time)",
+        default=None,
+    )
+    time: float | None = _help(
+        "minutes the default run may take (no --method, --num-data, --budget or budget flag): the split's mean log "
+        "p(x) with a 95-percent interval, from IWAE on many random points and the trusted estimators on a random "
+        f"subset of them, sized from this device's measured speed (docs/loglik.md) (default: {DEFAULT_MINUTES:g})",
+        default=None,
     )
     chains: int | None = _help(
         "HMC chains per data point, also the number of AIS chains (default: from --budget)", default=None
@@ -184,15 +206,22 @@ class LoglikConfig:
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
 
     def __post_init__(self) -> None:
-        _check(self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
+        _check(self.num_data is None or self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
         if isinstance(self.method, (list, tuple)):  # a list in a config file
             self.method = ",".join(self.method)
-        for m in self.method.replace(" ", "").split(","):
+        for m in ("all" if self.method is None else self.method).replace(" ", "").split(","):
             _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
+        _check(self.time is None or self.time > 0, "time", f"must be > 0 minutes, got {self.time}")
+        if self.time is not None and self.explicit_flags:
+            raise UserError(
+                f"--time sizes the default run; it cannot be combined with {', '.join(self.explicit_flags)}, which "
+                "run exactly what they say"
+            )
         _choice(self.sampler, "sampler", ("hmc", "nuts"))
         _choice(self.points, "points", POINTS)
         _choice(self.ais_mass, "ais_mass", ("unit", "encoder"))
-        _choice(self.budget, "budget", tuple(BUDGETS["cpu"]))
+        _check(self.budget is None or self.budget in BUDGETS["cpu"], "budget",
+               f"invalid choice {self.budget!r} (choose from {', '.join(BUDGETS['cpu'])})")  # fmt: skip
         _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
         _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
         _check(self.samples is None or self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
@@ -216,16 +245,41 @@ class LoglikConfig:
         _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
         check_device(self.device)
 
+    @property
+    def explicit_flags(self) -> tuple[str, ...]:
+        """The flags given that ask for today's explicit run (--method, --num-data, --budget, budget flags)."""
+        names = ("method", "num_data", "budget", *BUDGET_FIELDS)
+        return tuple("--" + k.replace("_", "-") for k in names if getattr(self, k) is not None)
+
+    @property
+    def split_mean(self) -> bool:
+        """Whether this is the default run: the split's mean log p(x) with a 95% interval, sized to --time."""
+        return not self.explicit_flags
+
     def resolved(self, device_type: str) -> LoglikConfig:
         """This config with the settings left unset filled in from ``--budget`` for ``device_type``
-        (``cuda`` or anything else: the CPU table)."""
-        table = BUDGETS["cuda" if device_type == "cuda" else "cpu"][self.budget]
-        return dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k) is None})
+        (``cuda`` or anything else: the CPU table), and ``--method all``, ``--num-data 100`` and
+        ``--budget standard`` where unset (the explicit run's defaults)."""
+        budget = self.budget or DEFAULT_BUDGET
+        table = BUDGETS["cuda" if device_type == "cuda" else "cpu"][budget]
+        filled = {k: v for k, v in table.items() if getattr(self, k) is None}
+        return dataclasses.replace(
+            self,
+            method="all" if self.method is None else self.method,
+            num_data=DEFAULT_NUM_DATA if self.num_data is None else self.num_data,
+            budget=budget,
+            **filled,
+        )
+
+    @property
+    def minutes(self) -> float:
+        """The default run's time budget in minutes (``--time``, else :data:`DEFAULT_MINUTES`)."""
+        return self.time or DEFAULT_MINUTES
 
     @property
     def methods(self) -> tuple[str, ...]:
         """The estimators to run, in report order (each once)."""
-        asked = set(self.method.replace(" ", "").split(","))
+        asked = set(("all" if self.method is None else self.method).replace(" ", "").split(","))
         if "all" in asked:
             asked |= set(ALL_METHODS)
         return tuple(m for m in (*LOGLIK_METHODS, "bdmc") if m in asked)

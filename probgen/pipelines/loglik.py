@@ -35,7 +35,7 @@ import torch
 from probgen.checkpoint import load_checkpoint
 from probgen.config import LoglikConfig, to_dict
 from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
-from probgen.data import load_dataset, to_unit
+from probgen.data import load_dataset
 from probgen.errors import UserError
 from probgen.inference.loglik.bdmc import BDMCResult, bdmc, simulate
 from probgen.inference.loglik.iwae import (
@@ -49,11 +49,9 @@ from probgen.inference.loglik.iwae import (
 from probgen.inference.loglik.laplace import ais_laplace
 from probgen.inference.loglik.laplace_fit import laplace_starts
 from probgen.inference.loglik.trust import cross_check
-from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.mcmc.hmc import HMCResult, run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 from probgen.inference.mcmc.reference import run_nuts
-from probgen.models.discretised import discretised_model
 from probgen.models.registry import kinds_where
 from probgen.models.vae import load_vae
 from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, sampling_report
@@ -62,9 +60,16 @@ from probgen.pipelines.loglik_results import (
     batch_from_dict,
     batch_to_dict,
     cat_results,
-    cat_runs,
     csv_rows,
     summary_table,
+)
+from probgen.pipelines.loglik_stages import (
+    LoglikRun,
+    add_diagnostics,
+    base_report,
+    chain_checks,
+    images,
+    pixel_model,
 )
 from probgen.utils.device import resolve_device
 from probgen.utils.distributed import Dist, distributed_session, shard_range, to_host
@@ -114,33 +119,6 @@ def _settings(cfg: LoglikConfig, ckpt_path: Path) -> dict[str, Any]:
     settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_RESULTS}
     settings["checkpoint"] = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return settings
-
-
-def discretises(cfg: LoglikConfig, vae: Any) -> bool:
-    """Whether the estimators score the 8-bit images under the discretised Gaussian of the VAE's
-    Gaussian likelihood (a probability: bits/dim comparable with the literature, never negative)."""
-    return cfg.discretise and vae.cfg.likelihood != "bernoulli"
-
-
-def pixel_model(cfg: LoglikConfig, vae: Any) -> Any:
-    """The Pyro model whose p(x) is estimated: the VAE's own, or its discretised-Gaussian version."""
-    return discretised_model(vae) if discretises(cfg, vae) else vae.model
-
-
-def _pixel_model_note(cfg: LoglikConfig, vae: Any) -> str:
-    """What log p(x) is, in words, for loglik.json."""
-    if vae.cfg.likelihood == "bernoulli":
-        return "bernoulli: log p(x) is the probability of the binary image (never positive)"
-    if discretises(cfg, vae):
-        return (
-            "discretised-gaussian-256: P(x) of the 8-bit image, each pixel the Gaussian's mass over its bin "
-            "[(k - 1/2)/255, (k + 1/2)/255] (outer bins open); never positive, so bits/dim >= 0, comparable "
-            "with published bits/dim"
-        )
-    return (
-        "gaussian-density: log of the continuous density on [0, 1]^D (--no-discretise); not a probability: "
-        "it can be positive (bits/dim < 0) and is not comparable with published bits/dim"
-    )
 
 
 def _posterior_chains(
@@ -245,8 +223,8 @@ def chosen_points(split_size: int, num_data: int, points: str = "random") -> tor
     return perm[:n].sort().values
 
 
-def _batch_key(first_point: int) -> str:
-    return f"batch-{first_point:09d}"
+def _batch_key(first_point: int, prefix: str = "batch") -> str:
+    return f"{prefix}-{first_point:09d}"
 
 
 def batch_seed(seed: int, first_point: int) -> int:
@@ -257,119 +235,145 @@ def batch_seed(seed: int, first_point: int) -> int:
 def loglik(cfg: LoglikConfig) -> dict[str, Any]:
     """Run the configured estimators on a VAE checkpoint; writes the output directory, returns loglik.json.
 
-    On ranks other than 0 of a torchrun job it returns an empty dict (rank 0 reports).
+    With no --method, --num-data, --budget or budget flag (:attr:`LoglikConfig.split_mean`), the
+    default run: the split's mean log p(x) with a 95% interval, sized to ``--time``
+    (:mod:`probgen.pipelines.loglik_default`). On ranks other than 0 of a torchrun job it returns an
+    empty dict (rank 0 reports).
     """
     if not cfg.ckpt:
         raise UserError("--ckpt: a VAE checkpoint is required")
     with distributed_session(resolve_device(cfg.device)) as dist:  # a no-op outside torchrun
+        if cfg.split_mean:
+            from probgen.pipelines.loglik_default import split_mean_run  # it builds on this module's stages
+
+            return split_mean_run(cfg, dist)
         return _loglik(cfg, dist)
 
 
-def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
+def open_run(cfg: LoglikConfig, dist: Dist) -> LoglikRun:
+    """Load the checkpoint and the split, prepare ``--out`` (refusing to overwrite results silently)."""
+    start = time.perf_counter()
     ckpt_path = Path(cfg.ckpt)
     ckpt = dist.from_main(lambda: load_checkpoint(ckpt_path, kind=kinds_where(lambda k: k.loglik)))
     out = dist.from_main(lambda: _prepare_out(cfg, ckpt_path))
     device = dist.device(resolve_device(cfg.device))
-    cfg = cfg.resolved(device.type)  # --budget fills in the sampling settings not given
     pyro.set_rng_seed(cfg.seed)
     vae, fit_cfg = load_vae(ckpt, device)
     vae.requires_grad_(False)  # gradients w.r.t. z only
     data_cfg = fit_cfg.data if cfg.data_root is None else dataclasses.replace(fit_cfg.data, data_root=cfg.data_root)
     data = load_dataset(data_cfg)
     split = data.split(cfg.split)
-    index = chosen_points(len(split), cfg.num_data, cfg.points)  # into the split, in split order
-    n = index.numel()
-    if n == 0:
+    if len(split) == 0:
         raise UserError(f"--split: the {cfg.split!r} split of {data.name!r} is empty")
-    if n < cfg.num_data:
-        log.warning("the %s split has only %d images; evaluating all of them", cfg.split, n)
     if vae.cfg.likelihood == "bernoulli" and not data.binary:
         log.warning("Bernoulli likelihood on non-binary pixels: log p(x) is not a proper density of these images")
-    if cfg.sampler == "nuts" and "appendix-d" in cfg.methods and n > NUTS_POINTS_WARN:
-        log.warning("--sampler nuts runs one data point at a time: %d points will be slow", n)
-    log.info("loglik of %s on %d %s images of %s (%s) on %s", ckpt_path, n, cfg.split, data.name, data.source, device)
+    return LoglikRun(ckpt_path, out, device, vae, data, split, dist, start)
 
-    start = time.perf_counter()
-    parts: dict[str, list[LoglikResult]] = {}
-    runs: list[HMCResult] = []
+
+def run_batches(
+    run: LoglikRun,
+    cfg: LoglikConfig,
+    index: torch.Tensor,
+    store: PartialStore,
+    prefix: str = "batch",
+    desc: str = "data batches",
+    estimate: dict[str, Any] | None = None,
+) -> tuple[dict[str, list[LoglikResult]], list[HMCResult]] | None:
+    """Stage 1: the estimators of ``cfg`` on the points ``index``, in batches of --points-per-batch.
+
+    Each batch has its own seed and is stored in ``store`` under ``<prefix>-<first point>`` as it
+    finishes; stored batches are read back, not recomputed. Under torchrun the batches are shared out
+    and rank 0 gathers them (other ranks get None). Ctrl-C keeps the finished batches (:class:`Interrupted`).
+    """
+    dist, n = run.dist, index.numel()
     batches = range(0, n, cfg.points_per_batch)
     mine = shard_range(len(batches), dist.rank, dist.world_size)
     batches = batches[mine.start : mine.stop]  # this rank's batches (all of them in a single process)
+    kept = set(store.keys())
+    todo = [lo for lo in batches if _batch_key(lo, prefix) not in kept]
+    parts: dict[str, list[LoglikResult]] = {}
+    runs: list[HMCResult] = []
+    finished = 0
+    try:
+        with progress(total=len(batches), desc=desc, enabled=cfg.progress and dist.is_main) as bar:
+            for lo in batches:
+                stored = store.get(_batch_key(lo, prefix))
+                if stored is not None:
+                    res, hmc = batch_from_dict(stored)
+                else:
+                    pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
+                    x = images(run, index[lo : lo + cfg.points_per_batch])
+                    first = estimate is not None and lo == todo[0] and cfg.sampler == "hmc"
+                    timing = {"seconds_per_grad": estimate["seconds_per_gradient"]} if first else {}
+                    res, hmc = _run_batch(cfg, run.vae, x, **timing)
+                    if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
+                        store.put(_batch_key(lo, prefix), batch_to_dict(res, hmc))
+                for m, r in res.items():
+                    parts.setdefault(m, []).append(r)
+                if hmc is not None:
+                    runs.append(hmc)
+                finished += 1
+                bar.update()
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted after {finished} of {len(batches)} batches; they are kept in {run.out / PARTIAL}: "
+            "run the same command again to continue"
+        ) from None
+    if dist.enabled:  # rank 0 collects every rank's per-point results, in the order of the points
+        gathered = dist.gather_to_main(to_host((parts, runs)))
+        if gathered is None:
+            return None
+        parts, runs = {}, []
+        for rank_parts, rank_runs in gathered:
+            for m, rs in rank_parts.items():
+                parts.setdefault(m, []).extend(rs)
+            runs.extend(rank_runs)
+    return parts, runs
+
+
+def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
+    run = open_run(cfg, dist)
+    ckpt_path, out, device, vae, split = run.ckpt_path, run.out, run.device, run.vae, run.split
+    cfg = cfg.resolved(device.type)  # --budget fills in the sampling settings not given
+    index = chosen_points(len(split), cfg.num_data, cfg.points)  # into the split, in split order
+    n = index.numel()
+    if n < cfg.num_data:
+        log.warning("the %s split has only %d images; evaluating all of them", cfg.split, n)
+    if cfg.sampler == "nuts" and "appendix-d" in cfg.methods and n > NUTS_POINTS_WARN:
+        log.warning("--sampler nuts runs one data point at a time: %d points will be slow", n)
+    log.info("loglik of %s on %d %s images of %s (%s) on %s", ckpt_path, n, cfg.split, run.data.name,
+             run.data.source, device)  # fmt: skip
+
+    start = time.perf_counter()
     settings = _settings(cfg, ckpt_path)
     store = dist.from_main(lambda: PartialStore.open(out / PARTIAL, settings, overwrite=cfg.overwrite))
+    batches = range(0, n, cfg.points_per_batch)
+    mine = shard_range(len(batches), dist.rank, dist.world_size)
+    batches = batches[mine.start : mine.stop]
     kept = set(store.keys())
     todo = [lo for lo in batches if _batch_key(lo) not in kept]
     if len(todo) < len(batches):
         log.info("continuing %s: %d of %d batches were already done", out, len(batches) - len(todo), len(batches))
     estimate = None
     if todo and dist.is_main:  # time a few decoder gradients on the first batch to do, then extrapolate
-        x = to_unit(split.images[index[todo[0] : todo[0] + cfg.points_per_batch]]).to(device)
+        x = images(run, index[todo[0] : todo[0] + cfg.points_per_batch])
         points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
         seconds, line, per_grad = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
         estimate = {"seconds": seconds, "points": points, "line": line, "seconds_per_gradient": per_grad}
         log.info("%s", line)
-    finished = 0
-    try:
-        with progress(total=len(batches), desc="data batches", enabled=cfg.progress and dist.is_main) as bar:
-            for lo in batches:
-                stored = store.get(_batch_key(lo))
-                if stored is not None:
-                    res, run = batch_from_dict(stored)
-                else:
-                    pyro.set_rng_seed(batch_seed(cfg.seed, lo))  # the same numbers with any number of ranks
-                    x = to_unit(split.images[index[lo : lo + cfg.points_per_batch]]).to(device)
-                    first = estimate is not None and lo == todo[0] and cfg.sampler == "hmc"
-                    timing = {"seconds_per_grad": estimate["seconds_per_gradient"]} if first else {}
-                    res, run = _run_batch(cfg, vae, x, **timing)
-                    if dist.is_main:  # only rank 0 writes under --out (other nodes may not share it)
-                        store.put(_batch_key(lo), batch_to_dict(res, run))
-                for m, r in res.items():
-                    parts.setdefault(m, []).append(r)
-                if run is not None:
-                    runs.append(run)
-                finished += 1
-                bar.update()
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted after {finished} of {len(batches)} batches; they are kept in {out / PARTIAL}: "
-            "run the same command again to continue"
-        ) from None
-    if dist.enabled:  # rank 0 collects every rank's per-point results, in the order of the points
-        gathered = dist.gather_to_main(to_host((parts, runs)))
-        if gathered is None:
-            return {}
-        parts, runs = {}, []
-        for rank_parts, rank_runs in gathered:
-            for m, rs in rank_parts.items():
-                parts.setdefault(m, []).extend(rs)
-            runs.extend(rank_runs)
+    done = run_batches(run, cfg, index, store, estimate=estimate)
+    if done is None:
+        return {}
+    parts, runs = done
     results = {m: cat_results(parts[m]) for m in LOGLIK_METHODS if m in parts}
     simulated = {m: cat_results(parts[m]) for m in BDMC_METHODS if m in parts}
     seconds = time.perf_counter() - start
 
-    checks = None
-    if runs:
-        run = cat_runs(runs)
-        attrs = {"sampler": cfg.sampler, "checkpoint": str(ckpt_path)}
-        idata = diag.to_inference_data(run, point_index=index.tolist(), attrs=attrs)
-        diag.save_chains(idata, out / "chains.nc")
-        checks = diag.diagnose(idata, cfg.checks.rhat_max, cfg.checks.min_ess_per_chain)
+    idata, checks = chain_checks(run, cfg, runs, index)
     cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
     cross_check(simulated)  # BDMC's bounds, on their own (simulated) points
-    report: dict[str, Any] = {
-        "checkpoint": str(ckpt_path),
-        "dataset": data.name,
-        "data_source": data.source,
-        "split": cfg.split,
-        "num_data": n,
-        "points": cfg.points,
-        "data_dim": vae.image_shape[0] * vae.image_shape[1] * vae.image_shape[2],
-        "latent_dim": vae.latent_dim,
-        "likelihood": vae.cfg.likelihood,
-        "pixel_model": _pixel_model_note(cfg, vae),
-        "units": "log p(x) in nats per image; bits/dim = -log p(x) / (pixels x channels x ln 2)",
-        "results": {m: r.to_dict() for m, r in results.items()},
-    }
+    report = base_report(run, cfg, n)
+    report["results"] = {m: r.to_dict() for m, r in results.items()}
     if simulated:
         report["bdmc"] = {
             "data": f"{n} points simulated from the model (z* ~ p(z), x ~ p(x | z*)), not the {cfg.split} split; "
@@ -379,18 +383,7 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     rows = csv_rows(results, n, labels=index.tolist())
     warnings = ordering_warnings(results, vae.latent_dim)
     if checks is not None:
-        report["diagnostics"] = checks.summary()
-        for row, d in zip(rows, checks.rows()):
-            row.update({k: v for k, v in d.items() if k != "datapoint"})
-        asked = set(index.tolist())
-        points = [p for p in cfg.plot_points if p in asked] or diag.worst_points(checks)
-        report["plots"] = [p.name for p in diag.plot_chains(idata, points, out)]
-        if checks.num_failed:
-            warnings.append(
-                f"{checks.num_failed} of {n} data points failed the chain diagnostics (R-hat > {cfg.checks.rhat_max} "
-                f"or ESS < {checks.min_ess:g}); their appendix-d values are flagged in loglik.csv: run longer "
-                "(--warmup, --samples) or see `probgen diagnose`"
-            )
+        add_diagnostics(report, rows, cfg, run, idata, checks, index, warnings)
     for w in warnings:
         log.warning("%s", w)
     report.update(

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +37,10 @@ from probgen.inference.mcmc.potential import LatentTarget
 
 log = logging.getLogger("probgen")
 
-__all__ = ["estimate", "evaluation_counts", "format_duration", "sampling_report"]
+__all__ = [
+    "SplitPlan", "estimate", "evaluation_counts", "format_duration", "per_point_seconds", "plan_split",
+    "sampling_report",
+]  # fmt: skip
 
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
 TYPICAL_STEP = 0.6
@@ -160,3 +164,73 @@ def sampling_report(cfg: LoglikConfig, seconds_per_grad: float) -> Callable[[Any
         )  # fmt: skip
 
     return report
+
+
+#: the default run: the share of its time that goes to the cheap phase (IWAE on many points) when the
+#: split is larger than that can cover, the fewest deep points (the gap's variance needs two; fewer than
+#: 8 makes the t quantile wide), and the seconds kept for the report (cross-checks, chains.nc, PNGs)
+CHEAP_SHARE, MIN_DEEP, REPORT_SECONDS = 0.5, 8, 15.0
+
+
+@dataclass
+class SplitPlan:
+    """How the default run spends ``--time``: IWAE (k = ``iwae_samples``) on ``n_cheap`` random
+    points of the split, the trusted estimators on the first ``n_deep`` of them; seconds per point
+    of each phase as measured, and the seconds already spent (loading) and kept for the report."""
+
+    n_cheap: int
+    n_deep: int
+    iwae_samples: int
+    seconds_per_cheap: float
+    seconds_per_deep: float
+    seconds_before: float
+    seconds_report: float
+    seconds_per_gradient: float
+
+    @property
+    def seconds(self) -> float:
+        """The whole run's planned wall time, loading included."""
+        work = self.n_cheap * self.seconds_per_cheap + self.n_deep * self.seconds_per_deep
+        return self.seconds_before + work + self.seconds_report
+
+    def line(self, deep: str) -> str:
+        """The printed estimate, e.g. ``estimated 7.9 min in all (...)``."""
+        return (
+            f"estimated {format_duration(self.seconds)} in all: IWAE (k={self.iwae_samples}) on {self.n_cheap} "
+            f"points {format_duration(self.n_cheap * self.seconds_per_cheap)}, {deep} on {self.n_deep} of them "
+            f"{format_duration(self.n_deep * self.seconds_per_deep)}, loading {format_duration(self.seconds_before)}"
+            f", report ~{format_duration(self.seconds_report)} ({self.seconds_per_gradient * 1e3:.3g} ms per image "
+            "gradient)"
+        )
+
+
+def plan_split(
+    seconds: float,
+    split_size: int,
+    seconds_per_cheap: float,
+    seconds_per_deep: float,
+    iwae_samples: int,
+    seconds_before: float = 0.0,
+    seconds_per_gradient: float = math.nan,
+) -> SplitPlan:
+    """Size the default run to ``seconds`` of wall time (``--time`` x 60) on a split of ``split_size``.
+
+    The cheap phase gets :data:`CHEAP_SHARE` of the time left after loading (``seconds_before``) and
+    the report, or all of the split if that costs less; the deep phase gets the rest, at least
+    :data:`MIN_DEEP` points and at most as many as the cheap phase scored. For the variance
+    S_t^2 / n1 + S_g^2 / n2 at cost c1 n1 + c2 n2, the best split of the time is n1 c1 / (n2 c2) =
+    (S_t / S_g) sqrt(c1 / c2) (Neyman); on the README's model S_t / S_g ~ 10 and c2 / c1 ~ 100, so
+    about half (docs/loglik.md).
+    """
+    left = max(0.0, seconds - seconds_before - REPORT_SECONDS)
+    floor = min(MIN_DEEP, split_size)
+    n_cheap = min(split_size, max(floor, int(CHEAP_SHARE * left / seconds_per_cheap)))
+    rest = left - n_cheap * seconds_per_cheap
+    n_deep = min(n_cheap, max(floor, int(rest / seconds_per_deep)))
+    return SplitPlan(n_cheap, n_deep, iwae_samples, seconds_per_cheap, seconds_per_deep, seconds_before,
+                     REPORT_SECONDS, seconds_per_gradient)  # fmt: skip
+
+
+def per_point_seconds(cfg: LoglikConfig, latent_dim: int, t_grad: float, t_fwd: float) -> float:
+    """Seconds per data point of ``cfg``'s estimators at the measured costs of a gradient and a forward pass."""
+    return sum(g * t_grad + f * t_fwd for g, f in evaluation_counts(cfg, 1, latent_dim).values())
