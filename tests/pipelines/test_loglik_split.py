@@ -15,9 +15,9 @@ from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.testing import PPCA
 from probgen.pipelines import loglik as pipeline
 from probgen.pipelines import loglik_default
-from probgen.pipelines.fit_vae import fit_vae
 from probgen.pipelines.loglik_plan import MIN_DEEP, REPORT_SECONDS, per_point_seconds, plan_split
 from probgen.pipelines.loglik_split import deep_values, two_phase_mean
+from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_data, tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
