@@ -288,6 +288,7 @@ def loglik_section(page: Page, folder: Path) -> None:
     s.blocks.append(Text("; ".join(what) + (f". Units: {report['units']}." if "units" in report else "")))
     if report.get("pixel_model"):
         s.blocks.append(Text(str(report["pixel_model"])))
+    _split_mean(s, report.get("split_mean"))
     results = report.get("results") or {}
     rows, flags = [], []
     for method, r in results.items():
@@ -325,6 +326,27 @@ def loglik_section(page: Page, folder: Path) -> None:
         fig = figure_from_file(page, path, caption)
         if fig is not None:
             s.blocks.append(fig)
+
+
+def _split_mean(s: Section, sm: Any) -> None:
+    """The default run's answer first: the split's mean log p(x) with its 95% interval (loglik.json)."""
+    if not isinstance(sm, dict) or not isinstance(sm.get("ci95"), list):
+        return
+    (lo, hi), (blo, bhi) = sm["ci95"], sm.get("ci95_bits_per_dim") or [None, None]
+    rows = [
+        ["mean log p(x) [nats]", f"{sm.get('log_px'):.4g}", f"{lo:.4g} to {hi:.4g}"],
+        ["bits/dim", f"{sm.get('bits_per_dim'):.5g}", "" if blo is None else f"{blo:.5g} to {bhi:.5g}"],
+    ]
+    s.blocks.append(Table(["split mean (loglik.json split_mean)", "estimate", "95% CI"], rows))
+    counts = [[k, sm[k]] for k in ("population", "n_cheap", "cheap_estimator", "n_deep", "n_deep_untrusted",
+                                    "flagged_widening") if k in sm]  # fmt: skip
+    for method, reasons in (sm.get("flagged_by_reason") or {}).items():
+        if isinstance(reasons, dict):
+            counts += [[f"deep points flagged by {method}: {reason}", n] for reason, n in reasons.items()]
+    s.blocks.append(Table(["split mean: points and flags", "value"], counts))
+    for key in ("method", "flagged_points"):
+        if sm.get(key):
+            s.blocks.append(Text(f"{key.replace('_', ' ')}: {sm[key]}"))
 
 
 def _flagged_points(page: Page, s: Section, path: Path, limit: int = 50) -> None:

@@ -95,7 +95,21 @@ def run(tmp_path_factory):
     }
     fig = Image.new("RGB", (40, 30), (200, 10, 10))
     fig.save(ll / "trace_dp2.png")
+    split_mean = {
+        "log_px": -81.2,
+        "ci95": [-82.1, -80.3],
+        "bits_per_dim": 0.0458,
+        "ci95_bits_per_dim": [0.0453, 0.0463],
+        "n_cheap": 4,
+        "n_deep": 4,
+        "population": 30,
+        "cheap_estimator": "iwae (k=200)",
+        "flagged_by_reason": {"appendix-d": {"rhat": 2, "missed-mode": 1}, "ais-laplace": {}},
+        "n_deep_untrusted": 1,
+        "flagged_widening": 0.25,
+    }  # the default run's keys (loglik_default)
     write_json(ll / "loglik.json", {"dataset": "dsprites", "split": "test", "num_data": 4, "units": "nats per image",
+               "split_mean": split_mean,
                "results": {m: r.to_dict() for m, r in res.items()}, "plots": ["trace_dp2.png"],
                "warnings": ["1 of 4 data points failed the chain diagnostics"],
                "environment": {"torch": torch.__version__, "device": "cpu"}})  # fmt: skip
@@ -122,6 +136,9 @@ def test_run_report_has_every_section_and_embeds_every_image(run, capsys):
     text = (run / "report.html").read_text()
     for expected in ("12.5", "10 to 15", "dsprites-domain", "rhat", "missed-mode", "1 of 4 data points",
                      "-81.75 ± ", "N generated", "model.latent_dim"):  # fmt: skip
+        assert expected in text, expected
+    # the default run's answer: the split mean with its 95% interval, in nats and bits/dim
+    for expected in ("-81.2", "-82.1 to -80.3", "0.0453 to 0.0463", "deep points flagged by appendix-d: rhat"):
         assert expected in text, expected
     # the flags by reason are the file's own counts: rhat 2, missed-mode 1
     assert re.search(r"<td>appendix-d</td><td>rhat</td><td class=\"num\">2</td>", text)
