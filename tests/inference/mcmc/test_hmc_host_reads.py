@@ -43,7 +43,8 @@ def test_ais_and_iwae_reads_do_not_grow_with_the_number_of_steps(target):
     few = _reads(lambda: ais(target, num_chains=4, num_steps=20, leapfrog_steps=3))
     many = _reads(lambda: ais(target, num_chains=4, num_steps=80, leapfrog_steps=3))
     # the pilot's plan, the schedules and the per-point summary and flags, once each: none per temperature
-    assert few == many <= 12
+    # (15: the ais-variance threshold is a chi-square quantile per point's chain count, taken on the host)
+    assert few == many <= 15
     q = encoder_proposal(_guide, torch.zeros(6, 3, dtype=torch.float64))  # as `probgen loglik` builds it
     few = _reads(lambda: elbo_iwae(target, q, num_samples=60, max_batch=60))
     many = _reads(lambda: elbo_iwae(target, q, num_samples=600, max_batch=60))  # 10x the chunks
