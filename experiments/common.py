@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:  # `python experiments/rX.py` from anywhere
 from probgen.cli import fit_config  # noqa: E402
 from probgen.cli import main as _probgen_main  # noqa: E402
 from probgen.config import DataConfig  # noqa: E402
-from probgen.data import load_dataset  # noqa: E402
+from probgen.data import fixtures, load_dataset  # noqa: E402
 from probgen.errors import UserError  # noqa: E402
 from probgen.training.rundir import CHECKPOINT, run_state  # noqa: E402
 from probgen.utils.io import write_json  # noqa: E402
@@ -156,49 +156,25 @@ def data_present(dataset: str, root: str | None) -> bool:
 
 
 def smoke_data(dataset: str, root: Path) -> Path:
-    """Write a tiny copy of ``dataset`` in its real on-disk layout under ``root`` (reusing the test
-    suite's fixture writers, tests/data/conftest.py); dSprites needs none (procedural renderer)."""
-    from tests.data import conftest as fx
-
+    """Write a tiny copy of ``dataset`` in its real on-disk layout under ``root`` (probgen.data.fixtures);
+    dSprites needs none (procedural renderer)."""
     root.mkdir(parents=True, exist_ok=True)
     if dataset == "chest-xray" and not (root / "chest_xray").exists():
-        fx.write_chest(root)
+        fixtures.write_chest(root)
     elif dataset == "celeba" and not (root / "celeba").exists():
-        fx.write_celeba(root)  # 11 images (train 6, val 2, test 3): its colours allow at most 11
+        fixtures.write_celeba(root)  # 11 images (train 6, val 2, test 3): its colours allow at most 11
     elif dataset == "mnist" and not (root / "MNIST").exists():
-        fx.write_mnist(root, n_train=120, n_test=40)
+        fixtures.write_mnist(root, n_train=120, n_test=40)
     elif dataset == "cifar10":
         if not (root / "cifar-10-batches-py").exists():
-            fx.write_cifar(root, per_batch=8, n_test=16)
-        _trust_cifar(root)
+            fixtures.write_cifar(root, per_batch=8, n_test=16)
+        from torchvision.datasets import CIFAR10
+
+        for attr, value in fixtures.cifar_md5s(root).items():  # torchvision checks md5s (smoke only)
+            setattr(CIFAR10, attr, value)
     elif dataset == "bitmoji" and not (root / "bitmojis").exists():
-        _write_bitmoji(root / "bitmojis", 32)
+        fixtures.write_bitmoji(root / "bitmojis", 32)
     return root
-
-
-def _trust_cifar(root: Path) -> None:
-    """torchvision checks CIFAR-10's md5s; make the fixture's the expected ones (smoke only)."""
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import calculate_md5
-
-    folder = root / "cifar-10-batches-py"
-    CIFAR10.train_list = [[f, calculate_md5(folder / f)] for f, _ in CIFAR10.train_list]
-    CIFAR10.test_list = [[f, calculate_md5(folder / f)] for f, _ in CIFAR10.test_list]
-    CIFAR10.meta = {**CIFAR10.meta, "md5": calculate_md5(folder / "batches.meta")}
-
-
-def _write_bitmoji(folder: Path, n: int) -> None:
-    """A flat folder of ``n`` 48x48 PNG 'faces': a coloured disc on a light background."""
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:48, :48]
-    for i in range(n):
-        img = np.full((48, 48, 3), 230, dtype=np.uint8)
-        r = 12 + i % 8
-        img[(yy - 24) ** 2 + (xx - 24) ** 2 < r * r] = (30 + 7 * i % 200, 120, 255 - 5 * i % 200)
-        Image.fromarray(img).save(folder / f"{i:04d}.png")
 
 
 def data_root(args: argparse.Namespace, dataset: str) -> str:

@@ -16,40 +16,17 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from probgen.config import DataConfig
 from probgen.data import cache, decode, load_dataset
+from probgen.data.fixtures import cifar_md5s, write_celeba_annotations, write_cifar, write_idx
 from probgen.data.torchvision_sets import _celeba_index
-from tests.data.conftest import trust_cifar_fixture, write_cifar, write_idx
-
-
-def write_celeba_annotations(folder: Path, n: int) -> None:
-    """The five annotation files of CelebA with n rows (contents synthetic, format official)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    split = np.searchsorted([162770, 182637], np.arange(n), side="right")
-    attrs = np.random.default_rng(0).integers(0, 2, (n, 40)) * 2 - 1
-    (folder / "list_eval_partition.txt").write_text("".join(f"{a} {b}\n" for a, b in zip(names, split)))
-    (folder / "list_attr_celeba.txt").write_text(
-        f"{n}\n"
-        + " ".join(f"A{i}" for i in range(40))
-        + "\n"
-        + "".join(nm + " " + " ".join(f"{a:2d}" for a in row) + "\n" for nm, row in zip(names, attrs))
-    )
-    (folder / "identity_CelebA.txt").write_text("".join(f"{nm} {i % 10177 + 1}\n" for i, nm in enumerate(names)))
-    (folder / "list_bbox_celeba.txt").write_text(
-        f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{nm} 95 71 226 313\n" for nm in names)
-    )
-    (folder / "list_landmarks_align_celeba.txt").write_text(
-        f"{n}\n"
-        + " ".join(f"p{i}" for i in range(10))
-        + "\n"
-        + "".join(f"{nm} 69 109 106 113 77 142 73 152 108 154\n" for nm in names)
-    )
 
 
 def timed(fn):
@@ -58,27 +35,30 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="/tmp/probgen-bench")
     p.add_argument("--folder-images", type=int, default=5000)
     p.add_argument("--celeba-rows", type=int, default=202599)
-    args = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (1/1000 of the sets, 8 images): checks it runs")
+    args = p.parse_args(argv)
+    scale = 1000 if args.smoke else 1
+    if args.smoke:
+        args.folder_images, args.celeba_rows = 8, 200
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     root = work / "data"
     os.environ["PROBGEN_CACHE"] = str(work / "cache")
     rng = np.random.default_rng(0)
 
-    for prefix, n in (("train", 60000), ("t10k", 10000)):
+    n_mnist, n_cifar = 70000 // scale, 60000 // scale
+    for prefix, n in (("train", n_mnist * 6 // 7), ("t10k", n_mnist // 7)):
         write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), np.uint8))
         write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
-    write_cifar(root, per_batch=10000, n_test=10000)
+    write_cifar(root, per_batch=n_cifar // 6, n_test=n_cifar // 6)
 
-    class _MP:  # trust_cifar_fixture expects pytest's monkeypatch; setattr is all it uses
-        setattr = staticmethod(setattr)
-
-    trust_cifar_fixture(_MP, root)
+    for attr, value in cifar_md5s(root).items():  # torchvision checks the official md5s
+        setattr(CIFAR10, attr, value)
 
     folder = root / "faces"
     folder.mkdir(parents=True)
@@ -89,12 +69,13 @@ def main() -> None:
 
     rows = []
     data, t = timed(lambda: load_dataset(DataConfig(dataset="mnist", data_root=str(root))))
-    rows.append(("mnist 70k, 28 px", t))
+    rows.append((f"mnist {n_mnist}, 28 px", t))
     data, t = timed(lambda: load_dataset(DataConfig(dataset="mnist", data_root=str(root), image_size=32)))
-    rows.append(("mnist 70k, resized to 32", t))
+    rows.append((f"mnist {n_mnist}, resized to 32", t))
     data, t = timed(lambda: load_dataset(DataConfig(dataset="cifar10", data_root=str(root))))
-    rows.append(("cifar10 60k (md5 check + unpickle)", t))
-    write_celeba_annotations(root / "celeba", args.celeba_rows)
+    rows.append((f"cifar10 {n_cifar} (md5 check + unpickle)", t))
+    partition = np.searchsorted([162770, 182637], np.arange(args.celeba_rows), side="right")  # the official split
+    write_celeba_annotations(root / "celeba", partition, rng.integers(0, 2, (args.celeba_rows, 40)))
     (root / "celeba" / "img_align_celeba").mkdir()
     _, t = timed(lambda: _celeba_index(root / "celeba"))
     rows.append((f"celeba annotations {args.celeba_rows} rows, parse (torchvision)", t))

@@ -8,6 +8,7 @@ from PIL import Image
 
 from probgen.config import DataConfig
 from probgen.data import load_dataset
+from probgen.data.fixtures import write_chest, write_mixed_folder
 from probgen.errors import UserError
 
 
@@ -47,8 +48,8 @@ def test_chest_xray_stretches_whole_image(tmp_path):
     assert x[:, :6].min() >= 240 and x[:, 10:].max() <= 15  # no centre crop: both halves survive
 
 
-def test_chest_xray_kaggle_nested_folder(tmp_path, fmt):
-    fmt.write_chest(tmp_path / "chest-xray")  # data/chest-xray/chest_xray/...
+def test_chest_xray_kaggle_nested_folder(tmp_path):
+    write_chest(tmp_path / "chest-xray")  # data/chest-xray/chest_xray/...
     data = load_dataset(cfg(tmp_path, dataset="chest-xray", limit=4))
     assert sum(len(s) for s in data.splits.values()) == 4
     assert all(len(s) >= 1 for s in data.splits.values())
@@ -77,8 +78,8 @@ def test_chest_xray_corrupt_image_named_then_skipped(chest_root):
 # --- folder -------------------------------------------------------------------------------------------
 
 
-def test_folder_converts_modes_and_sizes(tmp_path, fmt):
-    fmt.write_mixed_folder(tmp_path / "imgs")
+def test_folder_converts_modes_and_sizes(tmp_path):
+    write_mixed_folder(tmp_path / "imgs")
     data = load_dataset(cfg(tmp_path / "imgs", dataset="folder", test_fraction=0.0, image_size=16))
     x = data.splits["train"].images
     assert x.shape == (6, 3, 16, 16) and data.splits["train"].labels is None
@@ -141,8 +142,8 @@ def test_folder_missing(tmp_path):
         load_dataset(cfg(tmp_path / "nope", dataset="folder"))
 
 
-def test_folder_garbage_file_named_then_counted(tmp_path, fmt):
-    fmt.write_mixed_folder(tmp_path)
+def test_folder_garbage_file_named_then_counted(tmp_path):
+    write_mixed_folder(tmp_path)
     (tmp_path / "zz_broken.png").write_bytes(b"this is not a png")
     with pytest.raises(UserError, match=r"cannot read image .*zz_broken.png.*--skip-bad"):
         load_dataset(cfg(tmp_path, dataset="folder"))

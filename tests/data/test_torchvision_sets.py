@@ -8,6 +8,7 @@ import torch
 
 from probgen.config import DataConfig
 from probgen.data import load_dataset
+from probgen.data.fixtures import write_cifar, write_idx, write_mnist
 from probgen.errors import UserError
 
 
@@ -34,8 +35,8 @@ def test_mnist_reads_idx_files_exactly(mnist_root):
     assert "MNIST" in data.source
 
 
-def test_mnist_under_dataset_subfolder(tmp_path, fmt):
-    fmt.write_mnist(tmp_path / "data" / "mnist")
+def test_mnist_under_dataset_subfolder(tmp_path):
+    write_mnist(tmp_path / "data" / "mnist")
     data = load_dataset(cfg(tmp_path / "data", dataset="mnist"))
     assert len(data.splits["train"]) == 30
 
@@ -89,8 +90,8 @@ def test_mnist_missing_names_paths_and_layout(tmp_path):
     assert "\n" not in msg
 
 
-def test_mnist_partial_files_listed(tmp_path, fmt):
-    fmt.write_mnist(tmp_path)
+def test_mnist_partial_files_listed(tmp_path):
+    write_mnist(tmp_path)
     (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(UserError, match="missing MNIST/raw/t10k-labels-idx1-ubyte"):
         load_dataset(cfg(tmp_path, dataset="mnist"))
@@ -104,9 +105,9 @@ def test_mnist_corrupt_idx_names_the_file(mnist_root):
         load_dataset(cfg(root, dataset="mnist"))
 
 
-def test_mnist_label_count_mismatch(mnist_root, fmt):
+def test_mnist_label_count_mismatch(mnist_root):
     root, _ = mnist_root
-    fmt.write_idx(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.zeros(9, dtype=np.uint8))
+    write_idx(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.zeros(9, dtype=np.uint8))
     with pytest.raises(UserError, match="10 images but 9 labels"):
         load_dataset(cfg(root, dataset="mnist"))
 
@@ -139,8 +140,8 @@ def test_cifar10_grey_and_resized(cifar_root):
     assert data.image_shape == (1, 16, 16)
 
 
-def test_cifar10_md5_mismatch_is_refused(tmp_path, fmt):
-    fmt.write_cifar(tmp_path)  # torchvision's official md5s cannot match a fixture
+def test_cifar10_md5_mismatch_is_refused(tmp_path):
+    write_cifar(tmp_path)  # torchvision's official md5s cannot match a fixture
     with pytest.raises(UserError, match=r"data_batch_1.*md5 differs from the official release"):
         load_dataset(cfg(tmp_path, dataset="cifar10"))
 
