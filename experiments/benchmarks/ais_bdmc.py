@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 
 import pyro
 import torch
@@ -143,7 +144,7 @@ def laplace_gaps(ckpt: str, points: int, budget: str, seed: int) -> list[dict]:
     ]  # fmt: skip
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=("schedules", "bdmc", "laplace"))
     p.add_argument("--ckpt", default=None, help="laplace: a VAE checkpoint")
@@ -153,7 +154,7 @@ def main() -> None:
     p.add_argument("--points", type=int, default=16)
     p.add_argument("--scale", type=float, default=0.05, help="bdmc: PPCA observation scale")
     p.add_argument("--json", default=None, help="also write the rows to this file")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.what == "schedules":
         rows = schedules(int(a.steps or 1000), a.seeds, a.points)

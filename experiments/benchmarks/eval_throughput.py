@@ -32,7 +32,7 @@ import copy
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -189,7 +189,7 @@ def bench_dinov2(inception: FeatureNet, images: torch.Tensor, device: torch.devi
     return rate["dinov2"] / rate["inception"]
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-images", type=int, default=64, help="images per timed pass through Inception on CPU")
     ap.add_argument("--batch-size", type=int, default=32, help="Inception batch on CPU")
@@ -205,7 +205,7 @@ def main() -> None:
     ap.add_argument("--dinov2-images", type=int, default=16, help="images per timed pass, DINOv2 on CPU (0: skip)")
     ap.add_argument("--dinov2-batch-size", type=int, default=8)
     ap.add_argument("--skip-cpu", action="store_true", help="with a GPU, time the GPU only (the GPU suite's budget)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     try:
         weights = find_inception_weights(args.inception_weights)

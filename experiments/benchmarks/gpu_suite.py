@@ -57,7 +57,6 @@ import datetime
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -66,10 +65,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the parsers beside it, however this file is loaded
+from gpu_suite_parse import (  # noqa: E402
+    parse_epoch,
+    parse_fid,
+    parse_iwae,
+    parse_key_values,
+    parse_pytest,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "experiments" / "benchmarks"
 DEFAULT_WHEELS = BENCH / "wheels"
-DSPRITES_IMAGES = 737_280
 
 #: The distributions the GPU image lacks, pinned to the versions the CPU machines test with, and the
 #: module each one provides (to tell whether it is missing).
@@ -81,11 +88,6 @@ WHEELS = {
     "xarray-einstats==0.9.1": "xarray_einstats",
     "torch-fidelity==0.4.0": "torch_fidelity",
 }
-
-_KEY_VALUE = re.compile(r"^([a-z][a-z0-9_]*): ([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
-_PYTEST = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
-_IWAE = re.compile(r"^probgen IWAE\s+([0-9.]+) points/s", re.M)
-_FID = re.compile(r"^inception.*?\s(cpu|cuda)\s+harness\s+([0-9.]+) img/s\s+torchmetrics\s+([0-9.]+) img/s", re.M)
 
 
 @dataclasses.dataclass
@@ -115,68 +117,6 @@ class Step:
     parse: Callable[[str, Path], dict[str, float]]
     goals: list[Goal] = dataclasses.field(default_factory=list)
     note: Callable[[argparse.Namespace], str] = lambda args: ""
-
-
-# --- parsers: a step's output -> its measurements ----------------------------------------------------
-
-
-def key_values(text: str) -> dict[str, float]:
-    """Lines ``name: number`` (the benchmarks' last lines, e.g. ``ratio: 1.03``, ``vs_floor: 120.5``)."""
-    out = {}
-    for line in text.splitlines():
-        m = _KEY_VALUE.match(line.strip())
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def parse_pytest(text: str, _: Path) -> dict[str, float]:
-    if (
-        "--collect-only" in (text.splitlines() or [""])[0]
-    ):  # on a CPU: "path.py: N" per file (-qq), or "N/M tests collected"
-        per_file = re.findall(r"^\S+\.py: (\d+)$", text, re.M)
-        total = re.search(r"(\d+)(?:/\d+)? tests? collected", text)
-        return {"collected": float(sum(map(int, per_file)) if per_file else int(total.group(1)) if total else 0)}
-    lines = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|deselected|errors?)", ln)]
-    counts: dict[str, float] = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
-    for n, what in _PYTEST.findall(lines[-1] if lines else ""):
-        key = "errors" if what.startswith("error") else what
-        counts[key] = counts.get(key, 0) + int(n)
-    counts["not_passed"] = counts["failed"] + counts["errors"]
-    return counts
-
-
-def parse_epoch(_: str, work: Path) -> dict[str, float]:
-    m = json.loads((work / "epoch" / "metrics.json").read_text())
-    per_s = float(m["images_per_second"])
-    images = float(m.get("steps", 0)) * float(m.get("batch_size", 0)) or per_s * float(m["train_seconds"])
-    return {
-        "train_seconds": float(m["train_seconds"]),
-        "images": images,
-        "images_per_second": per_s,
-        "epoch_seconds": DSPRITES_IMAGES / per_s,  # the full epoch itself on a GPU; projected with --quick
-    }
-
-
-def parse_iwae(text: str, _: Path) -> dict[str, float]:
-    m = _IWAE.search(text)
-    if not m:
-        raise ValueError("no 'probgen IWAE ... points/s' line")
-    per_s = float(m.group(1))
-    return {"iwae_points_per_s": per_s, "iwae_10k_seconds": 10_000 / per_s}
-
-
-def parse_fid(text: str, _: Path) -> dict[str, float]:
-    rows = {dev: (float(h), float(t)) for dev, h, t in _FID.findall(text)}
-    if not rows:
-        raise ValueError("no Inception throughput line")
-    dev = "cuda" if "cuda" in rows else "cpu"
-    harness, theirs = rows[dev]
-    return {"harness_images_per_s": harness, "torchmetrics_images_per_s": theirs, **key_values(text)}
-
-
-def parse_key_values(text: str, _: Path) -> dict[str, float]:
-    return key_values(text)
 
 
 # --- the steps ---------------------------------------------------------------------------------------

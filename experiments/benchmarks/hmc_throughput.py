@@ -15,7 +15,7 @@ Four samplers on the same conv decoder, the same 64 binary 64x64 images and the 
 probgen sets its number of leapfrog steps from ``--trajectory-length`` and its adapted step sizes;
 the ceiling and the naive sampler use the same number.
 
-The VAE is trained for ``--train-steps`` SVI steps on procedural dSprites (or loaded with ``--ckpt``)
+The VAE is trained by ``probgen fit vae`` for ``--train-steps`` steps on procedural dSprites (or loaded with ``--ckpt``)
 and the data are held-out images, so that each posterior is much narrower than the prior (the
 script prints the mean posterior sd).
 Decoder-gradient evaluations are counted by a forward hook (rows of z through the decoder). probgen
@@ -32,9 +32,12 @@ Goals: vs_ceiling >= 0.9 on CPU and GPU; vs_floor >= 3 on a 2-core CPU, >= 100 o
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
+import tempfile
 import time
+from collections.abc import Sequence
 
 import arviz as az
 import numpy as np
@@ -43,12 +46,11 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import HMC, MCMC, NUTS
 
-from probgen.config import DataConfig, VAEConfig
+import probgen
+from probgen.config import DataConfig, FitVAEConfig, RunConfig, TrainConfig, VAEConfig
 from probgen.data import load_dataset, to_unit
 from probgen.inference.mcmc.hmc import BatchedHMC, run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
-from probgen.inference.svi.elbo import make_elbo
-from probgen.inference.svi.step import hot_loop, svi_step
 from probgen.models.vae import VAE, load_vae
 from probgen.utils.device import resolve_device
 
@@ -111,38 +113,55 @@ def ceiling_transition(decoder, x, z, u, g, eps, inv_mass, num_steps, jitter):  
     return torch.where(a3, zn, z), torch.where(acc, un, u), torch.where(a3, gn, g)
 
 
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """Procedural dSprites: ``--train-images`` to train on, then the test points (16 x 16 with --quick)."""
+    return DataConfig(
+        dataset="dsprites",
+        limit=args.train_images + 5 * args.points,
+        test_fraction=0.2,
+        image_size=16 if args.quick else None,
+    )
+
+
 def train_vae(args: argparse.Namespace, device: torch.device) -> VAE:
-    """A conv VAE trained for ``--train-steps`` SVI steps on procedural dSprites (its posteriors are informative).
+    """A conv VAE trained by `probgen fit vae` for ``--train-steps`` steps on procedural dSprites (its
+    posteriors are informative).
 
     Adam 1e-3, batch 32, analytic KL: this small conv VAE leaves its posterior-collapsed start after ~700 steps.
     """
-    data = load_dataset(DataConfig(dataset="dsprites", limit=args.train_images + 5 * args.points, test_fraction=0.2))
-    images = data.split("train").images
-    if args.quick:
-        images = images[..., ::4, ::4]  # 16 x 16
     cfg = VAEConfig(
         latent_dim=args.latent_dim,
         conv_channels=tuple(int(v) for v in args.conv_channels.split(",")),
         hidden_dims=(args.hidden,),
         likelihood="bernoulli",
     )
-    torch.manual_seed(args.seed)
-    vae = VAE(cfg, tuple(images.shape[1:])).to(device)
-    elbo = make_elbo("tracemeanfield")
-    loss_fn = elbo(vae.model, vae.guide)
-    optim = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    train = TrainConfig(
+        epochs=10**6,  # --train-steps stops it
+        max_steps=args.train_steps,
+        batch_size=32,
+        lr=1e-3,
+        elbo="tracemeanfield",
+        seed=args.seed,
+        device=str(device),
+    )
     t0 = time.perf_counter()
-    with hot_loop():
-        for _ in range(args.train_steps):
-            idx = torch.randint(len(images), (32,))
-            terms = svi_step(loss_fn, elbo, optim, to_unit(images[idx]).to(device), 1.0)
-    loss, recon, kl = (terms / 32).tolist()
-    print(f"trained the VAE for {args.train_steps} steps in {time.perf_counter() - t0:.0f} s: "
-          f"last batch -ELBO {loss:.1f} nats (recon {-recon:.1f}, KL {kl:.1f})")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        run = probgen.fit(
+            FitVAEConfig(
+                data=data_config(args),
+                model=cfg,
+                train=train,
+                run=RunConfig(out=f"{tmp}/run", progress=False, bookkeeping_every=1e9),
+            )
+        )
+        vae, _ = load_vae(run / "checkpoint.pt", device)
+        test = json.loads((run / "metrics.json").read_text())["final"]["test"]
+    print(f"trained the VAE for {args.train_steps} steps in {time.perf_counter() - t0:.0f} s "
+          f"(probgen fit vae): test -ELBO {-test['elbo']:.1f} nats")  # fmt: skip
     return vae
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=64)
     ap.add_argument("--chains", type=int, default=2)
@@ -164,7 +183,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.quick:
         args.points, args.chains, args.warmup, args.samples, args.trajectory_length = 4, 2, 10, 20, 1.0
         args.floor_points, args.latent_dim, args.conv_channels, args.hidden, args.block = 1, 3, "4,4", 16, 5
@@ -189,10 +208,7 @@ def main() -> None:
         vae = train_vae(args, device)
     vae = vae.eval().requires_grad_(False)
     cfg = vae.cfg
-    data = load_dataset(DataConfig(dataset="dsprites", limit=args.train_images + 5 * n, test_fraction=0.2))
-    images = data.split("test").images[:n]
-    if args.quick:
-        images = images[..., ::4, ::4]
+    images = load_dataset(data_config(args)).split("test").images[:n]
     x = to_unit(images).to(device)  # (N, 1, H, W) binary, held out from training
     size = x.shape[-1]
     counter = Counter(vae.decoder.body)

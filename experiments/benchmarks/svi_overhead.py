@@ -20,6 +20,7 @@ import argparse
 import math
 import statistics
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +51,13 @@ def plain_step(vae: VAE, optim: torch.optim.Optimizer, x: torch.Tensor) -> torch
     return loss.detach()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=61)
     ap.add_argument("--block", type=int, default=2, help="steps per timed block")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     device = resolve_device(args.device)
     torch.manual_seed(0)
 

@@ -42,7 +42,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +258,8 @@ def plain_grad_evals(vae: VAE, x: torch.Tensor, chains: int, evals: int) -> None
 
 def loglik_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Data points/s of IWAE (k=5000) and AIS, as `probgen loglik` runs them, against plain-PyTorch references."""
-    from probgen.inference.loglik.iwae import ais, elbo_iwae
+    from probgen.inference.loglik.ais import ais
+    from probgen.inference.loglik.iwae import elbo_iwae
     from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 
     cpu = device.type == "cpu"
@@ -366,7 +367,7 @@ def fid_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 SECTIONS = {"train": train_section, "loglik": loglik_section, "fid": fid_section}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
     ap.add_argument("--device", default="auto")
@@ -384,7 +385,7 @@ def main() -> None:
     ap.add_argument("--fid-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", default=None, help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.options = [o for o in args.options.split(",") if o]
     unknown = [o for o in args.options if o not in OPTIONS]
     if unknown:

@@ -1,4 +1,4 @@
-"""experiments/benchmarks/gpu_suite.py: its parsers on real benchmark output lines, its budget and
+"""experiments/benchmarks/gpu_suite.py: its parsers (gpu_suite_parse.py) on real benchmark output lines, its budget and
 install logic, one real step in-process (fast), and the whole suite with --device cpu --quick (slow)."""
 
 from __future__ import annotations
@@ -24,20 +24,26 @@ def suite():
     sys.modules.pop("gpu_suite", None)
 
 
-def test_parsers_read_the_benchmarks_last_lines(suite, tmp_path):
-    assert suite.key_values("paired ratios: median 1.031\nratio: 1.03\nvs_floor: 120.5\nnot: a number x") == {
+@pytest.fixture(scope="module")
+def parsers(suite):
+    """experiments/benchmarks/gpu_suite_parse.py, as gpu_suite imported it."""
+    return sys.modules["gpu_suite_parse"]
+
+
+def test_parsers_read_the_benchmarks_last_lines(parsers, tmp_path):
+    assert parsers.key_values("paired ratios: median 1.031\nratio: 1.03\nvs_floor: 120.5\nnot: a number x") == {
         "ratio": 1.03,
         "vs_floor": 120.5,
     }
-    assert suite.parse_pytest("....\n3 passed, 1 skipped, 250 deselected in 9.1s\n", tmp_path)["not_passed"] == 0
+    assert parsers.parse_pytest("....\n3 passed, 1 skipped, 250 deselected in 9.1s\n", tmp_path)["not_passed"] == 0
     collect = "$ python -m pytest -m gpu --collect-only tests\n"
-    assert suite.parse_pytest(collect + "tests/a.py: 2\ntests/b.py: 1\n", tmp_path) == {"collected": 3}
-    assert suite.parse_pytest(collect + "4/612 tests collected in 8.1s\n", tmp_path) == {"collected": 4}
-    failed = suite.parse_pytest("F.\n1 failed, 1 passed, 2 errors in 3s\n", tmp_path)
+    assert parsers.parse_pytest(collect + "tests/a.py: 2\ntests/b.py: 1\n", tmp_path) == {"collected": 3}
+    assert parsers.parse_pytest(collect + "4/612 tests collected in 8.1s\n", tmp_path) == {"collected": 4}
+    failed = parsers.parse_pytest("F.\n1 failed, 1 passed, 2 errors in 3s\n", tmp_path)
     assert failed["failed"] == 1 and failed["errors"] == 2 and failed["not_passed"] == 3
-    iwae = suite.parse_iwae("probgen IWAE                    50.000 points/s  (IQR 3%)\n", tmp_path)
+    iwae = parsers.parse_iwae("probgen IWAE                    50.000 points/s  (IQR 3%)\n", tmp_path)
     assert iwae == {"iwae_points_per_s": 50.0, "iwae_10k_seconds": 200.0}
-    fid = suite.parse_fid(
+    fid = parsers.parse_fid(
         "inception (random weights)   cpu  harness       1.4 img/s   torchmetrics       1.3 img/s   ratio 1.12\n"
         "inception (file)             cuda harness    2400.0 img/s   torchmetrics    2000.0 img/s   ratio 1.20\n"
         "vs_torchmetrics: 1.20\n",
@@ -46,7 +52,7 @@ def test_parsers_read_the_benchmarks_last_lines(suite, tmp_path):
     assert fid["harness_images_per_s"] == 2400.0 and fid["vs_torchmetrics"] == 1.2  # the GPU row wins
     (tmp_path / "epoch").mkdir()
     (tmp_path / "epoch" / "metrics.json").write_text(json.dumps({"train_seconds": 2.0, "images_per_second": 1024.0}))
-    assert suite.parse_epoch("", tmp_path)["epoch_seconds"] == pytest.approx(737_280 / 1024)
+    assert parsers.parse_epoch("", tmp_path)["epoch_seconds"] == pytest.approx(737_280 / 1024)
 
 
 def test_goals_are_judged_on_a_gpu_only(suite):
