@@ -49,9 +49,6 @@ def choice(value: str, name: str, choices: tuple[str, ...]) -> None:
     check(value in choices, name, f"invalid choice {value!r} (choose from {', '.join(choices)})")
 
 
-_check, _choice = check, choice
-
-
 def device_field() -> Any:
     """``device``: where the command computes (one of :data:`DEVICES`; checked by :func:`check_device`)."""
     return help_field("auto, cpu or cuda", default="auto")
@@ -91,5 +88,5 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite")
-        _check(self.bookkeeping_every >= 0, "bookkeeping_every", f"must be >= 0, got {self.bookkeeping_every}")
+        check(not (self.resume and self.overwrite), "resume", "cannot be combined with --overwrite")
+        check(self.bookkeeping_every >= 0, "bookkeeping_every", f"must be >= 0, got {self.bookkeeping_every}")

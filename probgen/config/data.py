@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probgen.config.base import _check, _choice, _help
+from probgen.config.base import _help, check, choice
 
 
 @dataclass
@@ -25,14 +25,14 @@ class DataConfig:
     skip_bad: bool = _help("skip unreadable images (and report the count) instead of failing", default=False)
 
     def __post_init__(self) -> None:
-        _check(bool(self.dataset), "dataset", "must not be empty")
-        _check(self.limit is None or self.limit > 0, "limit", f"must be positive, got {self.limit}")
-        _check(0.0 <= self.test_fraction < 1.0, "test_fraction", f"must be in [0, 1), got {self.test_fraction}")
-        _check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        _check(self.test_fraction + self.val_fraction < 1.0, "test_fraction", "test + val fractions must be < 1")
-        _check(self.image_size is None or self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
-        _check(self.channels in (None, 1, 3), "channels", f"must be 1 or 3, got {self.channels}")
-        _choice(self.binarize, "binarize", ("none", "static", "dynamic"))
+        check(bool(self.dataset), "dataset", "must not be empty")
+        check(self.limit is None or self.limit > 0, "limit", f"must be positive, got {self.limit}")
+        check(0.0 <= self.test_fraction < 1.0, "test_fraction", f"must be in [0, 1), got {self.test_fraction}")
+        check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        check(self.test_fraction + self.val_fraction < 1.0, "test_fraction", "test + val fractions must be < 1")
+        check(self.image_size is None or self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
+        check(self.channels in (None, 1, 3), "channels", f"must be 1 or 3, got {self.channels}")
+        choice(self.binarize, "binarize", ("none", "static", "dynamic"))
 
 
 @dataclass
@@ -45,7 +45,7 @@ class DataInfoConfig:
     num: int = _help("images in the grid", default=64)
 
     def __post_init__(self) -> None:
-        _check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
+        check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _check, _help, check_device, data_root_field, device_field
+from probgen.config.base import _help, check, check_device, data_root_field, device_field
 
 
 @dataclass
@@ -32,11 +32,11 @@ class DisentangleConfig:
     device: str = device_field()
 
     def __post_init__(self) -> None:
-        _check(bool(self.split), "split", "must not be empty")
-        _check(self.num_points >= 10, "num_points", f"must be >= 10, got {self.num_points}")
-        _check(self.num_train >= 1, "num_train", f"must be >= 1, got {self.num_train}")
-        _check(self.num_eval >= 1, "num_eval", f"must be >= 1, got {self.num_eval}")
-        _check(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}")
-        _check(self.num_bins >= 2, "num_bins", f"must be >= 2, got {self.num_bins}")
-        _check(0.0 < self.holdout_fraction < 1.0, "holdout_fraction", f"must be in (0, 1), got {self.holdout_fraction}")
+        check(bool(self.split), "split", "must not be empty")
+        check(self.num_points >= 10, "num_points", f"must be >= 10, got {self.num_points}")
+        check(self.num_train >= 1, "num_train", f"must be >= 1, got {self.num_train}")
+        check(self.num_eval >= 1, "num_eval", f"must be >= 1, got {self.num_eval}")
+        check(self.group_size >= 2, "group_size", f"must be >= 2, got {self.group_size}")
+        check(self.num_bins >= 2, "num_bins", f"must be >= 2, got {self.num_bins}")
+        check(0.0 < self.holdout_fraction < 1.0, "holdout_fraction", f"must be in (0, 1), got {self.holdout_fraction}")
         check_device(self.device)

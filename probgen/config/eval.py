@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
+from probgen.config.base import _help, check, check_device, choice, data_root_field, device_field, progress_field
 
 #: Resize modes (described in probgen/metrics/images.py).
 RESIZE_CHOICES = ("legacy-tf", "clean", "pil-bicubic", "legacy-pytorch", "bilinear-antialias")
@@ -67,40 +67,40 @@ class MetricsConfig:
     fid_infinity_points: int = _help("subset sizes (20%% to 100%% of N) behind FID-infinity's fit", default=15)
 
     def __post_init__(self) -> None:
-        _choice(self.features, "features", ("inception", "dinov2", "domain"))
+        choice(self.features, "features", ("inception", "dinov2", "domain"))
         for m in self.metrics:
-            _choice(m, "metrics", METRICS)
-        _check(len(set(self.metrics)) == len(self.metrics), "metrics", f"repeated metric in {self.metrics}")
-        _check(
+            choice(m, "metrics", METRICS)
+        check(len(set(self.metrics)) == len(self.metrics), "metrics", f"repeated metric in {self.metrics}")
+        check(
             self.features == "inception" or "is" not in self.metrics,
             "metrics",
             "is (Inception Score) needs ImageNet classes: use --features inception",
         )
-        _check(self.num_samples >= 2, "num_samples", f"must be >= 2, got {self.num_samples}")
-        _check(self.num_real is None or self.num_real >= 2, "num_real", f"must be >= 2, got {self.num_real}")
-        _check(bool(self.ref_split), "ref_split", "must not be empty")
-        _check(self.feature_batch_size >= 1, "feature_batch_size", f"must be >= 1, got {self.feature_batch_size}")
-        _check(self.kid_subsets >= 1, "kid_subsets", f"must be >= 1, got {self.kid_subsets}")
+        check(self.num_samples >= 2, "num_samples", f"must be >= 2, got {self.num_samples}")
+        check(self.num_real is None or self.num_real >= 2, "num_real", f"must be >= 2, got {self.num_real}")
+        check(bool(self.ref_split), "ref_split", "must not be empty")
+        check(self.feature_batch_size >= 1, "feature_batch_size", f"must be >= 1, got {self.feature_batch_size}")
+        check(self.kid_subsets >= 1, "kid_subsets", f"must be >= 1, got {self.kid_subsets}")
         k = self.kid_subset_size
-        _check(k is None or k >= 2, "kid_subset_size", f"must be >= 2, got {k}")
-        _check(self.is_splits >= 1, "is_splits", f"must be >= 1, got {self.is_splits}")
-        _check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
-        _check(self.nearest_k >= 1, "nearest_k", f"must be >= 1, got {self.nearest_k}")
-        _check(self.bootstrap == 0 or self.bootstrap >= 10, "bootstrap", f"must be 0 or >= 10, got {self.bootstrap}")
+        check(k is None or k >= 2, "kid_subset_size", f"must be >= 2, got {k}")
+        check(self.is_splits >= 1, "is_splits", f"must be >= 1, got {self.is_splits}")
+        check(self.domain_steps >= 1, "domain_steps", f"must be >= 1, got {self.domain_steps}")
+        check(self.nearest_k >= 1, "nearest_k", f"must be >= 1, got {self.nearest_k}")
+        check(self.bootstrap == 0 or self.bootstrap >= 10, "bootstrap", f"must be 0 or >= 10, got {self.bootstrap}")
         if self.antialias and self.features != "domain":  # the flag before --resize, mapped (as before, domain
             # features, which are never resized, ignore it): old commands and configs keep their meaning
-            _check(
+            check(
                 self.resize in (None, "bilinear-antialias"),
                 "antialias",
                 f"is the old name of --resize bilinear-antialias; it contradicts --resize {self.resize}",
             )
             self.resize = "bilinear-antialias"
         if self.resize is not None:
-            _choice(self.resize, "resize", RESIZE_CHOICES)
-            _check(self.features != "domain", "resize", "domain features take images at their native size")
+            choice(self.resize, "resize", RESIZE_CHOICES)
+            check(self.features != "domain", "resize", "domain features take images at their native size")
         p = self.fid_infinity_points
-        _check(p >= 2, "fid_infinity_points", f"must be >= 2, got {p}")
-        _check(not self.fid_infinity or "fid" in self.metric_names(), "fid_infinity", "needs fid in --metrics")
+        check(p >= 2, "fid_infinity_points", f"must be >= 2, got {p}")
+        check(not self.fid_infinity or "fid" in self.metric_names(), "fid_infinity", "needs fid in --metrics")
 
     def resize_mode(self) -> str:
         """The resize in use: ``--resize``, else the feature network's default (domain features: none)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field, progress_field
+from probgen.config.base import _help, check, check_device, choice, data_root_field, device_field, progress_field
 from probgen.errors import UserError
 
 
@@ -19,8 +19,8 @@ class ChainCheckConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.rhat_max >= 1.0, "rhat_max", f"must be >= 1, got {self.rhat_max}")
-        _check(self.min_ess_per_chain >= 0, "min_ess_per_chain", f"must be >= 0, got {self.min_ess_per_chain}")
+        check(self.rhat_max >= 1.0, "rhat_max", f"must be >= 1, got {self.rhat_max}")
+        check(self.min_ess_per_chain >= 0, "min_ess_per_chain", f"must be >= 0, got {self.min_ess_per_chain}")
 
 
 #: the estimators of `probgen loglik`, in report order
@@ -206,43 +206,43 @@ class LoglikConfig:
     checks: ChainCheckConfig = field(default_factory=ChainCheckConfig)
 
     def __post_init__(self) -> None:
-        _check(self.num_data is None or self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
+        check(self.num_data is None or self.num_data >= 1, "num_data", f"must be >= 1, got {self.num_data}")
         if isinstance(self.method, (list, tuple)):  # a list in a config file
             self.method = ",".join(self.method)
         for m in ("all" if self.method is None else self.method).replace(" ", "").split(","):
-            _choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
-        _check(self.time is None or self.time > 0, "time", f"must be > 0 minutes, got {self.time}")
+            choice(m, "method", (*LOGLIK_METHODS, "all", "bdmc"))
+        check(self.time is None or self.time > 0, "time", f"must be > 0 minutes, got {self.time}")
         if self.time is not None and self.explicit_flags:
             raise UserError(
                 f"--time sizes the default run; it cannot be combined with {', '.join(self.explicit_flags)}, which "
                 "run exactly what they say"
             )
-        _choice(self.sampler, "sampler", ("hmc", "nuts"))
-        _choice(self.points, "points", POINTS)
-        _choice(self.ais_mass, "ais_mass", ("unit", "encoder"))
-        _check(self.budget is None or self.budget in BUDGETS["cpu"], "budget",
+        choice(self.sampler, "sampler", ("hmc", "nuts"))
+        choice(self.points, "points", POINTS)
+        choice(self.ais_mass, "ais_mass", ("unit", "encoder"))
+        check(self.budget is None or self.budget in BUDGETS["cpu"], "budget",
                f"invalid choice {self.budget!r} (choose from {', '.join(BUDGETS['cpu'])})")  # fmt: skip
-        _check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
-        _check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
-        _check(self.samples is None or self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
+        check(self.chains is None or self.chains >= 1, "chains", f"must be >= 1, got {self.chains}")
+        check(self.warmup is None or self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup}")
+        check(self.samples is None or self.samples >= 2, "samples", f"must be >= 2, got {self.samples}")
         lf = self.leapfrog_steps
-        _check(lf is None or lf >= 1, "leapfrog_steps", f"must be >= 1, got {lf}")
-        _check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
-        _check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
-        _check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
+        check(lf is None or lf >= 1, "leapfrog_steps", f"must be >= 1, got {lf}")
+        check(self.trajectory_length >= 0, "trajectory_length", f"must be >= 0, got {self.trajectory_length}")
+        check(0 < self.target_accept < 1, "target_accept", f"must be in (0, 1), got {self.target_accept}")
+        check(0 < self.shrink <= 1, "shrink", f"must be in (0, 1], got {self.shrink}")
         k = self.iwae_samples
-        _check(k is None or k >= 1, "iwae_samples", f"must be >= 1, got {k}")
-        _check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
-        _check(self.ais_steps is None or self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
-        _check(self.target_se >= 0, "target_se", f"must be >= 0 (0: off), got {self.target_se}")
-        _check(self.max_chains >= 0, "max_chains", f"must be >= 0 (0: 8 x --chains), got {self.max_chains}")
-        _check(
+        check(k is None or k >= 1, "iwae_samples", f"must be >= 1, got {k}")
+        check(self.max_batch >= 1, "max_batch", f"must be >= 1, got {self.max_batch}")
+        check(self.ais_steps is None or self.ais_steps >= 2, "ais_steps", f"must be >= 2, got {self.ais_steps}")
+        check(self.target_se >= 0, "target_se", f"must be >= 0 (0: off), got {self.target_se}")
+        check(self.max_chains >= 0, "max_chains", f"must be >= 0 (0: 8 x --chains), got {self.max_chains}")
+        check(
             not self.max_chains or self.chains is None or self.max_chains >= self.chains,
             "max_chains",
             f"must be at least --chains ({self.chains}), got {self.max_chains}",
         )
-        _check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
-        _check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
+        check(self.points_per_batch >= 1, "points_per_batch", f"must be >= 1, got {self.points_per_batch}")
+        check(all(i >= 0 for i in self.plot_points), "plot_points", f"must be >= 0: {self.plot_points}")
         check_device(self.device)
 
     @property

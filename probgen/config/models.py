@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _check, _choice, _help
+from probgen.config.base import _help, check, choice
 
 
 @dataclass
@@ -28,17 +28,17 @@ class VAEConfig:
     obs_scale: float = _help("std of the Gaussian likelihood, in pixel units of [0, 1]", default=0.1)
 
     def __post_init__(self) -> None:
-        _choice(self.arch, "arch", ("conv", "mlp"))
-        _check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
-        _check(len(self.conv_channels) >= 1, "conv_channels", "needs at least one layer")
-        _check(all(c >= 1 for c in self.conv_channels), "conv_channels", f"must be positive: {self.conv_channels}")
-        _check(self.kernel_size in (3, 4, 5), "kernel_size", f"must be 3, 4 or 5, got {self.kernel_size}")
-        _check(all(h >= 1 for h in self.hidden_dims), "hidden_dims", f"must be positive: {self.hidden_dims}")
-        _choice(self.activation, "activation", ("relu", "leaky_relu", "elu"))
-        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _choice(self.dropout_in, "dropout_in", ("encoder", "both"))
-        _choice(self.likelihood, "likelihood", ("auto", "bernoulli", "gaussian", "gaussian-learned"))
-        _check(self.obs_scale > 0, "obs_scale", f"must be positive, got {self.obs_scale}")
+        choice(self.arch, "arch", ("conv", "mlp"))
+        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        check(len(self.conv_channels) >= 1, "conv_channels", "needs at least one layer")
+        check(all(c >= 1 for c in self.conv_channels), "conv_channels", f"must be positive: {self.conv_channels}")
+        check(self.kernel_size in (3, 4, 5), "kernel_size", f"must be 3, 4 or 5, got {self.kernel_size}")
+        check(all(h >= 1 for h in self.hidden_dims), "hidden_dims", f"must be positive: {self.hidden_dims}")
+        choice(self.activation, "activation", ("relu", "leaky_relu", "elu"))
+        check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        choice(self.dropout_in, "dropout_in", ("encoder", "both"))
+        choice(self.likelihood, "likelihood", ("auto", "bernoulli", "gaussian", "gaussian-learned"))
+        check(self.obs_scale > 0, "obs_scale", f"must be positive, got {self.obs_scale}")
 
 
 @dataclass
@@ -61,10 +61,8 @@ class CVAEConfig:
     num_classes: int | None = _help("number of classes (default: 1 + the largest training label)", default=None)
 
     def __post_init__(self) -> None:
-        _check(bool(self.label_factor), "label_factor", "must not be empty")
-        _check(
-            self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"
-        )
+        check(bool(self.label_factor), "label_factor", "must not be empty")
+        check(self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}")
 
 
 @dataclass
@@ -78,13 +76,13 @@ class VAEGANConfig:
     disc_lr: float = _help("Adam learning rate of the discriminator", default=2e-4)
 
     def __post_init__(self) -> None:
-        _check(self.gan_weight >= 0, "gan_weight", f"must be >= 0, got {self.gan_weight}")
-        _check(
+        check(self.gan_weight >= 0, "gan_weight", f"must be >= 0, got {self.gan_weight}")
+        check(
             self.disc_channels is None or (len(self.disc_channels) >= 1 and min(self.disc_channels) >= 1),
             "disc_channels",
             f"must be positive and non-empty: {self.disc_channels}",
         )
-        _check(self.disc_lr > 0, "disc_lr", f"must be positive, got {self.disc_lr}")
+        check(self.disc_lr > 0, "disc_lr", f"must be positive, got {self.disc_lr}")
 
 
 @dataclass
@@ -102,12 +100,12 @@ class GANConfig:
     leaky_slope: float = _help("negative slope of the discriminator's LeakyReLU", default=0.2)
 
     def __post_init__(self) -> None:
-        _check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
-        _choice(self.latent_dist, "latent_dist", ("normal", "uniform", "uniform01"))
-        _check(self.g_channels >= 1, "g_channels", f"must be >= 1, got {self.g_channels}")
-        _check(self.d_channels >= 1, "d_channels", f"must be >= 1, got {self.d_channels}")
-        _choice(self.g_norm, "g_norm", ("batch", "instance", "none"))
-        _choice(self.d_norm, "d_norm", ("batch", "instance", "none"))
-        _choice(self.init, "init", ("normal", "he"))
-        _choice(self.output, "output", ("tanh", "sigmoid"))
-        _check(0.0 <= self.leaky_slope < 1.0, "leaky_slope", f"must be in [0, 1), got {self.leaky_slope}")
+        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        choice(self.latent_dist, "latent_dist", ("normal", "uniform", "uniform01"))
+        check(self.g_channels >= 1, "g_channels", f"must be >= 1, got {self.g_channels}")
+        check(self.d_channels >= 1, "d_channels", f"must be >= 1, got {self.d_channels}")
+        choice(self.g_norm, "g_norm", ("batch", "instance", "none"))
+        choice(self.d_norm, "d_norm", ("batch", "instance", "none"))
+        choice(self.init, "init", ("normal", "he"))
+        choice(self.output, "output", ("tanh", "sigmoid"))
+        check(0.0 <= self.leaky_slope < 1.0, "leaky_slope", f"must be in [0, 1), got {self.leaky_slope}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _check, _choice, _help
+from probgen.config.base import _help, check, choice
 
 OBJECTIVES = ("elbo", "beta-tcvae", "factor-vae", "dip-vae-ii", "capacity")
 
@@ -31,17 +31,17 @@ class ObjectiveConfig:
     capacity_steps: int = _help("capacity: steps of the linear increase of C from 0 to C_max", default=100000)
 
     def __post_init__(self) -> None:
-        _choice(self.objective, "objective", OBJECTIVES)
-        _check(self.tc_beta >= 0, "tc_beta", f"must be >= 0, got {self.tc_beta}")
-        _check(self.factor_gamma >= 0, "factor_gamma", f"must be >= 0, got {self.factor_gamma}")
-        _check(
+        choice(self.objective, "objective", OBJECTIVES)
+        check(self.tc_beta >= 0, "tc_beta", f"must be >= 0, got {self.tc_beta}")
+        check(self.factor_gamma >= 0, "factor_gamma", f"must be >= 0, got {self.factor_gamma}")
+        check(
             len(self.factor_disc_hidden) >= 1 and min(self.factor_disc_hidden) >= 1,
             "factor_disc_hidden",
             f"must be positive and non-empty: {self.factor_disc_hidden}",
         )
-        _check(self.factor_disc_lr > 0, "factor_disc_lr", f"must be positive, got {self.factor_disc_lr}")
-        _check(self.dip_lambda_od >= 0, "dip_lambda_od", f"must be >= 0, got {self.dip_lambda_od}")
-        _check(self.dip_lambda_d >= 0, "dip_lambda_d", f"must be >= 0, got {self.dip_lambda_d}")
-        _check(self.capacity_gamma >= 0, "capacity_gamma", f"must be >= 0, got {self.capacity_gamma}")
-        _check(self.capacity_max >= 0, "capacity_max", f"must be >= 0, got {self.capacity_max}")
-        _check(self.capacity_steps >= 1, "capacity_steps", f"must be >= 1, got {self.capacity_steps}")
+        check(self.factor_disc_lr > 0, "factor_disc_lr", f"must be positive, got {self.factor_disc_lr}")
+        check(self.dip_lambda_od >= 0, "dip_lambda_od", f"must be >= 0, got {self.dip_lambda_od}")
+        check(self.dip_lambda_d >= 0, "dip_lambda_d", f"must be >= 0, got {self.dip_lambda_d}")
+        check(self.capacity_gamma >= 0, "capacity_gamma", f"must be >= 0, got {self.capacity_gamma}")
+        check(self.capacity_max >= 0, "capacity_max", f"must be >= 0, got {self.capacity_max}")
+        check(self.capacity_steps >= 1, "capacity_steps", f"must be >= 1, got {self.capacity_steps}")

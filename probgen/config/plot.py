@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _check, _choice, _help, check_device, data_root_field, device_field
+from probgen.config.base import _help, check, check_device, choice, data_root_field, device_field
 
 #: the figures of `probgen plot`
 FIGURES = ("traversals", "manifold", "latents", "reconstructions")
@@ -25,8 +25,8 @@ class PlotTargetConfig:
 
     def __post_init__(self) -> None:
         for name in self.figures:
-            _choice(name, "figure", FIGURES)
-        _check(len(self.figures) == 1 or self.out is None, "out", "names one file: give it with one figure only")
+            choice(name, "figure", FIGURES)
+        check(len(self.figures) == 1 or self.out is None, "out", "names one file: give it with one figure only")
 
     @property
     def figures(self) -> tuple[str, ...]:
@@ -60,17 +60,17 @@ class PlotConfig:
     device: str = device_field()
 
     def __post_init__(self) -> None:
-        _check(bool(self.split), "split", "must not be empty")
-        _check(self.num_images >= 1, "num_images", f"must be >= 1, got {self.num_images}")
-        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
-        _check(self.num_points >= 2, "num_points", f"must be >= 2, got {self.num_points}")
-        _choice(self.projection, "projection", ("pca", "first"))
-        _check(self.index >= 0, "index", f"must be >= 0, got {self.index}")
-        _check(self.dims is None or (len(self.dims) >= 1 and min(self.dims) >= 0), "dims", f"bad dims {self.dims}")
-        _check(self.span > 0, "span", f"must be positive, got {self.span}")
-        _check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
-        _check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
-        _check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
+        check(bool(self.split), "split", "must not be empty")
+        check(self.num_images >= 1, "num_images", f"must be >= 1, got {self.num_images}")
+        check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
+        check(self.num_points >= 2, "num_points", f"must be >= 2, got {self.num_points}")
+        choice(self.projection, "projection", ("pca", "first"))
+        check(self.index >= 0, "index", f"must be >= 0, got {self.index}")
+        check(self.dims is None or (len(self.dims) >= 1 and min(self.dims) >= 0), "dims", f"bad dims {self.dims}")
+        check(self.span > 0, "span", f"must be positive, got {self.span}")
+        check(self.steps >= 2, "steps", f"must be >= 2, got {self.steps}")
+        check(self.grid >= 2, "grid", f"must be >= 2, got {self.grid}")
+        check(self.label >= 0, "label", f"must be >= 0, got {self.label}")
         check_device(self.device)
 
 
@@ -87,6 +87,6 @@ class SampleConfig:
     overwrite: bool = _help("replace --out if it exists", default=False)
 
     def __post_init__(self) -> None:
-        _check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
-        _check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
+        check(self.num >= 1, "num", f"must be >= 1, got {self.num}")
+        check(self.nrow >= 1, "nrow", f"must be >= 1, got {self.nrow}")
         check_device(self.device)

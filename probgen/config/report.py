@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _choice, _help
+from probgen.config.base import _help, choice
 
 #: what `probgen report --format` writes: html (report.html) or md (report.html and report.md)
 REPORT_FORMATS = ("html", "md")
@@ -29,4 +29,4 @@ class ReportConfig:
     runs: bool = _help("sweeps and experiments: also write each run's own report (linked from the page)", default=True)
 
     def __post_init__(self) -> None:
-        _choice(self.format, "format", REPORT_FORMATS)
+        choice(self.format, "format", REPORT_FORMATS)

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from probgen.config.base import _check, _help
+from probgen.config.base import _help, check
 
 
 @dataclass
@@ -24,7 +24,7 @@ class SweepConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.kind is None or bool(self.kind), "kind", "must not be empty")  # the registry knows the kinds
+        check(self.kind is None or bool(self.kind), "kind", "must not be empty")  # the registry knows the kinds
 
 
 def sweep_flags(fit_config: type) -> type:

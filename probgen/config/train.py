@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probgen.config.base import _check, _choice, _help, check_device, device_field
+from probgen.config.base import _help, check, check_device, choice, device_field
 
 
 @dataclass
@@ -41,21 +41,21 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
-        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
-        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        _check(self.recon_accuracy_steps >= 0, "recon_accuracy_steps", f"must be >= 0, got {self.recon_accuracy_steps}")
-        _check(self.beta > 0, "beta", f"must be > 0 (Pyro's poutine.scale needs a positive scale), got {self.beta}")
-        _choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
-        _check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
-        _check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")
-        _choice(self.elbo, "elbo", ("trace", "tracemeanfield", "iwae"))
-        _check(self.particles >= 1, "particles", f"must be >= 1, got {self.particles}")
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(self.recon_accuracy_steps >= 0, "recon_accuracy_steps", f"must be >= 0, got {self.recon_accuracy_steps}")
+        check(self.beta > 0, "beta", f"must be > 0 (Pyro's poutine.scale needs a positive scale), got {self.beta}")
+        choice(self.beta_schedule, "beta_schedule", ("constant", "linear", "cyclical"))
+        check(self.beta_warmup_steps >= 1, "beta_warmup_steps", f"must be >= 1, got {self.beta_warmup_steps}")
+        check(self.beta_cycle_steps >= 2, "beta_cycle_steps", f"must be >= 2, got {self.beta_cycle_steps}")
+        choice(self.elbo, "elbo", ("trace", "tracemeanfield", "iwae"))
+        check(self.particles >= 1, "particles", f"must be >= 1, got {self.particles}")
         check_device(self.device)
-        _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
+        check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
 
 
 @dataclass
@@ -82,20 +82,20 @@ class GANTrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
-        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
-        _check(0.0 <= self.beta1 < 1.0, "beta1", f"must be in [0, 1), got {self.beta1}")
-        _check(0.0 <= self.beta2 < 1.0, "beta2", f"must be in [0, 1), got {self.beta2}")
-        _check(0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.max_steps is None or self.max_steps >= 0, "max_steps", f"must be >= 0, got {self.max_steps}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(0.0 <= self.beta1 < 1.0, "beta1", f"must be in [0, 1), got {self.beta1}")
+        check(0.0 <= self.beta2 < 1.0, "beta2", f"must be in [0, 1), got {self.beta2}")
+        check(0.0 <= self.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         check_device(self.device)
-        _check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        _check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
-        _check(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
+        check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        check(all(e >= 1 for e in self.sample_epochs), "sample_epochs", f"must be >= 1: {self.sample_epochs}")
+        check(self.eval_every >= 0, "eval_every", f"must be >= 0, got {self.eval_every}")
         p = self.early_stop_patience
-        _check(p is None or p >= 1, "early_stop_patience", f"must be >= 1, got {p}")
-        _check(p is None or self.eval_every > 0, "early_stop_patience", "needs --eval-every K > 0")
+        check(p is None or p >= 1, "early_stop_patience", f"must be >= 1, got {p}")
+        check(p is None or self.eval_every > 0, "early_stop_patience", "needs --eval-every K > 0")
 
 
 @dataclass
@@ -131,13 +131,13 @@ class PerfConfig:
     )
 
     def __post_init__(self) -> None:
-        _choice(self.data_placement, "data_placement", ("auto", "device", "packed", "stream"))
-        _check(
+        choice(self.data_placement, "data_placement", ("auto", "device", "packed", "stream"))
+        check(
             0.0 < self.device_memory_fraction <= 1.0,
             "device_memory_fraction",
             f"must be in (0, 1], got {self.device_memory_fraction}",
         )
-        _check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
-        _choice(self.amp, "amp", ("none", "bf16"))
-        _choice(self.compile, "compile", ("none", "default", "reduce-overhead"))
-        _check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")
+        check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        choice(self.amp, "amp", ("none", "bf16"))
+        choice(self.compile, "compile", ("none", "default", "reduce-overhead"))
+        check(not (self.cuda_graph and self.compile != "none"), "cuda_graph", "cannot be combined with --compile")

@@ -37,17 +37,13 @@ from probgen.config import LoglikConfig, to_dict
 from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
 from probgen.data import load_dataset
 from probgen.errors import UserError
+from probgen.inference.loglik.ais import ais
+from probgen.inference.loglik.appendix_d import appendix_d_from_samples, overdispersed_init
 from probgen.inference.loglik.bdmc import BDMCResult, bdmc, simulate
-from probgen.inference.loglik.iwae import (
-    LoglikResult,
-    ais,
-    appendix_d_from_samples,
-    elbo_iwae,
-    ordering_warnings,
-    overdispersed_init,
-)
+from probgen.inference.loglik.iwae import elbo_iwae, ordering_warnings
 from probgen.inference.loglik.laplace import ais_laplace
 from probgen.inference.loglik.laplace_fit import laplace_starts
+from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.loglik.trust import cross_check
 from probgen.inference.mcmc.hmc import HMCResult, run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model

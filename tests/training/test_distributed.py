@@ -197,7 +197,7 @@ def test_kinds_without_ddp_refuse_torchrun(tmp_path):
 
 
 def test_to_host_moves_tensors_in_nested_results():
-    from probgen.inference.loglik.iwae import LoglikResult
+    from probgen.inference.loglik.result import LoglikResult
 
     res = {"iwae": [LoglikResult("iwae", torch.ones(3, requires_grad=True), 4096, {"k": 5})]}
     out = to_host((res, [torch.zeros(2)]))

@@ -1,12 +1,13 @@
-"""Marginal log-likelihood estimators: ELBO, IWAE, Kingma & Welling's Appendix D, and AIS.
+"""The ELBO and IWAE estimates of log p(x), and the check of the estimators' expected order.
 
-All are pure functions of a :class:`~probgen.inference.mcmc.potential.LatentTarget` (batched log p(z) and
-log p(x | z) of N data points) and, for ELBO/IWAE, the encoder's q(z | x). Each returns a
-:class:`LoglikResult` with log p(x) per data point in nats.
+Pure functions of a :class:`~probgen.inference.mcmc.potential.LatentTarget` (batched log p(z) and
+log p(x | z) of N data points) and the encoder's q(z | x). Each returns a :class:`LoglikResult` with
+log p(x) per data point in nats.
 
-In expectation ELBO <= IWAE(k) <= log p(x) (Burda et al. 2016), and AIS is a stochastic lower bound
-(Neal 2001; Wu et al. 2017). Appendix D (Kingma & Welling 2013) estimates 1/p(x) without bias, so its
-log is a stochastic *upper* bound; its authors trust it for latent dimension < 5 only.
+In expectation ELBO <= IWAE(k) <= log p(x) (Burda et al. 2016), and AIS (``loglik/ais.py``) is a
+stochastic lower bound (Neal 2001; Wu et al. 2017). Appendix D (Kingma & Welling 2013,
+``loglik/appendix_d.py``) estimates 1/p(x) without bias, so its log is a stochastic *upper* bound; its
+authors trust it for latent dimension < 5 only.
 """
 
 from __future__ import annotations
@@ -16,30 +17,12 @@ import math
 import pyro
 import torch
 
-from probgen.inference.loglik.ais import ais, sigmoid_schedule
-from probgen.inference.loglik.appendix_d import (
-    appendix_d,
-    appendix_d_from_samples,
-    fit_gaussian,
-    overdispersed_init,
-)
-from probgen.inference.loglik.result import FLAG_REASONS, LoglikResult, _logmeanexp, _result
+from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
 from probgen.inference.loglik.weights import KHAT_MAX, log_mean_se, pareto_khat
 from probgen.inference.mcmc.potential import LatentTarget
 from probgen.utils.progress import progress as progress_bar
 
-__all__ = [
-    "FLAG_REASONS",
-    "LoglikResult",
-    "ais",
-    "appendix_d",
-    "appendix_d_from_samples",
-    "elbo_iwae",
-    "fit_gaussian",
-    "ordering_warnings",
-    "overdispersed_init",
-    "sigmoid_schedule",
-]
+__all__ = ["elbo_iwae", "ordering_warnings"]
 
 
 @torch.no_grad()

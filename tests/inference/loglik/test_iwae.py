@@ -4,15 +4,10 @@ import pyro
 import pytest
 import torch
 
-from probgen.inference.loglik.iwae import (
-    LoglikResult,
-    ais,
-    appendix_d,
-    elbo_iwae,
-    fit_gaussian,
-    ordering_warnings,
-    sigmoid_schedule,
-)
+from probgen.inference.loglik.ais import ais, sigmoid_schedule
+from probgen.inference.loglik.appendix_d import appendix_d, fit_gaussian
+from probgen.inference.loglik.iwae import elbo_iwae, ordering_warnings
+from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.mcmc.potential import encoder_proposal
 from probgen.inference.testing.ppca import PPCA
 

@@ -7,7 +7,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from probgen.inference.loglik.iwae import ais, elbo_iwae
+from probgen.inference.loglik.ais import ais
+from probgen.inference.loglik.iwae import elbo_iwae
 from probgen.inference.mcmc.hmc import run_hmc
 from probgen.inference.mcmc.potential import encoder_proposal
 from probgen.inference.testing.ppca import PPCA
