@@ -112,3 +112,20 @@ def _other_value(leaf):
     if choices:
         return next(c for c in choices if c != leaf.default)
     return leaf.default * 2 + 1 if isinstance(leaf.default, (int, float)) else f"{leaf.default}x"
+
+
+def test_loglik_help_groups_the_flags_by_estimator_family():
+    parser = _command_parser(build_parser(), ("loglik",))
+    groups = {g.title.split()[0]: {a.dest for a in g._group_actions} for g in parser._action_groups}
+    assert groups["budget"] == {"budget", "time", "chains"}
+    assert groups["hmc"] == {
+        "sampler",
+        "warmup",
+        "samples",
+        "trajectory_length",
+        "target_accept",
+        "adapt_mass",
+        "shrink",
+    }
+    assert groups["ais"] == {"ais_steps", "leapfrog_steps", "ais_mass", "target_se", "max_chains"}
+    assert groups["iwae"] == {"iwae_samples", "max_batch"}

@@ -44,7 +44,8 @@ def _tuple_of(inner: type) -> Callable[[str], tuple]:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """Add one flag per leaf of dataclass ``cls``; each nested section gets an argument group.
+    """Add one flag per leaf of dataclass ``cls``; each nested section gets an argument group, and a leaf
+    whose metadata names a ``group`` goes to the group of that title.
 
     A leaf's metadata may make it positional, required, give it a short flag (``-n``), ``nargs`` or
     argparse choices (see :func:`probgen.config.base.help_field`).
@@ -53,14 +54,16 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[s
     for leaf in leaves(cls):
         if leaf.name in skip:
             continue
-        if leaf.path not in groups:
-            groups[leaf.path] = parser.add_argument_group(leaf.owner.__name__.replace("Config", "").lower())
         meta, tp, default = leaf.field.metadata, leaf.type, leaf.default
+        key = ("--group", meta["group"]) if meta.get("group") else leaf.path
+        if key not in groups:
+            title = meta.get("group") or leaf.owner.__name__.replace("Config", "").lower()
+            groups[key] = parser.add_argument_group(title)
         kw: dict[str, Any] = {"help": leaf.help}
         if meta.get("choices"):
             kw["choices"] = meta["choices"]
         if meta.get("positional"):
-            groups[leaf.path].add_argument(leaf.name, **kw)
+            groups[key].add_argument(leaf.name, **kw)
             continue
         kw.update(dest=leaf.name, default=default)
         if tp is bool:
@@ -78,7 +81,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: Sequence[s
         elif default not in (None, ()) and tp is not bool:
             kw["help"] += f" (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
         names = [meta["short"], flag(leaf.name)] if meta.get("short") else [flag(leaf.name)]
-        groups[leaf.path].add_argument(*names, **kw)
+        groups[key].add_argument(*names, **kw)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -25,13 +25,17 @@ def help_field(
     nargs: str | None = None,
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
+    group: str | None = None,
     **kw: Any,
 ) -> Any:
     """A dataclass field whose metadata carries its CLI form: help text, a short flag (``-n``), whether
-    it is positional or a required flag, ``nargs`` (``"+"``: space-separated values), argparse choices
-    and the metavar of its values.
+    it is positional or a required flag, ``nargs`` (``"+"``: space-separated values), argparse choices,
+    the metavar of its values and the ``--help`` group it is listed in (default: its section's).
     """
-    cli = dict(short=short, positional=positional, required=required, nargs=nargs, choices=choices, metavar=metavar)
+    cli = dict(
+        short=short, positional=positional, required=required, nargs=nargs, choices=choices, metavar=metavar,
+        group=group,
+    )  # fmt: skip
     return field(metadata={"help": text, **{k: v for k, v in cli.items() if v}}, **kw)
 
 

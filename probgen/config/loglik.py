@@ -108,6 +108,13 @@ DEEP_BUDGET = "quick"
 CHEAP_IWAE_SAMPLES = {"cpu": 100, "cuda": 1000}
 
 
+#: the `probgen loglik --help` groups: the sampling budget, then each estimator family's settings
+BUDGET_GROUP = "budget (the default run: --time; an explicit run: --budget fills in the settings left unset)"
+HMC_GROUP = "hmc (appendix-d's posterior chains)"
+AIS_GROUP = "ais (ais, ais-laplace, bdmc)"
+IWAE_GROUP = "iwae (elbo, iwae)"
+
+
 @dataclass
 class LoglikConfig:
     """Everything `probgen loglik` needs: which checkpoint and data, which estimators, how long to sample."""
@@ -132,40 +139,54 @@ class LoglikConfig:
         default=None,
     )
     sampler: str = _help(
-        "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)", default="hmc"
+        "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)",
+        default="hmc",
+        group=HMC_GROUP,
     )
     budget: str = _help(
         "quick, standard or thorough: chooses --chains, --warmup, --samples, --ais-steps and -k for the device "
         "(CPU or GPU; docs/loglik.md lists them); a flag given explicitly wins (default: standard; the default run "
         "chooses its own, see --time)",
         default=None,
+        group=BUDGET_GROUP,
     )
     time: float | None = _help(
         "minutes the default run may take (no --method, --num-data, --budget or budget flag): the split's mean log "
         "p(x) with a 95-percent interval, from IWAE on many random points and the trusted estimators on a random "
         f"subset of them, sized from this device's measured speed (docs/loglik.md) (default: {DEFAULT_MINUTES:g})",
         default=None,
+        group=BUDGET_GROUP,
     )
     chains: int | None = _help(
-        "HMC chains per data point, also the number of AIS chains (default: from --budget)", default=None
+        "HMC chains per data point, also the number of AIS chains (default: from --budget)",
+        default=None,
+        group=BUDGET_GROUP,
     )
-    warmup: int | None = _help("HMC warm-up (adaptation) transitions per chain (default: from --budget)", default=None)
+    warmup: int | None = _help(
+        "HMC warm-up (adaptation) transitions per chain (default: from --budget)", default=None, group=HMC_GROUP
+    )
     samples: int | None = _help(
-        "HMC draws per chain in each Appendix D stage (fit, then estimate) (default: from --budget)", default=None
+        "HMC draws per chain in each Appendix D stage (fit, then estimate) (default: from --budget)",
+        default=None,
+        group=HMC_GROUP,
     )
     trajectory_length: float = _help(
         "HMC trajectory length in units of the adapted posterior scale (leapfrog steps = this / median step size); "
         "0: use --leapfrog-steps",
         default=2.5,
+        group=HMC_GROUP,
     )
     leapfrog_steps: int | None = _help(
         "leapfrog steps per AIS temperature (and per HMC transition if --trajectory-length 0) (default: from --budget)",
         default=None,
+        group=AIS_GROUP,
     )
-    target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8)
-    adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True)
+    target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8, group=HMC_GROUP)
+    adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True, group=HMC_GROUP)
     shrink: float = _help(
-        "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)", default=0.8
+        "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)",
+        default=0.8,
+        group=HMC_GROUP,
     )
     discretise: bool = _help(
         "Gaussian likelihoods: score the 8-bit images under the discretised Gaussian (256 bins; a probability, "
@@ -173,21 +194,32 @@ class LoglikConfig:
         default=True,
     )
     iwae_samples: int | None = _help(
-        "importance samples per data point for IWAE and the ELBO (default: from --budget)", default=None, short="-k"
+        "importance samples per data point for IWAE and the ELBO (default: from --budget)",
+        default=None,
+        short="-k",
+        group=IWAE_GROUP,
     )
-    max_batch: int = _help("at most this many decoder evaluations per batch when scoring IWAE samples", default=4096)
-    ais_steps: int | None = _help("AIS temperatures, one HMC transition each (default: from --budget)", default=None)
+    max_batch: int = _help(
+        "at most this many decoder evaluations per batch when scoring IWAE samples", default=4096, group=IWAE_GROUP
+    )
+    ais_steps: int | None = _help(
+        "AIS temperatures, one HMC transition each (default: from --budget)", default=None, group=AIS_GROUP
+    )
     ais_mass: str = _help(
         "AIS mass matrix: unit (identity) or encoder (diagonal, from the encoder's variance, tempered: the "
         "prior's scale at beta 0, the encoder's at beta 1)",
         default="unit",
+        group=AIS_GROUP,
     )
     target_se: float = _help(
         "AIS adaptive stop: points whose standard error is above this many nats get --chains more AIS chains, "
         "round after round, until it is at most this or they have --max-chains; 0: off",
         default=0.0,
+        group=AIS_GROUP,
     )
-    max_chains: int = _help("AIS adaptive stop: at most this many chains per point (0: 8 x --chains)", default=0)
+    max_chains: int = _help(
+        "AIS adaptive stop: at most this many chains per point (0: 8 x --chains)", default=0, group=AIS_GROUP
+    )
     points_per_batch: int = _help(
         "data points sampled together (all chains of a batch share each decoder call)", default=128
     )

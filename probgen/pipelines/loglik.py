@@ -37,21 +37,17 @@ from probgen.config import LoglikConfig, to_dict
 from probgen.config.loglik import BDMC_METHODS, LOGLIK_METHODS, POINTS_SEED
 from probgen.data import load_dataset
 from probgen.errors import UserError
-from probgen.inference.loglik.ais import ais
-from probgen.inference.loglik.appendix_d import appendix_d_from_samples, overdispersed_init
-from probgen.inference.loglik.bdmc import BDMCResult, bdmc, simulate
-from probgen.inference.loglik.iwae import elbo_iwae, ordering_warnings
-from probgen.inference.loglik.laplace import ais_laplace
-from probgen.inference.loglik.laplace_fit import laplace_starts
+from probgen.inference.loglik.bdmc import BDMCResult
+from probgen.inference.loglik.estimators import Inputs, estimators_for
+from probgen.inference.loglik.iwae import ordering_warnings
 from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.loglik.trust import cross_check
-from probgen.inference.mcmc.hmc import HMCResult, run_hmc
+from probgen.inference.mcmc.hmc import HMCResult
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
-from probgen.inference.mcmc.reference import run_nuts
 from probgen.models.registry import kinds_where
 from probgen.models.vae import load_vae
-from probgen.pipelines.loglik_plan import LAPLACE_FIT_STEPS, sampling_report
 from probgen.pipelines.loglik_plan import estimate as estimate_time
+from probgen.pipelines.loglik_plan import sampling_report
 from probgen.pipelines.loglik_results import (
     batch_from_dict,
     batch_to_dict,
@@ -64,6 +60,7 @@ from probgen.pipelines.loglik_stages import (
     add_diagnostics,
     base_report,
     chain_checks,
+    estimator_settings,
     images,
     pixel_model,
 )
@@ -117,36 +114,6 @@ def _settings(cfg: LoglikConfig, ckpt_path: Path) -> dict[str, Any]:
     return settings
 
 
-def _posterior_chains(
-    cfg: LoglikConfig, model: Any, x: torch.Tensor, z0: torch.Tensor, on_warmup: Any = None
-) -> HMCResult:
-    n_draws = 2 * cfg.samples
-    if cfg.sampler == "nuts":
-        fns = [from_pyro_model(model, x[i : i + 1]).potential() for i in range(x.shape[0])]
-        return run_nuts(fns, z0, cfg.warmup, n_draws, target_accept_prob=cfg.target_accept, progress=cfg.progress)
-    target = from_pyro_model(model, x)
-    return run_hmc(
-        target.potential(),
-        z0,
-        cfg.warmup,
-        n_draws,
-        num_steps=cfg.leapfrog_steps,
-        trajectory_length=cfg.trajectory_length or None,
-        target_accept_prob=cfg.target_accept,
-        adapt_mass_matrix=cfg.adapt_mass,
-        progress=cfg.progress,
-        on_warmup=on_warmup,
-    )
-
-
-def encoder_variance(proposal: Any) -> torch.Tensor:
-    """The variance (N, D) of the encoder's diagonal Gaussian q(z | x) (for ``--ais-mass encoder``)."""
-    base = getattr(proposal, "base_dist", proposal)
-    if not hasattr(base, "scale"):
-        raise UserError(f"--ais-mass encoder: the encoder's q is a {type(base).__name__}, not a diagonal Gaussian")
-    return base.scale.detach().square().expand(proposal.batch_shape + proposal.event_shape)
-
-
 def _run_batch(
     cfg: LoglikConfig, vae: Any, x: torch.Tensor, seconds_per_grad: float | None = None
 ) -> tuple[dict[str, LoglikResult], HMCResult | None]:
@@ -168,43 +135,15 @@ def estimate_points(
     calls this, so that what is validated is the command's own code path.
     """
     methods = cfg.methods
-    target = from_pyro_model(model, x)
-    proposal = encoder_proposal(guide, x)
+    report = None if seconds_per_grad is None else sampling_report(cfg, seconds_per_grad)
+    inputs = Inputs(from_pyro_model(model, x), encoder_proposal(guide, x), model, x, report)
+    settings = estimator_settings(cfg)
     out: dict[str, LoglikResult] = {}
     run = None
-    if "elbo" in methods or "iwae" in methods:
-        elbo, iwae = elbo_iwae(target, proposal, cfg.iwae_samples, cfg.max_batch, progress=cfg.progress)
-        out.update({m: r for m, r in (("elbo", elbo), ("iwae", iwae)) if m in methods})
-    if "appendix-d" in methods:
-        # overdispersed starts: half the chains from the encoder, half from prior draws annealed to
-        # the posterior, so that chains can land in modes the encoder does not know about
-        z0 = overdispersed_init(target, proposal, cfg.chains)
-        report = None if seconds_per_grad is None else sampling_report(cfg, seconds_per_grad)
-        run = _posterior_chains(cfg, model, x, z0, report)
-        steps = run.num_steps or None  # NUTS chooses its own
-        out["appendix-d"] = appendix_d_from_samples(
-            target, run, cfg.samples, cfg.shrink, rhat_max=cfg.checks.rhat_max,
-            min_ess_per_chain=cfg.checks.min_ess_per_chain, sampler=cfg.sampler, leapfrog_steps=steps,
-        )  # fmt: skip
-    if "ais" in methods:
-        variance = encoder_variance(proposal) if cfg.ais_mass == "encoder" else None
-        out["ais"] = ais(
-            target, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress, posterior_variance=variance,
-            target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
-        )  # fmt: skip
-    if "ais-laplace" in methods:  # optimiser starts: the encoder's mean, encoder draws, prior draws
-        encoder_draws, prior_draws = laplace_starts(target.latent_dim)
-        parts = [proposal.mean.unsqueeze(0), proposal.sample((encoder_draws,)), target.sample_prior(prior_draws)]
-        starts = torch.cat(parts)
-        out["ais-laplace"] = ais_laplace(
-            target, starts, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, laplace_steps=LAPLACE_FIT_STEPS,
-            progress=cfg.progress, target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
-        )  # fmt: skip
-    if "bdmc" in methods:  # on as many points simulated from the model: z* ~ p(z), x ~ p(x | z*)
-        z_star, x_sim = simulate(model, x)  # x sets only the number and shape
-        sim = from_pyro_model(model, x_sim)
-        both = bdmc(sim, z_star, cfg.chains, cfg.ais_steps, cfg.leapfrog_steps, progress=cfg.progress)
-        out.update(both.results())
+    for estimator in estimators_for(methods):
+        results, chains = estimator.run(inputs, settings)
+        out.update({m: r for m, r in results.items() if m in methods or m not in estimator.methods})
+        run = chains if chains is not None else run
     return out, run
 
 

@@ -5,7 +5,8 @@ Before the work starts, :func:`estimate` times a few batched gradient evaluation
 with the configured settings, and multiplies. It is printed as, e.g.,
 ``estimated 4.2 min for 32 points (appendix-d 2.9 min, ais 1.1 min, ...; 0.31 ms per image gradient)``.
 
-Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k importance samples):
+Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k importance samples), as each
+registered estimator's ``cost`` gives them (:mod:`probgen.inference.loglik.estimators`):
 
 - ELBO/IWAE: k forward evaluations;
 - Appendix D: C (warm-up + 2 samples) (L + 1) gradients, plus the overdispersed starts (C / 2 chains
@@ -22,6 +23,7 @@ Counts, per data point (C chains, L leapfrog steps, T AIS temperatures, k import
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -32,8 +34,10 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
-from probgen.inference.loglik.laplace_fit import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS, laplace_starts
+from probgen.inference.loglik.estimators import estimators_for
+from probgen.inference.loglik.settings import pilot_chains
 from probgen.inference.mcmc.potential import LatentTarget
+from probgen.pipelines.loglik_stages import estimator_settings
 
 log = logging.getLogger("probgen")
 
@@ -45,10 +49,6 @@ __all__ = [
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
 TYPICAL_STEP = 0.6
 MAX_LEAPFROG = 256
-#: ais-laplace's Adam steps (its starts: laplace_starts(latent_dim))
-LAPLACE_FIT_STEPS = 200
-#: the most Hessians a Laplace fit computes: one, then up to len(NEWTON_FRACTIONS) per Newton step
-LAPLACE_HESSIANS = 1 + NEWTON_STEPS * len(NEWTON_FRACTIONS)
 
 
 def _hmc_leapfrog(cfg: LoglikConfig) -> int:
@@ -59,28 +59,16 @@ def _hmc_leapfrog(cfg: LoglikConfig) -> int:
 
 def evaluation_counts(cfg: LoglikConfig, num_points: int, latent_dim: int = 0) -> dict[str, tuple[float, float]]:
     """Per method: (image-level gradient evaluations, forward-only evaluations) over ``num_points``
-    points of a ``latent_dim``-dimensional latent (it sets ais-laplace's Hessian work)."""
-    c, n = cfg.chains, num_points
-    pilot = max(2, c // 4)
-    ais_grads = cfg.ais_steps * (cfg.leapfrog_steps + 1)
+    points of a ``latent_dim``-dimensional latent, as each registered estimator counts them
+    (:mod:`probgen.inference.loglik.estimators`); Appendix D at the leapfrog steps it is assumed to choose."""
+    settings = estimator_settings(cfg)
+    hmc = dataclasses.replace(settings.hmc, trajectory_length=0.0, leapfrog_steps=_hmc_leapfrog(cfg))
+    settings = dataclasses.replace(settings, hmc=hmc)
     out: dict[str, tuple[float, float]] = {}
-    if "elbo" in cfg.methods or "iwae" in cfg.methods:
-        out["elbo+iwae" if {"elbo", "iwae"} <= set(cfg.methods) else cfg.methods[0]] = (0.0, n * cfg.iwae_samples)
-    if "appendix-d" in cfg.methods:
-        transitions = cfg.warmup + 2 * cfg.samples
-        grads = transitions * (_hmc_leapfrog(cfg) + 1)
-        if cfg.sampler == "nuts":  # NUTS: up to 2^depth steps; a few dozen on these posteriors
-            grads = transitions * 30
-        starts = (c - round(c / 2)) * 4 * 100 * (5 + 1)  # overdispersed_init's annealed particles
-        out["appendix-d"] = (n * (c * grads + starts), 0.0)
-    if "ais" in cfg.methods:
-        out["ais"] = (n * (c + pilot) * ais_grads, 0.0)
-    if "ais-laplace" in cfg.methods:
-        starts = 1 + sum(laplace_starts(latent_dim))
-        fit = starts * (LAPLACE_FIT_STEPS + 2 * latent_dim) + LAPLACE_HESSIANS * 2 * latent_dim  # a Hessian per start
-        out["ais-laplace"] = (n * ((c + pilot) * ais_grads + fit), n * starts * SEGMENT_POINTS)
-    if "bdmc" in cfg.methods:
-        out["bdmc"] = (n * (2 * c + pilot) * ais_grads, 0.0)
+    for estimator in estimators_for(cfg.methods):
+        asked = [m for m in estimator.methods if m in cfg.methods]
+        name = estimator.name if len(asked) > 1 else asked[0]  # "elbo+iwae", or the one asked for
+        out[name] = estimator.cost(settings, num_points, latent_dim)
     return out
 
 
@@ -135,7 +123,7 @@ def estimate(cfg: LoglikConfig, target: LatentTarget, num_points: int) -> tuple[
     for m in ("ais", "ais-laplace"):
         if m in parts and cfg.target_se:  # the adaptive stop: up to max_chains per point
             cap = cfg.max_chains or 8 * cfg.chains
-            pilot = max(2, cfg.chains // 4)
+            pilot = pilot_chains(cfg.chains)
             worst = parts[m] * (cap + pilot) / (cfg.chains + pilot)
             detail += f"; {m} up to {format_duration(worst)} if every point needs --max-chains {cap} for --target-se"
     hmc = ""

@@ -15,6 +15,7 @@ import torch
 
 from probgen.config import LoglikConfig
 from probgen.data import to_unit
+from probgen.inference.loglik.settings import AISSettings, EstimatorSettings, HMCSettings, IWAESettings
 from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.mcmc.hmc import HMCResult
 from probgen.models.discretised import discretised_model
@@ -22,9 +23,26 @@ from probgen.pipelines.loglik_results import cat_runs
 from probgen.utils.distributed import Dist
 
 __all__ = [
-    "LoglikRun", "add_diagnostics", "base_report", "chain_checks", "discretises", "images", "pixel_model",
-    "pixel_model_note",
+    "LoglikRun", "add_diagnostics", "base_report", "chain_checks", "discretises", "estimator_settings", "images",
+    "pixel_model", "pixel_model_note",
 ]  # fmt: skip
+
+
+def estimator_settings(cfg: LoglikConfig) -> EstimatorSettings:
+    """The estimators' settings from a resolved `probgen loglik` config (``--chains`` sets both the HMC and
+    the AIS chains; ``--leapfrog-steps`` both the AIS transitions and HMC's when --trajectory-length is 0)."""
+    hmc = HMCSettings(
+        chains=cfg.chains, warmup=cfg.warmup, samples=cfg.samples, trajectory_length=cfg.trajectory_length,
+        leapfrog_steps=cfg.leapfrog_steps, target_accept=cfg.target_accept, adapt_mass=cfg.adapt_mass,
+        sampler=cfg.sampler, shrink=cfg.shrink, rhat_max=cfg.checks.rhat_max,
+        min_ess_per_chain=cfg.checks.min_ess_per_chain,
+    )  # fmt: skip
+    ais = AISSettings(
+        chains=cfg.chains, steps=cfg.ais_steps, leapfrog_steps=cfg.leapfrog_steps, mass=cfg.ais_mass,
+        target_se=cfg.target_se or None, max_chains=cfg.max_chains or None,
+    )  # fmt: skip
+    iwae = IWAESettings(samples=cfg.iwae_samples, max_batch=cfg.max_batch)
+    return EstimatorSettings(hmc=hmc, ais=ais, iwae=iwae, progress=cfg.progress)
 
 
 def discretises(cfg: LoglikConfig, vae: Any) -> bool:

@@ -25,6 +25,8 @@ import scipy.stats
 import torch
 
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
+from probgen.inference.loglik.settings import AISSettings
+from probgen.inference.loglik.settings import pilot_chains as default_pilot
 from probgen.inference.loglik.temperatures import (
     ais_schedule,
     geometric_schedule,
@@ -312,10 +314,10 @@ def pilot_plan(
 
 def ais(
     target: LatentTarget,
-    num_chains: int = 16,
-    num_steps: int = 1000,
-    leapfrog_steps: int = 10,
-    target_accept_prob: float = 0.65,
+    num_chains: int = AISSettings.chains,
+    num_steps: int = AISSettings.steps,
+    leapfrog_steps: int = AISSettings.leapfrog_steps,
+    target_accept_prob: float = AISSettings.target_accept,
     delta: float = 4.0,
     progress: bool = False,
     *,
@@ -329,8 +331,9 @@ def ais(
     """Annealed importance sampling from the prior to the posterior, with HMC transitions (Wu et al. 2017).
 
     Intermediate targets p(z) p(x | z)^beta_t; one HMC transition of ``leapfrog_steps`` steps per
-    temperature. A pilot run of ``pilot_chains`` chains (default max(2, num_chains // 4), i.e. 1/4 of
-    the work of the weighted chains at 16 chains) adapts each point's step size per temperature
+    temperature. A pilot run of ``pilot_chains`` chains (default
+    :func:`~probgen.inference.loglik.settings.pilot_chains`: max(2, num_chains // 4), i.e. 1/4 of the
+    work of the weighted chains at 16 chains) adapts each point's step size per temperature
     towards ``target_accept_prob`` and, with ``schedule="adaptive"`` (the default), places the
     temperatures so that every step adds the same log-weight variance (:func:`pilot_plan`); the
     ``num_chains`` weighted chains then replay that frozen plan, so that the estimate stays unbiased
@@ -367,7 +370,7 @@ def ais(
         raise ValueError(
             f"need num_chains, num_steps, leapfrog_steps >= 1, got {num_chains}, {num_steps}, {leapfrog_steps}"
         )
-    pilot = max(2, num_chains // 4) if pilot_chains is None else pilot_chains
+    pilot = default_pilot(num_chains) if pilot_chains is None else pilot_chains
     if pilot < 0:
         raise ValueError(f"pilot_chains must be >= 0, got {pilot_chains}")
     mass = None if posterior_variance is None else tempered_inverse_mass(posterior_variance)

@@ -31,6 +31,8 @@ from probgen.inference.loglik.ais import (
 )
 from probgen.inference.loglik.laplace import LaplaceFit, LaplaceTargets, ais_laplace, laplace_targets
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp
+from probgen.inference.loglik.settings import AISSettings
+from probgen.inference.loglik.settings import pilot_chains as default_pilot
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = ["BDMCResult", "bdmc", "bdmc_gap_table", "bdmc_laplace", "simulate"]
@@ -84,10 +86,10 @@ class BDMCResult:
 def bdmc(
     target: LatentTarget,
     z_star: torch.Tensor,
-    num_chains: int = 16,
-    num_steps: int = 1000,
-    leapfrog_steps: int = 10,
-    target_accept_prob: float = 0.65,
+    num_chains: int = AISSettings.chains,
+    num_steps: int = AISSettings.steps,
+    leapfrog_steps: int = AISSettings.leapfrog_steps,
+    target_accept_prob: float = AISSettings.target_accept,
     *,
     schedule: str | torch.Tensor = "adaptive",
     pilot_chains: int | None = None,
@@ -97,9 +99,9 @@ def bdmc(
     """Forward and reverse AIS on the points of ``target``, whose data were simulated from ``z_star`` (N, D).
 
     One pilot run (:func:`~probgen.inference.loglik.ais.pilot_plan`, ``pilot_chains`` default
-    max(2, num_chains // 4)) freezes the temperatures and step sizes; ``num_chains`` forward chains
-    from the prior and ``num_chains`` reverse chains from z* then run that plan in opposite
-    directions. The reverse chains of a point all start at its one exact posterior draw z*; they
+    :func:`~probgen.inference.loglik.settings.pilot_chains`) freezes the temperatures and step sizes;
+    ``num_chains`` forward chains from the prior and ``num_chains`` reverse chains from z* then run that
+    plan in opposite directions. The reverse chains of a point all start at its one exact posterior draw z*; they
     differ from the first transition on, but share that start, so the reverse se (over chains,
     given z*) leaves out the variation over z*. Cost: 2 + pilot_chains / num_chains AIS runs.
     """
@@ -107,7 +109,7 @@ def bdmc(
         raise ValueError(f"z_star must be ({target.num_data}, {target.latent_dim}), got {tuple(z_star.shape)}")
     if num_chains < 1 or num_steps < 1:
         raise ValueError(f"need num_chains, num_steps >= 1, got {num_chains}, {num_steps}")
-    pilot = max(2, num_chains // 4) if pilot_chains is None else pilot_chains
+    pilot = default_pilot(num_chains) if pilot_chains is None else pilot_chains
     mass = None if posterior_variance is None else tempered_inverse_mass(posterior_variance)
     common = {"leapfrog_steps": leapfrog_steps, "inverse_mass": mass, "target_accept_prob": target_accept_prob}
     plan = pilot_plan(target, num_steps, pilot, schedule, progress=progress, **common)
@@ -155,7 +157,7 @@ def bdmc_laplace(
     lower.method = "bdmc-lower"
     path = _mixture_path(target, lt)
     u_star = torch.linalg.solve(lt.fit.scale, (z_star.to(lt.fit.mean) - lt.fit.mean).unsqueeze(-1)).squeeze(-1)
-    pilot = max(2, num_chains // 4) if pilot_chains is None else pilot_chains
+    pilot = default_pilot(num_chains) if pilot_chains is None else pilot_chains
     plan = pilot_plan(path, num_steps, pilot, leapfrog_steps=leapfrog_steps, progress=progress)
     u0 = u_star.unsqueeze(0).expand(num_chains, -1, -1).clone()
     rev = anneal(path, u0, plan.betas.flip(0), plan.step_sizes.flip(0), leapfrog_steps, progress=progress,

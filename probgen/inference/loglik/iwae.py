@@ -18,6 +18,7 @@ import pyro
 import torch
 
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
+from probgen.inference.loglik.settings import IWAESettings
 from probgen.inference.loglik.weights import KHAT_MAX, log_mean_se, pareto_khat
 from probgen.inference.mcmc.potential import LatentTarget
 from probgen.utils.progress import progress as progress_bar
@@ -45,8 +46,8 @@ def _log_weights(
 def elbo_iwae(
     target: LatentTarget,
     proposal: torch.distributions.Distribution,
-    num_samples: int = 5000,
-    max_batch: int = 4096,
+    num_samples: int = IWAESettings.samples,
+    max_batch: int = IWAESettings.max_batch,
     progress: bool = False,
 ) -> tuple[LoglikResult, LoglikResult]:
     """ELBO and IWAE bound from the same ``num_samples`` draws of the encoder q(z | x) per point.

@@ -71,6 +71,7 @@ from probgen.inference.loglik.laplace_fit import (
     laplace_fit,
 )
 from probgen.inference.loglik.result import LoglikResult
+from probgen.inference.loglik.settings import LAPLACE_AIS, LaplaceSettings
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = ["LaplaceFit", "LaplaceTargets", "Mixture", "ais_laplace", "laplace_fit", "laplace_targets", "whitened"]
@@ -251,11 +252,11 @@ def _laplace_evidence(lt: LaplaceTargets, n: int) -> torch.Tensor:
 def ais_laplace(
     target: LatentTarget,
     starts: torch.Tensor,
-    num_chains: int = 16,
-    num_steps: int = 300,
-    leapfrog_steps: int = 5,
+    num_chains: int = LAPLACE_AIS.chains,
+    num_steps: int = LAPLACE_AIS.steps,
+    leapfrog_steps: int = LAPLACE_AIS.leapfrog_steps,
     *,
-    laplace_steps: int = 200,
+    laplace_steps: int = LaplaceSettings.fit_steps,
     progress: bool = False,
     target_se: float | None = None,
     max_chains: int | None = None,

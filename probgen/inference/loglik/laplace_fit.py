@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from probgen.inference.loglik.settings import LaplaceSettings
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = [
@@ -145,8 +146,8 @@ def _other_optima(
 def laplace_fit(
     target: LatentTarget,
     starts: torch.Tensor,
-    steps: int = 200,
-    lr: float = 0.2,
+    steps: int = LaplaceSettings.fit_steps,
+    lr: float = LaplaceSettings.lr,
     newton_steps: int = NEWTON_STEPS,
 ) -> LaplaceFit:
     """Laplace approximation of each point's posterior from starts (R, N, D) (module docstring).
