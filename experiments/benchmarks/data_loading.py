@@ -26,7 +26,7 @@ from torchvision.datasets import CIFAR10
 from probgen.config import DataConfig
 from probgen.data import cache, decode, load_dataset
 from probgen.data.fixtures import cifar_md5s, write_celeba_annotations, write_cifar, write_idx
-from probgen.data.torchvision_sets import _celeba_index
+from probgen.data.torchvision_sets import celeba_index
 
 
 def timed(fn):
@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     partition = np.searchsorted([162770, 182637], np.arange(args.celeba_rows), side="right")  # the official split
     write_celeba_annotations(root / "celeba", partition, rng.integers(0, 2, (args.celeba_rows, 40)))
     (root / "celeba" / "img_align_celeba").mkdir()
-    _, t = timed(lambda: _celeba_index(root / "celeba"))
+    _, t = timed(lambda: celeba_index(root / "celeba"))
     rows.append((f"celeba annotations {args.celeba_rows} rows, parse (torchvision)", t))
-    _, t = timed(lambda: _celeba_index(root / "celeba"))
+    _, t = timed(lambda: celeba_index(root / "celeba"))
     rows.append((f"celeba annotations {args.celeba_rows} rows, from cache", t))
 
     n = args.folder_images

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from probgen.config.base import _help, check, check_device, choice, data_root_field, device_field, progress_field
+from probgen.config.estimators import AISSettings, HMCSettings, IWAESettings
 from probgen.errors import UserError
 
 
@@ -13,9 +14,12 @@ from probgen.errors import UserError
 class ChainCheckConfig:
     """Thresholds that decide whether HMC chains mixed (Vehtari et al. 2021)."""
 
-    rhat_max: float = _help("a data point fails if any latent's rank-normalised R-hat exceeds this", default=1.01)
+    rhat_max: float = _help(
+        "a data point fails if any latent's rank-normalised R-hat exceeds this", default=HMCSettings.rhat_max
+    )
     min_ess_per_chain: float = _help(
-        "a data point fails if any latent's bulk or tail ESS is below this x chains", default=100.0
+        "a data point fails if any latent's bulk or tail ESS is below this x chains",
+        default=HMCSettings.min_ess_per_chain,
     )
 
     def __post_init__(self) -> None:
@@ -140,7 +144,7 @@ class LoglikConfig:
     )
     sampler: str = _help(
         "posterior sampler for appendix-d: hmc (batched) or nuts (stock Pyro, per point; slow)",
-        default="hmc",
+        default=HMCSettings.sampler,
         group=HMC_GROUP,
     )
     budget: str = _help(
@@ -173,7 +177,7 @@ class LoglikConfig:
     trajectory_length: float = _help(
         "HMC trajectory length in units of the adapted posterior scale (leapfrog steps = this / median step size); "
         "0: use --leapfrog-steps",
-        default=2.5,
+        default=HMCSettings.trajectory_length,
         group=HMC_GROUP,
     )
     leapfrog_steps: int | None = _help(
@@ -181,11 +185,15 @@ class LoglikConfig:
         default=None,
         group=AIS_GROUP,
     )
-    target_accept: float = _help("target acceptance of the HMC step-size adaptation", default=0.8, group=HMC_GROUP)
-    adapt_mass: bool = _help("adapt a diagonal mass per data point during warm-up", default=True, group=HMC_GROUP)
+    target_accept: float = _help(
+        "target acceptance of the HMC step-size adaptation", default=HMCSettings.target_accept, group=HMC_GROUP
+    )
+    adapt_mass: bool = _help(
+        "adapt a diagonal mass per data point during warm-up", default=HMCSettings.adapt_mass, group=HMC_GROUP
+    )
     shrink: float = _help(
         "Appendix D: the fitted Gaussian's covariance is scaled by this (< 1: lighter tails)",
-        default=0.8,
+        default=HMCSettings.shrink,
         group=HMC_GROUP,
     )
     discretise: bool = _help(
@@ -200,7 +208,9 @@ class LoglikConfig:
         group=IWAE_GROUP,
     )
     max_batch: int = _help(
-        "at most this many decoder evaluations per batch when scoring IWAE samples", default=4096, group=IWAE_GROUP
+        "at most this many decoder evaluations per batch when scoring IWAE samples",
+        default=IWAESettings.max_batch,
+        group=IWAE_GROUP,
     )
     ais_steps: int | None = _help(
         "AIS temperatures, one HMC transition each (default: from --budget)", default=None, group=AIS_GROUP
@@ -208,7 +218,7 @@ class LoglikConfig:
     ais_mass: str = _help(
         "AIS mass matrix: unit (identity) or encoder (diagonal, from the encoder's variance, tempered: the "
         "prior's scale at beta 0, the encoder's at beta 1)",
-        default="unit",
+        default=AISSettings.mass,
         group=AIS_GROUP,
     )
     target_se: float = _help(

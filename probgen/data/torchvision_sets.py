@@ -233,7 +233,7 @@ def _read_partition(path: Path, filenames: list[str]) -> torch.Tensor:
     return torch.tensor([int(r[1]) for r in rows], dtype=torch.uint8)
 
 
-def _celeba_index(folder: Path) -> dict[str, Any]:
+def celeba_index(folder: Path) -> dict[str, Any]:
     """File names, split column, attributes (N, 40) in {0, 1}, attribute names and unverified files.
 
     Parsing the five annotation files (~200k lines each) takes tens of seconds, so the result is
@@ -269,7 +269,7 @@ def load_celeba(cfg: DataConfig) -> ImageData:
     _no_binarize(cfg, "celeba")
     root = data_root(cfg)
     folder = locate.find("celeba", [root / "celeba", root], _celeba_probe, CELEBA_LAYOUT)
-    index = _celeba_index(folder)
+    index = celeba_index(folder)
     rows = {k: torch.nonzero(index["partition"] == i).flatten() for i, k in enumerate(("train", "val", "test"))}
     idx = limit_official({k: len(v) for k, v in rows.items()}, cfg.limit, cfg.split_seed)
     names, attrs = index["filenames"], index["attrs"]

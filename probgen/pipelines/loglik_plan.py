@@ -34,8 +34,8 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
+from probgen.config.estimators import pilot_chains
 from probgen.inference.loglik.estimators import estimators_for
-from probgen.inference.loglik.settings import pilot_chains
 from probgen.inference.mcmc.potential import LatentTarget
 from probgen.pipelines.loglik_stages import estimator_settings
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from probgen.config import LoglikConfig
+from probgen.config.estimators import AISSettings, EstimatorSettings, HMCSettings, IWAESettings
 from probgen.data import to_unit
-from probgen.inference.loglik.settings import AISSettings, EstimatorSettings, HMCSettings, IWAESettings
 from probgen.inference.mcmc import diagnostics as diag
 from probgen.inference.mcmc.hmc import HMCResult
 from probgen.models.discretised import discretised_model

@@ -24,9 +24,9 @@ from typing import NamedTuple
 import scipy.stats
 import torch
 
+from probgen.config.estimators import AISSettings
+from probgen.config.estimators import pilot_chains as default_pilot
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
-from probgen.inference.loglik.settings import AISSettings
-from probgen.inference.loglik.settings import pilot_chains as default_pilot
 from probgen.inference.loglik.temperatures import (
     ais_schedule,
     geometric_schedule,
@@ -332,7 +332,7 @@ def ais(
 
     Intermediate targets p(z) p(x | z)^beta_t; one HMC transition of ``leapfrog_steps`` steps per
     temperature. A pilot run of ``pilot_chains`` chains (default
-    :func:`~probgen.inference.loglik.settings.pilot_chains`: max(2, num_chains // 4), i.e. 1/4 of the
+    :func:`~probgen.config.estimators.pilot_chains`: max(2, num_chains // 4), i.e. 1/4 of the
     work of the weighted chains at 16 chains) adapts each point's step size per temperature
     towards ``target_accept_prob`` and, with ``schedule="adaptive"`` (the default), places the
     temperatures so that every step adds the same log-weight variance (:func:`pilot_plan`); the

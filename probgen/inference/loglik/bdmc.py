@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from pyro import poutine
 
+from probgen.config.estimators import AISSettings
+from probgen.config.estimators import pilot_chains as default_pilot
 from probgen.inference.loglik.ais import (
     _result_with_flags,
     anneal,
@@ -31,8 +33,6 @@ from probgen.inference.loglik.ais import (
 )
 from probgen.inference.loglik.laplace import LaplaceFit, LaplaceTargets, ais_laplace, laplace_targets
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp
-from probgen.inference.loglik.settings import AISSettings
-from probgen.inference.loglik.settings import pilot_chains as default_pilot
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = ["BDMCResult", "bdmc", "bdmc_gap_table", "bdmc_laplace", "simulate"]
@@ -99,7 +99,7 @@ def bdmc(
     """Forward and reverse AIS on the points of ``target``, whose data were simulated from ``z_star`` (N, D).
 
     One pilot run (:func:`~probgen.inference.loglik.ais.pilot_plan`, ``pilot_chains`` default
-    :func:`~probgen.inference.loglik.settings.pilot_chains`) freezes the temperatures and step sizes;
+    :func:`~probgen.config.estimators.pilot_chains`) freezes the temperatures and step sizes;
     ``num_chains`` forward chains from the prior and ``num_chains`` reverse chains from z* then run that
     plan in opposite directions. The reverse chains of a point all start at its one exact posterior draw z*; they
     differ from the first transition on, but share that start, so the reverse se (over chains,

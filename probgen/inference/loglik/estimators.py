@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from probgen.config.estimators import EstimatorSettings
 from probgen.errors import UserError
 from probgen.inference.loglik.ais import ais
 from probgen.inference.loglik.appendix_d import appendix_d_from_samples, overdispersed_init
@@ -29,7 +30,6 @@ from probgen.inference.loglik.iwae import elbo_iwae
 from probgen.inference.loglik.laplace import ais_laplace
 from probgen.inference.loglik.laplace_fit import NEWTON_FRACTIONS, NEWTON_STEPS, SEGMENT_POINTS, laplace_starts
 from probgen.inference.loglik.result import LoglikResult
-from probgen.inference.loglik.settings import EstimatorSettings
 from probgen.inference.mcmc.hmc import HMCResult, run_hmc
 from probgen.inference.mcmc.potential import LatentTarget, from_pyro_model
 from probgen.inference.mcmc.reference import run_nuts

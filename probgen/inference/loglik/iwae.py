@@ -17,8 +17,8 @@ import math
 import pyro
 import torch
 
+from probgen.config.estimators import IWAESettings
 from probgen.inference.loglik.result import LoglikResult, _logmeanexp, _result
-from probgen.inference.loglik.settings import IWAESettings
 from probgen.inference.loglik.weights import KHAT_MAX, log_mean_se, pareto_khat
 from probgen.inference.mcmc.potential import LatentTarget
 from probgen.utils.progress import progress as progress_bar

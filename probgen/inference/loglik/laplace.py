@@ -60,6 +60,7 @@ from typing import NamedTuple
 
 import torch
 
+from probgen.config.estimators import LAPLACE_AIS, LaplaceSettings
 from probgen.inference.loglik.ais import ais
 from probgen.inference.loglik.laplace_fit import (
     MAX_MODES,
@@ -71,7 +72,6 @@ from probgen.inference.loglik.laplace_fit import (
     laplace_fit,
 )
 from probgen.inference.loglik.result import LoglikResult
-from probgen.inference.loglik.settings import LAPLACE_AIS, LaplaceSettings
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = ["LaplaceFit", "LaplaceTargets", "Mixture", "ais_laplace", "laplace_fit", "laplace_targets", "whitened"]

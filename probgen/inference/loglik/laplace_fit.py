@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from probgen.inference.loglik.settings import LaplaceSettings
+from probgen.config.estimators import LaplaceSettings
 from probgen.inference.mcmc.potential import LatentTarget
 
 __all__ = [

@@ -9,11 +9,11 @@ import pyro
 import pytest
 import torch
 
+from probgen.config.estimators import AISSettings, EstimatorSettings, IWAESettings, pilot_chains
 from probgen.config.loglik import LOGLIK_METHODS
 from probgen.inference.loglik.ais import ais
 from probgen.inference.loglik.estimators import ESTIMATORS, Inputs, estimators_for
 from probgen.inference.loglik.iwae import elbo_iwae
-from probgen.inference.loglik.settings import AISSettings, EstimatorSettings, IWAESettings, pilot_chains
 from probgen.inference.mcmc.potential import encoder_proposal, from_pyro_model
 from probgen.inference.testing.ppca import PPCA
 

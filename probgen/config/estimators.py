@@ -3,9 +3,9 @@
 One dataclass per family: :class:`HMCSettings` (Appendix D's posterior chains and their checks),
 :class:`AISSettings` (AIS, ais-laplace and BDMC), :class:`IWAESettings` (ELBO and IWAE) and
 :class:`LaplaceSettings` (ais-laplace's fit). Their defaults are the estimator functions' defaults
-(the functions read them from here); `probgen loglik` fills every field from its config and
-``--budget`` (probgen.config.loglik), and :class:`EstimatorSettings` carries one of each to the
-registered estimators (probgen.inference.loglik.estimators).
+(the functions read them from here), and `probgen loglik`'s config takes the defaults of the flags
+that are not filled in by ``--budget`` from them too (probgen.config.loglik); :class:`EstimatorSettings`
+carries one of each to the registered estimators (probgen.inference.loglik.estimators).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def pilot_chains(num_chains: int) -> int:
 
 @dataclass(frozen=True)
 class HMCSettings:
-    """Appendix D's posterior chains: ``chains`` per point, ``warmup`` adaptation transitions, then
+    """Appendix D's posterior chains (chains, warm-up and draws: the standard CPU budget's): ``chains`` per
+    point, ``warmup`` adaptation transitions, then
     2 x ``samples`` draws (fit, then estimate); leapfrog steps = ``trajectory_length`` / the adapted
     step size (0: ``leapfrog_steps``); the fitted Gaussian's covariance scaled by ``shrink``; a point
     fails its chain checks above ``rhat_max`` or below ``min_ess_per_chain`` x chains of ESS."""
