@@ -70,9 +70,7 @@ class CVAE(VAE):
     # --- Pyro model and guide -------------------------------------------------------------------
 
     def model(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> None:  # type: ignore[override]
-        pyro.module("decoder", self.decoder)
-        if self.cfg.likelihood == "gaussian-learned":
-            pyro.module("vae", self)
+        self.register_nets("model")
         with pyro.plate("data", x.shape[0], dim=-1):
             pyro.sample("y", dist.Categorical(logits=x.new_zeros(self.num_classes)), obs=y)
             with poutine.scale(scale=beta):
@@ -80,7 +78,7 @@ class CVAE(VAE):
             pyro.sample("x", self.obs_dist(z, y), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> None:  # type: ignore[override]
-        pyro.module("encoder", self.encoder)
+        self.register_nets("guide")
         with pyro.plate("data", x.shape[0], dim=-1):
             loc, scale = self.encode(x, y)
             with poutine.scale(scale=beta):

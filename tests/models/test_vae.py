@@ -5,7 +5,7 @@ from pyro import poutine
 
 from probgen.config import VAEConfig
 from probgen.errors import UserError
-from probgen.models.vae import VAE, resolve_likelihood
+from probgen.models.vae import VAE, BernoulliImage, resolve_likelihood
 from tests.factories import tiny_vae
 
 _vae = tiny_vae  # (1, 64, 64) images, conv 8-8-8-8, latent 3
@@ -76,3 +76,41 @@ def test_two_vaes_do_not_share_weights_through_the_param_store():
     poutine.trace(a.guide).get_trace(x)
     poutine.trace(b.guide).get_trace(x)  # same names in the param store
     assert not torch.equal(a.encoder.head.weight, b.encoder.head.weight)
+
+
+def test_bernoulli_image_equals_torch_bernoulli_to_event_bitwise():
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(5, 1, 6, 7, requires_grad=True)
+    x = torch.rand(5, 1, 6, 7).round()
+    ours, ref = BernoulliImage(logits, 3), pyro.distributions.Bernoulli(logits=logits).to_event(3)
+    assert ours.batch_shape == ref.batch_shape == (5,) and ours.event_shape == ref.event_shape
+    assert torch.equal(ours.log_prob(x), ref.log_prob(x))
+    (g1,) = torch.autograd.grad(ours.log_prob(x).sum(), logits)
+    (g2,) = torch.autograd.grad(ref.log_prob(x).sum(), logits)
+    assert torch.equal(g1, g2)
+    # broadcast over chains (C, N) against data (N,), and expand, as the log-likelihood estimators use it
+    chains = 3 * torch.randn(4, 5, 1, 6, 7)
+    ours, ref = BernoulliImage(chains, 3), pyro.distributions.Bernoulli(logits=chains).to_event(3)
+    assert torch.equal(ours.log_prob(x), ref.log_prob(x)) and ours.log_prob(x).shape == (4, 5)
+    assert ours.expand((4, 5)) is ours
+    big = BernoulliImage(logits.detach(), 3).expand((2, 5))
+    one = pyro.distributions.Bernoulli(logits=logits.detach()).to_event(3).log_prob(x)
+    assert big.batch_shape == (2, 5) and torch.equal(big.log_prob(x)[1], one)
+    torch.manual_seed(1)
+    a = BernoulliImage(logits.detach(), 3).sample((2,))
+    torch.manual_seed(1)
+    b = pyro.distributions.Bernoulli(logits=logits.detach()).to_event(3).sample((2,))
+    assert a.shape == (2, 5, 1, 6, 7) and torch.equal(a, b)
+    assert torch.equal(ours.mean, torch.sigmoid(chains))
+
+
+def test_register_once_keeps_the_param_store_and_drops_per_call_param_sites():
+    vae = _vae()
+    x = torch.rand(2, 1, 64, 64).round()
+    pyro.clear_param_store()
+    vae.register_once()
+    store = pyro.get_param_store()
+    assert store["encoder$$$head.weight"] is vae.encoder.head.weight  # the live tensors: current as they train
+    assert any(k.startswith("decoder$$$") for k in store.keys())
+    for trace in (poutine.trace(vae.guide).get_trace(x), poutine.trace(vae.model).get_trace(x)):
+        assert not [n for n, s in trace.nodes.items() if s["type"] == "param"]

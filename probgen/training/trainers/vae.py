@@ -109,6 +109,7 @@ class VAETrainer(Trainer):
                 "classify (dSprites has)"
             )
         self.vae = self.build_model().to(self.device)
+        self.vae.register_once()  # the step reads parameters(), not Pyro's param sites
         if self.dist.enabled:
             self.vae = sync_batchnorm(self.vae, self.device)
         self.modules["model"] = self.vae
