@@ -1,26 +1,34 @@
-"""SVI overhead: probgen's training step against a hand-written PyTorch ELBO step.
+"""SVI overhead: probgen's training step against a hand-written PyTorch ELBO step (or against its other ELBO).
 
-Both train the same network (the default Burgess et al. conv VAE) on the same batches of 64x64
-binary dSprites images with Adam. The probgen step is the one `probgen fit vae` runs
-(:func:`probgen.inference.svi.step.svi_step`: Pyro model/guide, Trace_ELBO, poutine.scale for beta);
-the plain step computes the same one-sample ELBO by hand. Steps alternate in short blocks (the
-order flips every round) so that machine noise hits both alike. Each round gives one paired ratio
-(probgen block time / the adjacent plain block time); the reported ratio is the median of those
-paired ratios, with its interquartile range. Pairing cancels slow drifts in machine load, which a
-ratio of two separate medians does not.
+Both sides train the same network from the same initial weights on the same batches with Adam.
+``--net conv`` (default): the default Burgess et al. conv VAE on 64x64 binary dSprites images.
+``--net mlp``: issue 28's MLP VAE (784-400-50, ReLU, Bernoulli pixels) on 28x28 binary images
+(random, 13% ink like binarised MNIST: a step's time does not depend on the pixel values).
 
-    python experiments/benchmarks/svi_overhead.py [--batch-size 64] [--rounds 61] [--block 2] [--device cpu]
+A side is ``trace`` or ``tracemeanfield`` (the step `probgen fit vae --elbo ...` runs:
+:func:`probgen.inference.svi.step.svi_step`, Pyro model/guide, the ELBO, poutine.scale for beta, the
+networks registered once as the trainer does) or ``plain`` (the same one-sample ELBO as ``trace``,
+written by hand). ``--sides A,B`` picks the two (default ``trace,plain``; ``trace,tracemeanfield``
+gives the cost of the analytic KL at equal steps). Steps alternate in short blocks (the order flips
+every round) so that machine noise hits both alike. Each round gives one paired ratio (A's block
+time / the adjacent B block time); the reported ratio is the median of those paired ratios, with its
+interquartile range. Pairing cancels slow drifts in machine load, which a ratio of two separate
+medians does not.
 
-The last line is ``ratio: X.XX`` (probgen time / plain time). Goal: <= 1.05 on CPU.
+    python experiments/benchmarks/svi_overhead.py [--net conv|mlp] [--sides trace,plain] [--batch-size 64]
+        [--rounds 61] [--block 2] [--device cpu]
+
+The last line is ``ratio: X.XX`` (A's time / B's time). Goal for ``trace,plain``: <= 1.05 on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,40 +59,59 @@ def plain_step(vae: VAE, optim: torch.optim.Optimizer, x: torch.Tensor) -> torch
     return loss.detach()
 
 
+SIDES = ("trace", "tracemeanfield", "plain")
+MLP = VAEConfig(arch="mlp", hidden_dims=(400,), latent_dim=50, activation="relu", likelihood="bernoulli")
+
+
+def make_side(name: str, vae: VAE, lr: float) -> Callable[[torch.Tensor], None]:
+    """One training step of side ``name`` on ``vae`` (its own Adam): probgen's with that ELBO, or the plain one."""
+    optim = torch.optim.Adam(vae.parameters(), lr=lr)
+    if name == "plain":
+        return lambda x: plain_step(vae, optim, x)
+    vae.register_once()  # as the trainer does
+    elbo = make_elbo(name)
+    loss_fn = elbo(vae.model, vae.guide)
+
+    def step(x: torch.Tensor) -> None:
+        with hot_loop():  # as in `probgen fit vae`
+            svi_step(loss_fn, elbo, optim, x, 1.0)
+
+    return step
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", choices=("conv", "mlp"), default="conv", help="conv: dSprites conv VAE; mlp: 784-400-50")
+    ap.add_argument("--sides", default="trace,plain", help=f"the two steps compared, A,B from {', '.join(SIDES)}")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=61)
     ap.add_argument("--block", type=int, default=2, help="steps per timed block")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    sides = args.sides.split(",")
+    if len(sides) != 2 or not set(sides) <= set(SIDES):
+        ap.error(f"--sides: two of {', '.join(SIDES)}, comma-separated, got {args.sides!r}")
     device = resolve_device(args.device)
     torch.manual_seed(0)
 
-    data = load_dataset(DataConfig(limit=args.batch_size * 8))
-    images = data.split("train").images.to(device)
-    batches = [
-        to_unit(images[i : i + args.batch_size]) for i in range(0, len(images) - args.batch_size + 1, args.batch_size)
-    ]
+    n = args.batch_size * 8
+    if args.net == "conv":
+        cfg, shape, lr = VAEConfig(likelihood="bernoulli"), (1, 64, 64), 5e-4
+        images = to_unit(load_dataset(DataConfig(limit=n)).split("train").images)
+    else:
+        cfg, shape, lr = MLP, (1, 28, 28), 1e-3
+        images = (torch.rand(n, *shape) < 0.13).float()
+    images = images.to(device)
+    batches = [images[i : i + args.batch_size] for i in range(0, len(images) - args.batch_size + 1, args.batch_size)]
 
-    cfg = VAEConfig(likelihood="bernoulli")
-    ours, plain = VAE(cfg, (1, 64, 64)).to(device), VAE(cfg, (1, 64, 64)).to(device)
-    plain.load_state_dict(ours.state_dict())
-    opt_ours = torch.optim.Adam(ours.parameters(), lr=5e-4)
-    opt_plain = torch.optim.Adam(plain.parameters(), lr=5e-4)
-    elbo = make_elbo("trace")
-    loss_fn = elbo(ours.model, ours.guide)
+    first_net = VAE(cfg, shape).to(device)
+    second_net = VAE(cfg, shape).to(device)
+    second_net.load_state_dict(first_net.state_dict())
+    run_a, run_b = make_side(sides[0], first_net, lr), make_side(sides[1], second_net, lr)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
-
-    def run_ours(x: torch.Tensor) -> None:
-        with hot_loop():  # as in `probgen fit vae`
-            svi_step(loss_fn, elbo, opt_ours, x, 1.0)
-
-    def run_plain(x: torch.Tensor) -> None:
-        plain_step(plain, opt_plain, x)
 
     def block(fn, k: int) -> float:  # noqa: ANN001
         sync()
@@ -94,24 +121,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         sync()
         return (time.perf_counter() - t0) / args.block
 
-    for fn in (run_ours, run_plain):  # warm-up (allocator, kernels, Pyro's first trace)
+    for fn in (run_a, run_b):  # warm-up (allocator, kernels, Pyro's first trace)
         block(fn, 0)
-    t_ours, t_plain = [], []
+    t_a, t_b = [], []
     for r in range(args.rounds):
-        first, second = (run_ours, run_plain) if r % 2 == 0 else (run_plain, run_ours)
+        first, second = (run_a, run_b) if r % 2 == 0 else (run_b, run_a)
         a, b = block(first, r), block(second, r)
-        (t_ours, t_plain)[first is run_plain].append(a)
-        (t_plain, t_ours)[first is run_plain].append(b)
+        (t_a, t_b)[first is run_b].append(a)
+        (t_b, t_a)[first is run_b].append(b)
 
-    m_ours, m_plain = statistics.median(t_ours), statistics.median(t_plain)
-    paired = [o / p for o, p in zip(t_ours, t_plain, strict=True)]
+    m_a, m_b = statistics.median(t_a), statistics.median(t_b)
+    paired = [o / p for o, p in zip(t_a, t_b, strict=True)]
     q1, ratio, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
-    print(f"device: {device}  batch: {args.batch_size}  rounds: {args.rounds} x {args.block} steps")
-    print(f"torch threads: {torch.get_num_threads()}")
-    print(f"probgen step (Pyro Trace_ELBO): median {m_ours * 1e3:.2f} ms")
-    print(f"plain torch ELBO step:          median {m_plain * 1e3:.2f} ms")
-    print(f"overhead per step: {(m_ours - m_plain) * 1e3:.2f} ms")
-    print(f"ratio of medians: {m_ours / m_plain:.3f}")
+    print(f"device: {device}  net: {args.net}  batch: {args.batch_size}  rounds: {args.rounds} x {args.block} steps")
+    print(f"torch threads: {torch.get_num_threads()}  load average: {os.getloadavg()[0]:.1f}")
+    print(f"A = {sides[0]:14s} step: median {m_a * 1e3:.2f} ms")
+    print(f"B = {sides[1]:14s} step: median {m_b * 1e3:.2f} ms")
+    print(f"A - B per step: {(m_a - m_b) * 1e3:.2f} ms")
+    print(f"ratio of medians: {m_a / m_b:.3f}")
     print(f"paired ratios: median {ratio:.3f}, interquartile range {q1:.3f} - {q3:.3f}")
     print(f"ratio: {ratio:.2f}")
 
