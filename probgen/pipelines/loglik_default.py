@@ -36,7 +36,7 @@ from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.loglik.trust import cross_check
 from probgen.inference.mcmc.potential import from_pyro_model
 from probgen.pipelines.loglik import PARTIAL, _settings, open_run, run_batches
-from probgen.pipelines.loglik_plan import SplitPlan, measure, per_point_seconds, plan_split
+from probgen.pipelines.loglik_plan import SplitPlan, measure, per_point_seconds, plan_split, scaled_deep
 from probgen.pipelines.loglik_results import cat_results, csv_rows, summary_table
 from probgen.pipelines.loglik_split import SplitMean, deep_values, two_phase_mean
 from probgen.pipelines.loglik_stages import LoglikRun, add_diagnostics, base_report, chain_checks, images, pixel_model
@@ -70,7 +70,8 @@ def _plan(run: LoglikRun, cfg: LoglikConfig, cheap: LoglikConfig, deep: LoglikCo
     _, t_fwd = measure(wide, 1, max(1, min(cheap.max_batch // wide.num_data, cheap.iwae_samples)), repeats=2)
     d = run.vae.latent_dim
     return plan_split(
-        cfg.minutes * 60, n, per_point_seconds(cheap, d, t_grad, t_fwd), per_point_seconds(deep, d, t_grad, t_fwd),
+        cfg.minutes * 60, n, per_point_seconds(cheap, d, t_grad, t_fwd),
+        lambda f: per_point_seconds(scaled_deep(deep, f), d, t_grad, t_fwd),
         cheap.iwae_samples, time.perf_counter() - run.start, t_grad,
     )  # fmt: skip
 
@@ -160,6 +161,7 @@ def split_mean_run(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
     order = torch.randperm(len(run.split), generator=torch.Generator().manual_seed(POINTS_SEED))
     cheap_index, deep_index = order[: plan.n_cheap], order[: plan.n_deep]  # S2: the first n_deep of S1
     cheap_cfg = dataclasses.replace(cheap_cfg, iwae_samples=plan.iwae_samples)
+    deep_cfg = scaled_deep(deep_cfg, plan.deep_scale)
     done = run_batches(run, cheap_cfg, cheap_index, store, prefix="cheap", desc="IWAE batches")
     timing = {"seconds_per_gradient": plan.seconds_per_gradient}
     deep_done = run_batches(run, deep_cfg, deep_index, store, prefix="deep", desc="deep batches", estimate=timing)

@@ -43,7 +43,7 @@ log = logging.getLogger("probgen")
 
 __all__ = [
     "SplitPlan", "estimate", "evaluation_counts", "format_duration", "per_point_seconds", "plan_split",
-    "sampling_report",
+    "sampling_report", "scaled_deep",
 ]  # fmt: skip
 
 #: the adapted HMC step size, in units of the posterior scale, assumed before warm-up has chosen it
@@ -158,6 +158,9 @@ def sampling_report(cfg: LoglikConfig, seconds_per_grad: float) -> Callable[[Any
 #: split is larger than that can cover, the fewest deep points (the gap's variance needs two; fewer than
 #: 8 makes the t quantile wide), and the seconds kept for the report (cross-checks, chains.nc, PNGs)
 CHEAP_SHARE, MIN_DEEP, REPORT_SECONDS = 0.5, 8, 15.0
+#: when MIN_DEEP points at the deep budget do not fit the time, the deep phase's warm-up, samples and
+#: AIS temperatures are scaled down by the largest of these factors that fits (never below the last)
+DEEP_SCALES = (1.0, 0.75, 0.5, 0.35, 0.25)
 
 
 @dataclass
@@ -174,6 +177,8 @@ class SplitPlan:
     seconds_before: float
     seconds_report: float
     seconds_per_gradient: float
+    #: the factor on the deep budget's warm-up, samples and AIS temperatures (:func:`scaled_deep`)
+    deep_scale: float = 1.0
 
     @property
     def seconds(self) -> float:
@@ -186,17 +191,29 @@ class SplitPlan:
         return (
             f"estimated {format_duration(self.seconds)} in all: IWAE (k={self.iwae_samples}) on {self.n_cheap} "
             f"points {format_duration(self.n_cheap * self.seconds_per_cheap)}, {deep} on {self.n_deep} of them "
-            f"{format_duration(self.n_deep * self.seconds_per_deep)}, loading {format_duration(self.seconds_before)}"
+            f"{format_duration(self.n_deep * self.seconds_per_deep)}"
+            + (f" (at {self.deep_scale:.0%} of the budget's steps)" if self.deep_scale < 1 else "")
+            + f", loading {format_duration(self.seconds_before)}"
             f", report ~{format_duration(self.seconds_report)} ({self.seconds_per_gradient * 1e3:.3g} ms per image "
             "gradient)"
         )
+
+
+def scaled_deep(cfg: LoglikConfig, factor: float) -> LoglikConfig:
+    """``cfg`` with its warm-up, samples and AIS temperatures scaled by ``factor`` (at least 2 each)."""
+    if factor >= 1:
+        return cfg
+    return dataclasses.replace(
+        cfg, warmup=max(2, round(cfg.warmup * factor)), samples=max(2, round(cfg.samples * factor)),
+        ais_steps=max(2, round(cfg.ais_steps * factor)),
+    )  # fmt: skip
 
 
 def plan_split(
     seconds: float,
     split_size: int,
     seconds_per_cheap: float,
-    seconds_per_deep: float,
+    seconds_per_deep: float | Callable[[float], float],
     iwae_samples: int,
     seconds_before: float = 0.0,
     seconds_per_gradient: float = math.nan,
@@ -209,14 +226,22 @@ def plan_split(
     S_t^2 / n1 + S_g^2 / n2 at cost c1 n1 + c2 n2, the best split of the time is n1 c1 / (n2 c2) =
     (S_t / S_g) sqrt(c1 / c2) (Neyman); on the README's model S_t / S_g ~ 10 and c2 / c1 ~ 100, so
     about half (docs/loglik.md).
+
+    ``seconds_per_deep`` may be a function of a factor on the deep budget's steps
+    (:func:`scaled_deep`): then, when :data:`MIN_DEEP` points at the full budget would overrun, the
+    largest factor of :data:`DEEP_SCALES` whose MIN_DEEP points fit is taken (the smallest when none does).
     """
+    per_deep = seconds_per_deep if callable(seconds_per_deep) else lambda _f: seconds_per_deep
     left = max(0.0, seconds - seconds_before - REPORT_SECONDS)
     floor = min(MIN_DEEP, split_size)
     n_cheap = min(split_size, max(floor, int(CHEAP_SHARE * left / seconds_per_cheap)))
     rest = left - n_cheap * seconds_per_cheap
-    n_deep = min(n_cheap, max(floor, int(rest / seconds_per_deep)))
-    return SplitPlan(n_cheap, n_deep, iwae_samples, seconds_per_cheap, seconds_per_deep, seconds_before,
-                     REPORT_SECONDS, seconds_per_gradient)  # fmt: skip
+    scales = DEEP_SCALES if callable(seconds_per_deep) else (1.0,)
+    factor = next((f for f in scales if floor * per_deep(f) <= rest), scales[-1])
+    deep = per_deep(factor)
+    n_deep = min(n_cheap, max(floor, int(rest / deep)))
+    return SplitPlan(n_cheap, n_deep, iwae_samples, seconds_per_cheap, deep, seconds_before,
+                     REPORT_SECONDS, seconds_per_gradient, factor)  # fmt: skip
 
 
 def per_point_seconds(cfg: LoglikConfig, latent_dim: int, t_grad: float, t_fwd: float) -> float:

@@ -15,7 +15,14 @@ from probgen.inference.loglik.result import LoglikResult
 from probgen.inference.testing import PPCA
 from probgen.pipelines import loglik as pipeline
 from probgen.pipelines import loglik_default
-from probgen.pipelines.loglik_plan import MIN_DEEP, REPORT_SECONDS, per_point_seconds, plan_split
+from probgen.pipelines.loglik_plan import (
+    DEEP_SCALES,
+    MIN_DEEP,
+    REPORT_SECONDS,
+    per_point_seconds,
+    plan_split,
+    scaled_deep,
+)
 from probgen.pipelines.loglik_split import deep_values, two_phase_mean
 from probgen.training.trainers.vae import fit_vae
 from tests.factories import tiny_data, tiny_run
@@ -115,6 +122,18 @@ def test_the_planner_fits_the_time():
     tiny = plan_split(480.0, 5, 0.1, 1.0, 100)
     assert tiny.n_cheap == tiny.n_deep == 5  # never more deep points than cheap ones
     assert "IWAE (k=100) on 300 points" in small.line("appendix-d + ais-laplace")
+
+
+def test_the_planner_scales_the_deep_budget_down_to_fit_min_deep_points():
+    cost = lambda f: 20.0 * f + 1.0  # noqa: E731  (seconds per deep point at a factor f on its steps)
+    plan = plan_split(200.0, 5000, 0.1, cost, 100)  # 92.5 s for the deep phase: 8 x cost(0.5) = 88 fits, 0.75 not
+    assert plan.deep_scale == 0.5 and plan.seconds_per_deep == 11.0 and plan.n_deep == MIN_DEEP
+    assert plan.seconds <= 200 and "at 50% of the budget's steps" in plan.line("appendix-d")
+    assert plan_split(2000.0, 5000, 0.1, cost, 100).deep_scale == 1.0  # time enough: the full budget
+    assert plan_split(60.0, 5000, 0.1, cost, 100).deep_scale == DEEP_SCALES[-1]  # never below the floor
+    cfg = LoglikConfig(ckpt="x", warmup=200, samples=300, ais_steps=200)
+    half = scaled_deep(cfg, 0.5)
+    assert (half.warmup, half.samples, half.ais_steps) == (100, 150, 100) and scaled_deep(cfg, 1.0) is cfg
 
 
 def test_per_point_seconds_counts_the_estimators_evaluations():
