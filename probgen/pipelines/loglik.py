@@ -267,46 +267,85 @@ def run_batches(
 
 
 def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
+    """The explicit run, stage by stage: points -> batches through the estimators -> chain checks and
+    cross-checks -> report and files."""
     run = open_run(cfg, dist)
-    ckpt_path, out, device, vae, split = run.ckpt_path, run.out, run.device, run.vae, run.split
-    cfg = cfg.resolved(device.type)  # --budget fills in the sampling settings not given
-    index = chosen_points(len(split), cfg.num_data, cfg.points)  # into the split, in split order
+    cfg = cfg.resolved(run.device.type)  # --budget fills in the sampling settings not given
+    index = _points(run, cfg)
+    start = time.perf_counter()
+    settings = _settings(cfg, run.ckpt_path)
+    store = dist.from_main(lambda: PartialStore.open(run.out / PARTIAL, settings, overwrite=cfg.overwrite))
+    estimate = _time_estimate(run, cfg, index, store)
+    done = run_batches(run, cfg, index, store, estimate=estimate)
+    if done is None:
+        return {}
+    parts, runs = done
+    seconds = time.perf_counter() - start
+    idata, checks = chain_checks(run, cfg, runs, index)
+    results, simulated = _cross_checked(parts)
+    report, rows = _report(run, cfg, index, results, simulated, idata, checks)
+    report.update({"seconds": seconds, "estimate": estimate, "world_size": dist.world_size,
+                   "config": to_dict(cfg), "environment": environment_info(run.device)})  # fmt: skip
+    _write(run, index, report, rows, results, simulated, runs)
+    store.remove()  # finished: a new run into this --out needs --overwrite
+    return report
+
+
+def _points(run: LoglikRun, cfg: LoglikConfig) -> torch.Tensor:
+    """The indices into the split of the points to score (``--num-data``, ``--points``), in split order."""
+    index = chosen_points(len(run.split), cfg.num_data, cfg.points)
     n = index.numel()
     if n < cfg.num_data:
         log.warning("the %s split has only %d images; evaluating all of them", cfg.split, n)
     if cfg.sampler == "nuts" and "appendix-d" in cfg.methods and n > NUTS_POINTS_WARN:
         log.warning("--sampler nuts runs one data point at a time: %d points will be slow", n)
-    log.info("loglik of %s on %d %s images of %s (%s) on %s", ckpt_path, n, cfg.split, run.data.name,
-             run.data.source, device)  # fmt: skip
+    log.info("loglik of %s on %d %s images of %s (%s) on %s", run.ckpt_path, n, cfg.split, run.data.name,
+             run.data.source, run.device)  # fmt: skip
+    return index
 
-    start = time.perf_counter()
-    settings = _settings(cfg, ckpt_path)
-    store = dist.from_main(lambda: PartialStore.open(out / PARTIAL, settings, overwrite=cfg.overwrite))
+
+def _time_estimate(run: LoglikRun, cfg: LoglikConfig, index: torch.Tensor, store: PartialStore) -> dict | None:
+    """Time a few decoder gradients on the first batch still to do and extrapolate to the batches left
+    (rank 0 only; None when every batch is stored)."""
+    dist, n = run.dist, index.numel()
     batches = range(0, n, cfg.points_per_batch)
     mine = shard_range(len(batches), dist.rank, dist.world_size)
     batches = batches[mine.start : mine.stop]
     kept = set(store.keys())
     todo = [lo for lo in batches if _batch_key(lo) not in kept]
     if len(todo) < len(batches):
-        log.info("continuing %s: %d of %d batches were already done", out, len(batches) - len(todo), len(batches))
-    estimate = None
-    if todo and dist.is_main:  # time a few decoder gradients on the first batch to do, then extrapolate
-        x = images(run, index[todo[0] : todo[0] + cfg.points_per_batch])
-        points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
-        seconds, line, per_grad = estimate_time(cfg, from_pyro_model(pixel_model(cfg, vae), x), points)
-        estimate = {"seconds": seconds, "points": points, "line": line, "seconds_per_gradient": per_grad}
-        log.info("%s", line)
-    done = run_batches(run, cfg, index, store, estimate=estimate)
-    if done is None:
-        return {}
-    parts, runs = done
+        log.info("continuing %s: %d of %d batches were already done", run.out, len(batches) - len(todo), len(batches))
+    if not (todo and dist.is_main):
+        return None
+    x = images(run, index[todo[0] : todo[0] + cfg.points_per_batch])
+    points = sum(min(cfg.points_per_batch, n - lo) for lo in todo)
+    seconds, line, per_grad = estimate_time(cfg, from_pyro_model(pixel_model(cfg, run.vae), x), points)
+    log.info("%s", line)
+    return {"seconds": seconds, "points": points, "line": line, "seconds_per_gradient": per_grad}
+
+
+def _cross_checked(parts: dict[str, list[LoglikResult]]) -> tuple[dict[str, LoglikResult], dict[str, LoglikResult]]:
+    """The batches' results joined per method, the split's and BDMC's simulated points' apart, each set
+    cross-checked per point (a lower bound above an upper one beyond noise: a missed mode)."""
     results = {m: cat_results(parts[m]) for m in LOGLIK_METHODS if m in parts}
     simulated = {m: cat_results(parts[m]) for m in BDMC_METHODS if m in parts}
-    seconds = time.perf_counter() - start
-
-    idata, checks = chain_checks(run, cfg, runs, index)
-    cross_check(results)  # per point: a lower bound above an upper one beyond noise (missed mode)
+    cross_check(results)
     cross_check(simulated)  # BDMC's bounds, on their own (simulated) points
+    return results, simulated
+
+
+def _report(
+    run: LoglikRun,
+    cfg: LoglikConfig,
+    index: torch.Tensor,
+    results: dict[str, LoglikResult],
+    simulated: dict[str, LoglikResult],
+    idata: Any,
+    checks: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """loglik.json's content and loglik.csv's rows: the results, BDMC's bounds, the chain diagnostics
+    and the estimators' ordering warnings (logged)."""
+    n = index.numel()
     report = base_report(run, cfg, n)
     report["results"] = {m: r.to_dict() for m, r in results.items()}
     if simulated:
@@ -316,21 +355,26 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             **BDMCResult(simulated["bdmc-lower"], simulated["bdmc-upper"]).to_dict(),
         }
     rows = csv_rows(results, n, labels=index.tolist())
-    warnings = ordering_warnings(results, vae.latent_dim)
+    warnings = ordering_warnings(results, run.vae.latent_dim)
     if checks is not None:
         add_diagnostics(report, rows, cfg, run, idata, checks, index, warnings)
     for w in warnings:
         log.warning("%s", w)
-    report.update(
-        {
-            "warnings": warnings,
-            "seconds": seconds,
-            "estimate": estimate,
-            "world_size": dist.world_size,
-            "config": to_dict(cfg),
-            "environment": environment_info(device),
-        }
-    )
+    report["warnings"] = warnings
+    return report, rows
+
+
+def _write(
+    run: LoglikRun,
+    index: torch.Tensor,
+    report: dict[str, Any],
+    rows: list[dict[str, Any]],
+    results: dict[str, LoglikResult],
+    simulated: dict[str, LoglikResult],
+    runs: list[HMCResult],
+) -> None:
+    """loglik.json, loglik.csv and bdmc.csv in ``--out``; the summary table and the folder into ``report``."""
+    out, n = run.out, index.numel()
     write_json(out / "loglik.json", report)
     written = ["loglik.json"]
     if results:
@@ -342,8 +386,6 @@ def _loglik(cfg: LoglikConfig, dist: Dist) -> dict[str, Any]:
             row["gap"] = gap
         write_csv(out / "bdmc.csv", sim_rows)
         written.append("bdmc.csv")
-    store.remove()  # finished: a new run into this --out needs --overwrite
     report["table"] = summary_table({**results, **simulated}, n)
     report["out"] = str(out)
     log.info("wrote %s (%s%s)", out, ", ".join(written), ", chains.nc" if runs else "")
-    return report
