@@ -62,3 +62,18 @@ def test_the_default_classifier_knows_dsprites_shapes(tmp_path):
     net = train_domain_net(data, steps=MetricsConfig().domain_steps, device=CPU, show_progress=False)
     acc, top_share = _shape_accuracy_and_top_share(data, net)
     assert top_share < 0.35 and acc >= 0.97  # 2000 test images: 0.97 is 5 sd below 0.991
+
+
+def test_at_most_max_images_are_classified_and_they_span_the_split(data_and_net):
+    data, net = data_and_net
+    seen = []
+
+    def reconstruct(x, rows):
+        seen.append(rows)
+        return x
+
+    acc = reconstruction_accuracy(net, data, reconstruct, CPU, batch_size=4, max_images=10)
+    rows = torch.cat(seen)
+    assert acc["num_images"] == 10 and len(rows) == 10 and len(rows.unique()) == 10
+    shapes = data.splits["test"].factor_classes[rows, data.factor_names.index("shape")]
+    assert len(shapes.unique()) > 1  # not the split's first rows, which are all one shape (index order)

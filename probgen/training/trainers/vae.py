@@ -213,7 +213,7 @@ class VAETrainer(Trainer):
         net = load_or_train_domain_net(self.data, steps, default_cache_dir(), self.device, self.cfg.run.progress)
         labels = self.test_labels
 
-        def reconstruct(x: torch.Tensor, rows: slice) -> torch.Tensor:
+        def reconstruct(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return self.reconstruct(x, None if labels is None else labels[rows].to(self.device))
 
         acc = reconstruction_accuracy(net, self.data, reconstruct, self.device)
