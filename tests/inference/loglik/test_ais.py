@@ -61,7 +61,9 @@ def test_log_weight_summary_is_the_delta_method_over_chains():
     s = log_weight_summary(lw)
     w = torch.exp(lw - lw.max(0).values)
     delta = w.std(0) / (math.sqrt(40) * w.mean(0))
-    log_normal = torch.sqrt(torch.expm1(lw.var(0)) / 40)  # the se floor: never below the log-normal one
+    med = lw.median(0).values  # the se floor: the log-normal se of the upper half's variance about the median
+    upper = torch.stack([((lw[:, i][lw[:, i] > med[i]] - med[i]) ** 2).mean() for i in range(3)])
+    log_normal = torch.sqrt(torch.expm1(upper) / 40)
     assert torch.allclose(s["se"], torch.maximum(delta, log_normal)) and (delta < log_normal).any()
     assert torch.allclose(s["weights_ess"], w.sum(0).square() / w.square().sum(0))
     assert torch.allclose(s["log_weight_var"], lw.var(0))
@@ -77,6 +79,21 @@ def test_log_weight_summary_is_the_delta_method_over_chains():
         alone = log_weight_summary(lw[:c, i : i + 1])
         assert all(torch.allclose(p[k][i : i + 1], alone[k]) for k in ("se", "weights_ess", "log_weight_var"))
     assert p["se"][2].isnan() and p["log_weight_var"][2].isnan() and p["weights_ess"][2] == 1.0
+
+
+def test_a_chain_stuck_far_below_the_others_does_not_blow_up_the_se_but_is_flagged():
+    """One chain of 8 with a log weight 200 nats below the rest hardly moves log mean(w) (by log 8/7); the
+    plain variance of the log weights (5000) would make the log-normal se astronomically large. The se
+    stays that of the other chains' spread; the point is still flagged for its variance."""
+    torch.manual_seed(1)
+    lw = 0.3 * torch.randn(8, 2, dtype=torch.float64)
+    stuck = lw.clone()
+    stuck[0, 1] = -200.0
+    s, t = log_weight_summary(lw), log_weight_summary(stuck)
+    assert t["se"][1] < 1.0 and t["se"][1] < 3 * s["se"][1] + 0.2 and torch.allclose(t["se"][0], s["se"][0])
+    target = PPCA.random(obs_dim=2, latent_dim=1).target(torch.zeros(2, 2, dtype=torch.float64))
+    result = _result_with_flags("ais", target, torch.logsumexp(stuck, 0) - math.log(8), stuck)
+    assert result.flags == [[], ["ais-variance"]]
 
 
 def test_ais_variance_flags_a_large_log_weight_variance_or_a_dominant_chain():
