@@ -23,6 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_every_method_has_exactly_one_entry_in_run_order():
     for method in (*LOGLIK_METHODS, "bdmc"):
         assert len(estimators_for((method,))) == 1, method
+    registered = {m for e in ESTIMATORS.values() for m in e.methods}
+    assert registered == {*LOGLIK_METHODS, "bdmc"}  # --method accepts exactly the registered methods
     assert [e.name for e in estimators_for(("bdmc", "ais", "elbo"))] == ["elbo+iwae", "ais", "bdmc"]
 
 
