@@ -12,11 +12,11 @@ from probgen.inference.loglik.ais import (
     anneal,
     geometric_schedule,
     geometric_sigmoid_schedule,
-    log_weight_summary,
     pilot_plan,
     respace_schedule,
     variance_threshold_factor,
 )
+from probgen.inference.loglik.weights import log_weight_summary
 from probgen.inference.testing.folded import FoldedDecoder
 from probgen.inference.testing.ppca import PPCA
 
