@@ -31,6 +31,8 @@ KNOWN = {
     ("curved", 2, "quick", "ais"): "96.0% within 2 se, var ratio 0.71 (se too large on average), 8/200 flagged",
     ("mixture", 10, "quick", "ais"): "94.0% within 2 se, var ratio 0.38, 139/200 flagged",
     ("mixture", 10, "quick", "ais-laplace"): "88.5% within 2 se, var ratio 0.53 (a noisy 8-chain se), 0 flagged",
+    ("mixture", 10, "standard", "ais"): "90.5% within 2 se, var ratio 0.71, 0 flagged",
+    ("mixture", 10, "standard", "ais-laplace"): "91.0% within 2 se, var ratio 0.51, 0 flagged",
 }
 
 
