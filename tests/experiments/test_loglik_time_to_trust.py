@@ -52,6 +52,7 @@ def test_each_method_is_compared_with_the_same_reference_column_or_the_closest(b
         bench.reference_columns(["iwae"], ref, "appendix-d")
 
 
+@pytest.mark.slow  # 66 s: the whole benchmark on a tiny VAE; its parts are tested above
 def test_the_benchmark_runs_end_to_end_and_needs_few_flags(bench, tmp_path, capsys):
     ckpt = fit_vae(tiny_vae_config(tmp_path / "vae")) / "checkpoint.pt"
     tiny = "--device cpu --chains 2 --ais-steps 10 --leapfrog-steps 2 -k 20"

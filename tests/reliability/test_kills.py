@@ -25,17 +25,24 @@ def _assert_same(a, b):
 
 
 @pytest.mark.timeout(1500)  # eleven process starts; minutes on a shared 2-core machine
-@pytest.mark.parametrize("kind", ["vae", "gan"])
-def test_training_survives_ten_sigkills(tmp_path, reference_run, kind):
+@pytest.mark.parametrize(
+    ("kind", "kills"),
+    [  # the default suite: 5 kills (the seeded draws hold both kinds of kill by the 5th); slow: 10, and the GAN
+        ("vae", 5),
+        pytest.param("vae", KILLS, marks=pytest.mark.slow),
+        pytest.param("gan", KILLS, marks=pytest.mark.slow),
+    ],
+)
+def test_training_survives_repeated_sigkills(tmp_path, reference_run, kind, kills):
     flags, steps = KINDS[kind]
-    assert KILLS * MAX_WRITES < steps  # one write per step (--checkpoint-every 1): no child can finish
+    assert kills * MAX_WRITES < steps  # one write per step (--checkpoint-every 1): no child can finish
     reference = reference_run(kind)
     rng = random.Random(1234)
     out = tmp_path / "run"
     ckpt = out / "checkpoint.pt"
     args = ["fit", kind, *flags, "--out", str(out)]
     steps_seen, wheres = [], []
-    for _ in range(KILLS):
+    for _ in range(kills):
         n, where = rng.randint(1, MAX_WRITES), rng.choice(["before-rename", "after"])
         child = Paused(args + (["--resume"] if out.exists() else []), tmp_path, "checkpoint.pt", n, where)
         assert child.wait(), child.finish()[1]

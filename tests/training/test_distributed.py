@@ -138,6 +138,7 @@ GAN_DDP_FLAGS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # 24 s; the VAE's torchrun test covers the same launcher, sharding and rank-0 writes
 def test_torchrun_gan_matches_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("PROBGEN_DATA", str(tmp_path / "no-data"))
     cache = ["--cache-dir", str(tmp_path / "cache")]

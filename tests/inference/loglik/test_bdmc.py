@@ -67,7 +67,7 @@ def test_bdmc_laplace_is_exact_on_ppca():
     assert torch.allclose(r.lower.log_px, exact, atol=1e-6) and torch.allclose(r.upper.log_px, exact, atol=1e-6)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_bdmc_laplace_sandwiches_the_exact_evidence_of_two_basin_posteriors(seed):
     # the folded decoder: two basins per point, non-Gaussian; z* drawn from the prior, x from the
     # decoder: the reverse run must pick a component by responsibility and count the K components

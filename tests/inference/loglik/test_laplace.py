@@ -14,6 +14,10 @@ from probgen.inference.testing.ppca import PPCA
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+#: seeds beyond the first run in the slow suite (-m slow); the default suite keeps seed 0 of each test
+SLOW_SEEDS = [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+
+
 def _starts(target, r: int = 6) -> torch.Tensor:
     return target.sample_prior(r)
 
@@ -52,7 +56,7 @@ def test_whitened_target_integrates_to_the_evidence_and_subsets():
     assert torch.allclose(r2, rest[:5, [2, 0]]) and torch.allclose(b2, base[:5, [2, 0]])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, *SLOW_SEEDS])
 def test_on_non_gaussian_posteriors_it_is_a_lower_bound_and_anneals_to_every_mode_found(seed):
     """Bimodal decoder (z1 seen through z1^2), posteriors from one-moded to two-moded; truth by quadrature."""
     m = Bimodal.random(obs_dim=12, s=0.3, tilt=0.08, seed=seed)
@@ -76,7 +80,7 @@ def test_on_non_gaussian_posteriors_it_is_a_lower_bound_and_anneals_to_every_mod
     assert int(r.trusted.sum()) >= 5, r.flags
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, *SLOW_SEEDS])
 @pytest.mark.parametrize("k", [1.0, 2.0])
 def test_folded_posterior_both_modes_found_and_annealed_to(k, seed):
     """The decoder sees z1 only through |z1| (k = 1: two equal modes; k = 2: one twice as narrow): a
@@ -167,7 +171,7 @@ def _gaussian_mixture_posterior(means, scales, log_weights, n: int = 1) -> Laten
     return LatentTarget(log_joint, sample_prior, n, d, 1)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, *SLOW_SEEDS])
 def test_a_broad_basin_that_holds_most_of_the_mass_is_chosen_over_a_higher_narrow_peak(seed):
     # latent 10: a broad basin (sd 0.5, 90% of p(x)) whose peak is 21 nats below a narrow one's (sd
     # 0.05, 10%). Chosen by peak (as before), the broad basin was left out, unflagged, 2.3 nats low.
