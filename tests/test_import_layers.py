@@ -172,3 +172,34 @@ def test_imports_down_or_sideways_are_allowed(tmp_path):
         "__init__.py": "from probgen.pipelines.fit import fit\n",
     }
     assert violations(_tree(tmp_path, files)) == []
+
+
+EXPERIMENTS = PACKAGE.parent / "experiments"
+
+
+def private_probgen_imports(root: Path) -> list[str]:
+    """``from probgen... import _name`` (or from a private module) in the scripts under ``root``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.level:
+                continue
+            module = node.module or ""
+            if module != "probgen" and not module.startswith("probgen."):
+                continue
+            private_module = any(part.startswith("_") for part in module.split("."))
+            for alias in node.names:
+                if private_module or alias.name.startswith("_"):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {module}.{alias.name}")
+    return found
+
+
+def test_experiments_import_no_private_probgen_name():
+    assert private_probgen_imports(EXPERIMENTS) == []
+
+
+def test_a_private_import_in_an_experiment_is_reported(tmp_path):
+    (tmp_path / "bench.py").write_text(
+        "from probgen import fit\nfrom probgen.inference.loglik.ais import _private, ais\n"
+    )
+    assert private_probgen_imports(tmp_path) == ["bench.py:2 probgen.inference.loglik.ais._private"]
