@@ -51,6 +51,11 @@ SCRIPTS: dict[str, tuple[str, str | None, str | None]] = {
         "mlxtend",
     ),
     "benchmarks/ais_bdmc.py": ("bdmc --steps 5 --seeds 1 --points 2", None, None),
+    "benchmarks/first_run_shape.py": (
+        "--out {tmp} --chunk-epochs 1 --max-epochs 1 -- --limit 300 --batch-size 32",
+        "minutes: trains the dSprites domain classifier (2000 steps) before a 1-epoch fit",
+        None,
+    ),
     "benchmarks/appendix_d_modes.py": ("modes --seeds 1 --points 2 --chains 2 --warmup 4 --samples 4", None, None),
     "benchmarks/data_loading.py": ("--smoke --workdir {tmp}", None, None),
     "benchmarks/eval_throughput.py": (
