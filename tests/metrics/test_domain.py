@@ -46,6 +46,7 @@ def _shape_accuracy_and_top_share(data, net):
     return net.info["test_accuracy"]["shape"], float(shapes.bincount().max()) / len(shapes)
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # the 56 % was measured on one thread: the same arithmetic in CI
 def test_the_classifier_tells_dsprites_shapes_apart_on_held_out_images(tmp_path):
     data = load_dataset(DataConfig(dataset="dsprites", limit=3000, image_size=32, data_root=str(tmp_path)))
     net = train_domain_net(data, steps=300, device=CPU, show_progress=False)  # 56 % on the 300 test images
